@@ -1,0 +1,3 @@
+"""mlx-repair: draft, run, repair, train and measure small code models on MLX."""
+
+__version__ = "0.1.0"

