@@ -16,13 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from mlx_repair.errors import UserError
+
 HUMANEVAL = "humaneval"
 HUMANEVAL_KEYS = ("task_id", "prompt", "entry_point", "test")
 MBPP_KEYS = ("task_id", "text", "code", "test_list")
 SPLIT_SEED = "mlx-repair-split-v1"
 
 
-class ProblemsError(ValueError):
+class ProblemsError(UserError):
     """A problem file a user gave cannot be used; the message names file, line and fix."""
 
 

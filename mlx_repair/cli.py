@@ -1,0 +1,73 @@
+"""The `mlx-repair` command: a thin dispatcher over one module per subcommand.
+
+Each module in `mlx_repair.commands` has `HELP` (one line), `add_arguments(parser)` and
+`run(args) -> int`, like mlx-lm's `setup_arg_parser()` / `main()`. Modules are imported
+only when their subcommand runs, so `mlx-repair exec` never pays for MLX.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from mlx_repair.errors import UserError
+
+COMMANDS = {
+    "train": "Evaluate base, mine pairs, train a LoRA adapter, evaluate it, write a report.",
+    "mine": "Run draft -> execute -> repair on the train split and store verified pairs.",
+    "eval": "Measure a model (and adapter) on a problem set: pass@1, repair, budget-matched baselines.",
+    "exec": "Run completions against a problem set's tests in the sandbox and write verdicts.",
+    "models": "List the models mlx-repair can use, where they are cached, size and dtype.",
+    "doctor": "Check this machine: MLX, BLAS, sandbox isolation, packaged models and data.",
+}
+
+
+def build_parser(available: dict[str, str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mlx-repair",
+        description="Make a small local code model measurably better at your tests.",
+        epilog="Run `mlx-repair COMMAND --help` for the options of one command.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, help_text in available.items():
+        module = _command_module(name)
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(command)
+        command.set_defaults(run=module.run)
+    return parser
+
+
+def _command_module(name: str):
+    return importlib.import_module(f"mlx_repair.commands.{name.replace('-', '_')}")
+
+
+def available_commands() -> dict[str, str]:
+    """The subcommands whose module is installed (all of them in a finished tree)."""
+    found = {}
+    for name, help_text in COMMANDS.items():
+        try:
+            _command_module(name)
+        except ModuleNotFoundError as error:
+            if error.name != f"mlx_repair.commands.{name}":
+                raise
+            continue
+        found[name] = help_text
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser(available_commands())
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except UserError as error:
+        print(f"mlx-repair {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"mlx-repair {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
