@@ -1,0 +1,138 @@
+"""Settings as dataclasses, read from an optional `mlx-repair.toml`, overridden by CLI flags.
+
+The file has one table per section below; every key is optional:
+
+    [run]
+    model = "qwen2.5-coder-0.5b-instruct"
+    [sampling]
+    temperature = 0.8
+
+A CLI flag overrides a file value when its argparse `dest` is "section.key" and the user
+gave it (flags default to None). Unknown keys and wrong types are one-line errors that
+name the key and the file, because a typo silently ignored is a wrong experiment.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from mlx_repair.errors import UserError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised only on Python 3.10
+    import tomli as tomllib
+
+CONFIG_FILE = "mlx-repair.toml"
+DEFAULT_MODEL = "qwen2.5-coder-0.5b-instruct"
+
+
+@dataclass
+class RunSection:
+    model: str = DEFAULT_MODEL
+    problems: str = "humaneval"
+    # Fraction of task ids held out for evaluation; decided per id by a hash (problems.py).
+    eval_fraction: float = 0.5
+    limit: int | None = None
+    out_dir: str = "runs"
+
+
+@dataclass
+class SamplingSection:
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 512
+    samples: int = 1
+    seed: int = 0
+    batch_size: int = 32
+
+
+@dataclass
+class SandboxSection:
+    timeout_s: float = 10.0
+    memory_mb: int = 1024
+    workers: int | None = None
+
+
+@dataclass
+class RepairSection:
+    rounds: int = 1
+
+
+@dataclass
+class Config:
+    run: RunSection = field(default_factory=RunSection)
+    sampling: SamplingSection = field(default_factory=SamplingSection)
+    sandbox: SandboxSection = field(default_factory=SandboxSection)
+    repair: RepairSection = field(default_factory=RepairSection)
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read `path`, or ./mlx-repair.toml when present, or return the defaults."""
+    if path is None:
+        if not Path(CONFIG_FILE).is_file():
+            return Config()
+        path = CONFIG_FILE
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: config file not found") from None
+    except tomllib.TOMLDecodeError as error:
+        raise UserError(f"{path}: not valid TOML ({error})") from None
+    return _build(Config, data, path, prefix="")
+
+
+def _build(cls, data: dict, path: Path, prefix: str):
+    known = {f.name: f for f in fields(cls)}
+    values = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if key not in known:
+            raise UserError(f"{path}: unknown key {name!r} (known: {', '.join(sorted(known))})")
+        kind = typing.get_type_hints(cls)[key]
+        if _is_dataclass_type(kind):
+            if not isinstance(value, dict):
+                raise UserError(f"{path}: {name!r} must be a table ([{name}])")
+            values[key] = _build(kind, value, path, prefix=f"{name}.")
+        else:
+            values[key] = _check_type(value, kind, name, path)
+    return cls(**values)
+
+
+def _is_dataclass_type(kind) -> bool:
+    return isinstance(kind, type) and hasattr(kind, "__dataclass_fields__")
+
+
+def _check_type(value, kind, name: str, path: Path):
+    allowed = _allowed_types(kind)
+    # bool is an int in Python, but `samples = true` in a file is a typo, not 1.
+    if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, tuple(allowed)):
+        expected = " or ".join(t.__name__ for t in allowed if t is not type(None))
+        raise UserError(f"{path}: {name!r} must be {expected}, got {value!r}")
+    return float(value) if float in allowed and isinstance(value, int) else value
+
+
+def _allowed_types(kind) -> list[type]:
+    """Plain types a TOML value may have for a field annotated `kind` (ints fit floats)."""
+    options = list(typing.get_args(kind)) if isinstance(kind, types.UnionType) else [kind]
+    if float in options:
+        options.append(int)
+    return options
+
+
+def apply_overrides(config: Config, values: dict) -> Config:
+    """Set every "section.key" entry of `values` (argparse's vars) that is not None."""
+    for dest, value in values.items():
+        if value is None or "." not in dest:
+            continue
+        section_name, key = dest.split(".", 1)
+        section = getattr(config, section_name)
+        if not hasattr(section, key):
+            raise ValueError(f"flag dest {dest!r} names no config key")
+        setattr(section, key, value)
+    return config

@@ -1,0 +1,60 @@
+import pytest
+
+from mlx_repair.config import Config, apply_overrides, load_config
+from mlx_repair.errors import UserError
+
+
+def write(tmp_path, text):
+    path = tmp_path / "mlx-repair.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_a_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert load_config() == Config()
+
+
+def test_file_values_are_read_and_ints_widen_to_floats(tmp_path):
+    config = load_config(write(tmp_path, '[run]\nmodel = "m"\nlimit = 5\n[sampling]\ntemperature = 1\n'))
+    assert config.run.model == "m" and config.run.limit == 5
+    assert config.sampling.temperature == 1.0 and isinstance(config.sampling.temperature, float)
+    assert config.sampling.max_tokens == Config().sampling.max_tokens
+
+
+def test_file_in_working_directory_is_found(tmp_path, monkeypatch):
+    write(tmp_path, "[repair]\nrounds = 3\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_config().repair.rounds == 3
+
+
+def test_flags_override_file_values_only_when_given(tmp_path):
+    config = load_config(write(tmp_path, "[sampling]\ntemperature = 0.8\nseed = 7\n"))
+    apply_overrides(config, {"sampling.temperature": 0.2, "sampling.seed": None, "command": "eval"})
+    assert (config.sampling.temperature, config.sampling.seed) == (0.2, 7)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[sampling]\ntemprature = 1.0\n", "unknown key 'sampling.temprature'"),
+        ("[nonsense]\nx = 1\n", "unknown key 'nonsense'"),
+        ("[sampling]\nsamples = 'four'\n", "'sampling.samples' must be int, got 'four'"),
+        ("[sampling]\nsamples = true\n", "'sampling.samples' must be int, got True"),
+        ("[sampling]\ntemperature = 'hot'\n", "'sampling.temperature' must be float"),
+        ("run = 3\n", "'run' must be a table"),
+        ("[run\n", "not valid TOML"),
+    ],
+)
+def test_bad_files_are_one_line_errors_naming_key_and_file(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(UserError) as error:
+        load_config(path)
+    assert str(error.value).startswith(f"{path}: ")
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_missing_explicit_file(tmp_path):
+    with pytest.raises(UserError, match="config file not found"):
+        load_config(tmp_path / "absent.toml")
