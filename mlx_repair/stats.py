@@ -1,0 +1,82 @@
+"""The statistics behind every number mlx-repair prints; pure functions, no I/O.
+
+Small evaluation sets mislead easily ("+3 points" on 30 problems is one problem), so
+results are compared problem by problem: which ones moved, an exact McNemar test on the
+discordant pairs, and a paired bootstrap interval for the difference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import comb
+
+import numpy as np
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples of which c passed (Chen et al. 2021):
+    1 - C(n-c, k) / C(n, k), the chance that k of the n samples include a pass."""
+    if not 0 <= c <= n or k < 1:
+        raise ValueError(f"need 0 <= c <= n and k >= 1, got n={n} c={c} k={k}")
+    if k > n:
+        raise ValueError(f"pass@{k} needs at least {k} samples per problem, got {n}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - comb(n - c, k) / comb(n, k)
+
+
+def mean_pass_at_k(counts: list[tuple[int, int]], k: int) -> float:
+    """pass@k averaged over problems, each given as (n samples, c passed)."""
+    if not counts:
+        raise ValueError("no problems to average over")
+    return sum(pass_at_k(n, c, k) for n, c in counts) / len(counts)
+
+
+def mcnemar_exact(fixed: int, broken: int) -> float:
+    """Two-sided exact McNemar p-value: under 'no difference' each of the fixed + broken
+    discordant problems is a fair coin flip, so p is a binomial tail, doubled."""
+    if fixed < 0 or broken < 0:
+        raise ValueError("counts must be non-negative")
+    discordant = fixed + broken
+    if discordant == 0:
+        return 1.0
+    tail = sum(comb(discordant, i) for i in range(min(fixed, broken) + 1)) / 2**discordant
+    return min(1.0, 2 * tail)
+
+
+@dataclass(frozen=True)
+class Moved:
+    """How two systems differ on the same problems."""
+
+    fixed: list[str]  # failed under A, passed under B
+    broken: list[str]  # passed under A, failed under B
+    n: int
+
+    @property
+    def p_value(self) -> float:
+        return mcnemar_exact(len(self.fixed), len(self.broken))
+
+
+def moved_problems(a: dict[str, bool], b: dict[str, bool]) -> Moved:
+    """Compare per-problem outcomes; both must cover the same task ids."""
+    if a.keys() != b.keys():
+        only = sorted(set(a) ^ set(b))[:3]
+        raise ValueError(f"results cover different problems (e.g. {', '.join(only)})")
+    fixed = sorted(t for t in a if not a[t] and b[t])
+    broken = sorted(t for t in a if a[t] and not b[t])
+    return Moved(fixed=fixed, broken=broken, n=len(a))
+
+
+def bootstrap_interval(
+    a: list[float], b: list[float], rounds: int = 10_000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile interval of mean(b) - mean(a), resampling problems with replacement
+    (paired: one draw picks the same problem for both systems)."""
+    if len(a) != len(b) or not a:
+        raise ValueError("need two equally long, non-empty lists of per-problem scores")
+    diffs = np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64)
+    draws = np.random.default_rng(seed).integers(0, len(diffs), size=(rounds, len(diffs)))
+    means = diffs[draws].mean(axis=1)
+    tail = (1.0 - level) / 2
+    low, high = np.quantile(means, [tail, 1.0 - tail])
+    return float(low), float(high)
