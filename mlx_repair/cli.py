@@ -29,10 +29,16 @@ def build_parser(available: dict[str, str]) -> argparse.ArgumentParser:
         description="Make a small local code model measurably better at your tests.",
         epilog="Run `mlx-repair COMMAND --help` for the options of one command.",
     )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        metavar="TOML",
+        help="settings file (default: ./mlx-repair.toml when present); flags override it",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, help_text in available.items():
         module = _command_module(name)
-        command = sub.add_parser(name, help=help_text, description=help_text)
+        command = sub.add_parser(name, help=help_text, description=help_text, parents=[common])
         module.add_arguments(command)
         command.set_defaults(run=module.run)
     return parser

@@ -136,3 +136,8 @@ def apply_overrides(config: Config, values: dict) -> Config:
             raise ValueError(f"flag dest {dest!r} names no config key")
         setattr(section, key, value)
     return config
+
+
+def config_from_args(args) -> Config:
+    """The file named by --config (or found in the working directory), then the flags."""
+    return apply_overrides(load_config(getattr(args, "config", None)), vars(args))
