@@ -1,0 +1,280 @@
+"""The SQLite store of one run: every attempt with its verdict, and the pairs mined from them.
+
+Why SQLite in WAL mode with one transaction per attempt: a run can be killed at any
+moment (SIGKILL, a closed laptop lid) and re-running the same command must continue
+where it stopped. Each attempt is written once, together with its verdict, under a
+unique key (task, kind, sample, round); a re-run asks which keys exist and skips them,
+and `INSERT OR IGNORE` makes a duplicate impossible even if it asks twice.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from mlx_repair.errors import UserError
+
+SCHEMA_VERSION = 1
+STORE_FILE = "store.sqlite"
+PAIR_KINDS = ("repair", "solve", "keep", "garbage")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    model TEXT NOT NULL,
+    problems TEXT NOT NULL,
+    config TEXT NOT NULL,
+    split TEXT NOT NULL,
+    started REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS problems (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    task_id TEXT NOT NULL,
+    side TEXT NOT NULL,
+    PRIMARY KEY (run_id, task_id)
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    task_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    sample_index INTEGER NOT NULL,
+    round INTEGER NOT NULL,
+    parent_id INTEGER REFERENCES attempts(id),
+    prompt TEXT NOT NULL,
+    completion TEXT NOT NULL,
+    code TEXT NOT NULL,
+    model TEXT NOT NULL,
+    sampling TEXT NOT NULL,
+    num_tokens INTEGER NOT NULL,
+    passed INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    feedback TEXT NOT NULL,
+    verdict TEXT NOT NULL,
+    created REAL NOT NULL,
+    UNIQUE (run_id, task_id, kind, sample_index, round)
+);
+CREATE TABLE IF NOT EXISTS pairs (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    task_id TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('repair', 'solve', 'keep', 'garbage')),
+    broken_id INTEGER REFERENCES attempts(id),
+    fixed_id INTEGER NOT NULL REFERENCES attempts(id),
+    feedback TEXT NOT NULL,
+    near_copy INTEGER NOT NULL,
+    created REAL NOT NULL,
+    UNIQUE (run_id, kind, broken_id, fixed_id)
+);
+"""
+
+
+@dataclass
+class Attempt:
+    """One model output, the code taken from it, and what the sandbox said of it."""
+
+    task_id: str
+    kind: str  # "draft", "repair" or "resample"
+    sample_index: int
+    round: int
+    prompt: str
+    completion: str
+    code: str
+    model: str
+    passed: bool
+    status: str
+    feedback: str
+    num_tokens: int = 0
+    sampling: dict = field(default_factory=dict)
+    verdict: dict = field(default_factory=dict)
+    parent_id: int | None = None
+    id: int | None = None
+
+    @property
+    def key(self) -> tuple[str, str, int, int]:
+        return (self.task_id, self.kind, self.sample_index, self.round)
+
+
+@dataclass
+class Pair:
+    task_id: str
+    kind: str
+    fixed_id: int
+    feedback: str
+    broken_id: int | None = None
+    near_copy: bool = False
+    id: int | None = None
+
+
+class Store:
+    """One run's store file. Open it with `Store.open(run_dir)`; close it (or use `with`)."""
+
+    def __init__(self, connection: sqlite3.Connection, path: Path):
+        self.db = connection
+        self.path = path
+        self.run_id: int | None = None
+
+    @classmethod
+    def open(cls, run_dir: str | Path) -> "Store":
+        path = Path(run_dir) / STORE_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            connection = sqlite3.connect(path, timeout=30.0)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA foreign_keys=ON")
+            store = cls(connection, path)
+            store._check_or_create_schema()
+        except sqlite3.DatabaseError as error:
+            raise UserError(
+                f"{path}: not a readable mlx-repair store ({error}); move it away to start afresh"
+            ) from None
+        return store
+
+    def _check_or_create_schema(self) -> None:
+        tables = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "meta" in tables:
+            row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            version = int(row[0]) if row else None
+            if version != SCHEMA_VERSION:
+                raise UserError(
+                    f"{self.path}: written by another mlx-repair version (store schema {version}, "
+                    f"this version reads {SCHEMA_VERSION}); use a new run directory"
+                )
+            self.db.execute("PRAGMA quick_check").fetchone()
+            return
+        if tables:
+            raise UserError(f"{self.path}: holds tables that are not an mlx-repair store")
+        with self.db:
+            self.db.executescript(SCHEMA)
+            self.db.execute(
+                "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def start_run(self, name: str, model: str, problems: str, config: dict, split: dict) -> int:
+        """Create the run, or reopen it when the same name exists with the same settings."""
+        row = self.db.execute(
+            "SELECT id, model, problems, config, split FROM runs WHERE name=?", (name,)
+        ).fetchone()
+        settings = (model, problems, json.dumps(config, sort_keys=True), json.dumps(split, sort_keys=True))
+        if row:
+            if tuple(row[1:]) != settings:
+                raise UserError(
+                    f"{self.path}: run {name!r} was started with other settings "
+                    f"(model, problems, config or split differ); use a new run directory to change them"
+                )
+            self.run_id = row[0]
+            return self.run_id
+        with self.db:
+            cursor = self.db.execute(
+                "INSERT INTO runs (name, model, problems, config, split, started) VALUES (?, ?, ?, ?, ?, ?)",
+                (name, *settings, time.time()),
+            )
+            self.db.executemany(
+                "INSERT INTO problems VALUES (?, ?, ?)",
+                [(cursor.lastrowid, t, side) for side in ("train", "eval") for t in split.get(side, [])],
+            )
+        self.run_id = cursor.lastrowid
+        return self.run_id
+
+    def _require_run(self) -> int:
+        if self.run_id is None:
+            raise RuntimeError("start_run() first")
+        return self.run_id
+
+    def add_attempt(self, attempt: Attempt) -> Attempt:
+        """Write one attempt with its verdict in its own transaction; returns it with its id.
+        An attempt under an existing key is not written again: the stored one is returned."""
+        run_id = self._require_run()
+        row = asdict(attempt)
+        row.pop("id")
+        row["sampling"] = json.dumps(row["sampling"], sort_keys=True)
+        row["verdict"] = json.dumps(row["verdict"], sort_keys=True)
+        row["passed"] = int(row["passed"])
+        columns = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        with self.db:
+            self.db.execute(
+                f"INSERT OR IGNORE INTO attempts (run_id, created, {columns}) VALUES (?, ?, {marks})",
+                (run_id, time.time(), *row.values()),
+            )
+        return self.attempt_by_key(*attempt.key)
+
+    def attempt_by_key(self, task_id: str, kind: str, sample_index: int, round: int) -> Attempt | None:
+        rows = self._attempts(
+            "task_id=? AND kind=? AND sample_index=? AND round=?", (task_id, kind, sample_index, round)
+        )
+        return rows[0] if rows else None
+
+    def attempts(self, task_id: str | None = None) -> list[Attempt]:
+        if task_id is None:
+            return self._attempts("1", ())
+        return self._attempts("task_id=?", (task_id,))
+
+    def _attempts(self, where: str, params: tuple) -> list[Attempt]:
+        names = [f for f in Attempt.__dataclass_fields__]
+        cursor = self.db.execute(
+            f"SELECT {', '.join(names)} FROM attempts WHERE run_id=? AND {where} ORDER BY id",
+            (self._require_run(), *params),
+        )
+        result = []
+        for values in cursor:
+            record = dict(zip(names, values))
+            record["sampling"] = json.loads(record["sampling"])
+            record["verdict"] = json.loads(record["verdict"])
+            record["passed"] = bool(record["passed"])
+            result.append(Attempt(**record))
+        return result
+
+    def add_pair(self, pair: Pair) -> bool:
+        """Store a pair; False when the same pair was already stored (a resumed run)."""
+        if pair.kind not in PAIR_KINDS:
+            raise ValueError(f"pair kind must be one of {PAIR_KINDS}, got {pair.kind!r}")
+        with self.db:
+            cursor = self.db.execute(
+                "INSERT OR IGNORE INTO pairs (run_id, task_id, kind, broken_id, fixed_id, feedback, "
+                "near_copy, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    self._require_run(),
+                    pair.task_id,
+                    pair.kind,
+                    pair.broken_id,
+                    pair.fixed_id,
+                    pair.feedback,
+                    int(pair.near_copy),
+                    time.time(),
+                ),
+            )
+        return cursor.rowcount == 1
+
+    def pairs(self, kind: str | None = None) -> list[Pair]:
+        query = "SELECT task_id, kind, fixed_id, feedback, broken_id, near_copy, id FROM pairs WHERE run_id=?"
+        params: tuple = (self._require_run(),)
+        if kind is not None:
+            query += " AND kind=?"
+            params += (kind,)
+        return [
+            Pair(task_id=t, kind=k, fixed_id=f, feedback=fb, broken_id=b, near_copy=bool(n), id=i)
+            for t, k, f, fb, b, n, i in self.db.execute(query + " ORDER BY id", params)
+        ]
+
+    def pair_counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(PAIR_KINDS, 0)
+        for kind, count in self.db.execute(
+            "SELECT kind, COUNT(*) FROM pairs WHERE run_id=? GROUP BY kind", (self._require_run(),)
+        ):
+            counts[kind] = count
+        return counts

@@ -1,0 +1,74 @@
+import sqlite3
+
+import pytest
+
+from mlx_repair.errors import UserError
+from mlx_repair.store import STORE_FILE, Attempt, Pair, Store
+
+SPLIT = {"train": ["T/0", "T/1"], "eval": ["T/2"]}
+
+
+def attempt(task="T/0", kind="draft", sample=0, round=0, passed=False, **extra):
+    fields = dict(
+        task_id=task, kind=kind, sample_index=sample, round=round, prompt="p", completion="c",
+        code="def f(): pass", model="tiny", passed=passed, status="passed" if passed else "failed",
+        feedback="" if passed else "Input: 1\nExpected: 2\nGot: 3",
+    )
+    return Attempt(**{**fields, **extra})
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store.open(tmp_path) as store:
+        store.start_run("r", "tiny", "humaneval", {"a": 1}, SPLIT)
+        yield store
+
+
+def test_attempts_round_trip_and_never_duplicate(store):
+    first = store.add_attempt(attempt(verdict={"cases": [1, 2]}, sampling={"temperature": 0.8}))
+    assert first.id is not None and first.verdict == {"cases": [1, 2]}
+    again = store.add_attempt(attempt(completion="something else"))
+    assert again.id == first.id and again.completion == "c"
+    store.add_attempt(attempt(kind="repair", round=1, parent_id=first.id, passed=True))
+    assert [a.kind for a in store.attempts("T/0")] == ["draft", "repair"]
+    assert store.attempt_by_key("T/0", "repair", 0, 1).passed is True
+    assert store.attempt_by_key("T/9", "draft", 0, 0) is None
+
+
+def test_pairs_are_counted_per_kind_and_stored_once(store):
+    broken = store.add_attempt(attempt())
+    fixed = store.add_attempt(attempt(kind="repair", round=1, passed=True, parent_id=broken.id))
+    pair = Pair(task_id="T/0", kind="repair", fixed_id=fixed.id, broken_id=broken.id, feedback="fb")
+    assert store.add_pair(pair) is True
+    assert store.add_pair(pair) is False
+    assert store.pair_counts() == {"repair": 1, "solve": 0, "keep": 0, "garbage": 0}
+    assert store.pairs("repair")[0].broken_id == broken.id
+    with pytest.raises(ValueError, match="pair kind"):
+        store.add_pair(Pair(task_id="T/0", kind="bogus", fixed_id=fixed.id, feedback=""))
+
+
+def test_reopening_resumes_the_same_run(tmp_path, store):
+    store.add_attempt(attempt())
+    with Store.open(tmp_path) as again:
+        assert again.start_run("r", "tiny", "humaneval", {"a": 1}, SPLIT) == store.run_id
+        assert len(again.attempts()) == 1
+        with pytest.raises(UserError, match="started with other settings"):
+            again.start_run("r", "other-model", "humaneval", {"a": 1}, SPLIT)
+
+
+def test_store_of_another_version_is_refused(tmp_path, store):
+    store.db.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
+    store.db.commit()
+    with pytest.raises(UserError, match="another mlx-repair version"):
+        Store.open(tmp_path)
+
+
+def test_corrupted_or_foreign_files_are_refused(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / STORE_FILE).write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(UserError, match="not a readable mlx-repair store"):
+        Store.open(tmp_path / "a")
+    (tmp_path / "b").mkdir()
+    sqlite3.connect(tmp_path / "b" / STORE_FILE).execute("CREATE TABLE x (y)")
+    with pytest.raises(UserError, match="not an mlx-repair store"):
+        Store.open(tmp_path / "b")
