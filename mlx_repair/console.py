@@ -1,0 +1,109 @@
+"""Print the core's events on a terminal: one live progress line, and plain lines when the
+output is a file or a CI log (no carriage-return noise there)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from typing import Iterable, TextIO
+
+from mlx_repair.events import (
+    AttemptFinished,
+    Generating,
+    Log,
+    PairSaved,
+    Progress,
+    StageFinished,
+    StageStarted,
+    TrainStep,
+)
+
+PLAIN_EVERY_S = 30.0  # without a terminal, a progress line at most this often
+BAR_WIDTH = 20
+
+
+class Console:
+    def __init__(self, stream: TextIO | None = None):
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty()
+        self.outcomes: Counter = Counter()
+        self.pairs: dict[str, int] = {}
+        self._last_plain = 0.0
+        self._line_open = False
+        self._completed: set[str] = set()  # stages whose final progress line was printed
+
+    def follow(self, events: Iterable[object]) -> None:
+        for event in events:
+            self.show(event)
+        self._end_line()
+
+    def show(self, event: object) -> None:
+        if isinstance(event, AttemptFinished):
+            attempt = event.attempt
+            self.outcomes[(attempt.kind, attempt.passed)] += 1
+        elif isinstance(event, PairSaved):
+            self.pairs = dict(event.counts)
+        elif isinstance(event, Progress):
+            self._progress(event)
+        elif isinstance(event, StageStarted):
+            self._completed.discard(event.stage)
+            self.line(f"== {event.stage}" + (f" ({event.total} problems)" if event.total else ""))
+        elif isinstance(event, StageFinished):
+            memory = f", peak {event.peak_memory_gb:.1f} GB" if event.peak_memory_gb else ""
+            self.line(f"== {event.stage} done in {_duration(event.seconds)}{memory}")
+        elif isinstance(event, Generating):
+            self._progress_text(f"writing {event.count} {event.kind}s ...", force=False)
+        elif isinstance(event, TrainStep):
+            validation = "" if event.validation_loss is None else f" val {event.validation_loss:.3f}"
+            self.line(
+                f"iter {event.iteration:>5}  loss {event.loss:.3f}{validation}  "
+                f"{event.tokens_per_second:.0f} tok/s  peak {event.peak_memory_gb:.1f} GB"
+            )
+        elif isinstance(event, Log):
+            self.line(event.message)
+
+    def line(self, text: str) -> None:
+        self._end_line()
+        print(text, file=self.stream, flush=True)
+
+    def import_progress(self, done: int, total: int, name: str) -> None:
+        """For a model import: (tensors done, tensors total, tensor name)."""
+        self._progress_text(f"importing model: tensor {done}/{total} {name}", force=done == total)
+
+    def _progress(self, event: Progress) -> None:
+        share = event.done / event.total if event.total else 0.0
+        filled = int(share * BAR_WIDTH)
+        passed = self.outcomes[("draft", True)]
+        repaired = self.outcomes[("repair", True)]
+        text = (
+            f"{event.stage} [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {event.done}/{event.total} drafts"
+            f"  passed {passed}  repaired {repaired}"
+            f"  {event.generated_tokens} tok  {event.tokens_per_second:.1f} tok/s"
+        )
+        if self.pairs:
+            text += "  pairs " + " ".join(f"{k}={v}" for k, v in self.pairs.items() if v)
+        complete = event.done == event.total and event.stage not in self._completed
+        if complete:
+            self._completed.add(event.stage)
+        self._progress_text(text, force=complete)
+
+    def _progress_text(self, text: str, force: bool) -> None:
+        if self.live:
+            print(f"\r\033[K{text}", end="", file=self.stream, flush=True)
+            self._line_open = True
+            return
+        now = time.monotonic()
+        if force or now - self._last_plain >= PLAIN_EVERY_S:
+            self._last_plain = now
+            print(text, file=self.stream, flush=True)
+
+    def _end_line(self) -> None:
+        if self._line_open:
+            print(file=self.stream, flush=True)
+            self._line_open = False
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"

@@ -1,0 +1,104 @@
+"""The model side of the loop: requests in, extracted code out, batched on MLX.
+
+Requests that share a prompt (the n drafts of one problem) are sent as one prompt with
+n samples, so the prompt is prefilled once; everything else goes to the model together,
+as many sequences per step as the batch holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Iterator
+
+from mlx_repair import prompts
+from mlx_repair.loop import Output, Request
+from mlx_repair.sampling import SamplingConfig, SamplingStats, sample
+
+# A resample is an independent second try; greedy decoding would repeat the draft.
+RESAMPLE_TEMPERATURE = 0.8
+
+
+@dataclass
+class WriterSampling:
+    draft: SamplingConfig = field(default_factory=SamplingConfig)
+    repair: SamplingConfig = field(default_factory=SamplingConfig)
+    resample: SamplingConfig | None = None
+
+    @classmethod
+    def from_draft(cls, draft: SamplingConfig) -> "WriterSampling":
+        """Repairs decode like drafts; resamples are drawn at a temperature even when
+        drafts are greedy, so that the baseline really samples again."""
+        resample_temperature = draft.temperature or RESAMPLE_TEMPERATURE
+        return cls(
+            draft=draft,
+            repair=replace(draft),
+            resample=replace(draft, temperature=resample_temperature, seed=draft.seed + 1),
+        )
+
+
+class MLXWriter:
+    """Writes code with an mlx-lm model; satisfies `loop.Writer`."""
+
+    def __init__(self, model, tokenizer, name: str, sampling: WriterSampling, chat: bool | None = None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name
+        self.sampling = sampling
+        self.chat = prompts.is_chat_model(tokenizer) if chat is None else chat
+        self.stats = SamplingStats()
+
+    def sampling_for(self, kind: str) -> dict:
+        return asdict(self._config(kind))
+
+    def _config(self, kind: str) -> SamplingConfig:
+        config = getattr(self.sampling, kind)
+        if config is None:
+            raise ValueError(f"no sampling settings for {kind!r} requests")
+        return config
+
+    def prompt_ids(self, request: Request) -> list[int]:
+        if request.kind == "repair":
+            broken = request.broken
+            return prompts.repair_prompt(
+                self.tokenizer, request.problem, broken.code, broken.feedback, chat=self.chat
+            )
+        return prompts.draft_prompt(self.tokenizer, request.problem, chat=self.chat)
+
+    def write(self, requests: list[Request]) -> Iterator[Output]:
+        """Outputs in the order they finish. All requests must be of one kind."""
+        kinds = {r.kind for r in requests}
+        if len(kinds) != 1:
+            raise ValueError(f"one kind of request per call, got {sorted(kinds)}")
+        groups = _group_by_prompt([(self.prompt_ids(r), r) for r in requests])
+        # Samples per prompt are uniform except after a resumed crash; then go one by one.
+        sizes = {len(members) for _, members in groups}
+        if len(sizes) > 1:
+            groups = [(ids, [member]) for ids, members in groups for member in members]
+        n = len(groups[0][1])
+        stops = [prompts.stop_check(members[0].problem, self.chat) for _, members in groups]
+        samples = sample(
+            self.model,
+            self.tokenizer,
+            [ids for ids, _ in groups],
+            n=n,
+            config=self._config(kinds.pop()),
+            stops=stops,
+            stats=self.stats,
+        )
+        for result in samples:
+            ids, members = groups[result.prompt_index]
+            request = members[result.sample_index]
+            yield Output(
+                request=request,
+                prompt=self.tokenizer.decode(ids),
+                completion=result.text,
+                code=prompts.extract_code(result.text, request.problem),
+                num_tokens=result.num_tokens,
+            )
+
+
+def _group_by_prompt(items: list[tuple[list[int], Request]]) -> list[tuple[list[int], list[Request]]]:
+    groups: dict[tuple[int, ...], tuple[list[int], list[Request]]] = {}
+    for ids, request in items:
+        groups.setdefault(tuple(ids), (ids, []))[1].append(request)
+    return list(groups.values())

@@ -1,0 +1,91 @@
+"""Turn a run's stored attempts into the numbers we report, problem by problem.
+
+Per problem and per draft chain s (draft s, its repairs, its resample):
+- cold: draft s passed;
+- repair@1: draft s passed, or its first repair passed (on all cases, hidden included);
+- resample@2: draft s passed, or one independent fresh sample passed: the same number of
+  model calls as repair@1, so the honest baseline (Olausson et al.);
+- pass@k: the unbiased estimator over the n drafts (only for k with n >= 2k);
+- oracle: any attempt of any kind passed.
+Averaging over chains gives each problem a score in [0, 1]; the metric is their mean.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mlx_repair.problems import Problem
+from mlx_repair.stats import pass_at_k
+from mlx_repair.store import Attempt, Store
+
+METRIC_LABELS = {
+    "cold_pass@1": "cold pass@1",
+    "repair_pass@1": "pass@1 after one repair turn",
+    "resample_pass@2": "resampling, same budget (pass@2)",
+    "oracle": "oracle (any attempt passed)",
+}
+
+
+@dataclass
+class ProblemResult:
+    task_id: str
+    drafts: int
+    drafts_passed: int
+    cold: float
+    repair: float | None
+    resample: float | None
+    oracle: bool
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def problem_result(task_id: str, attempts: list[Attempt]) -> ProblemResult:
+    drafts = sorted((a for a in attempts if a.kind == "draft"), key=lambda a: a.sample_index)
+    if not drafts:
+        raise ValueError(f"{task_id}: no drafts stored")
+    passed = {(a.kind, a.sample_index, a.round) for a in attempts if a.passed}
+    has = {(a.kind, a.sample_index, a.round) for a in attempts}
+
+    def chain_score(kind: str) -> float | None:
+        if not any(k == kind for k, _, _ in has) and not all(d.passed for d in drafts):
+            return None
+        wins = [d.passed or (kind, d.sample_index, 1) in passed for d in drafts]
+        return sum(wins) / len(wins)
+
+    return ProblemResult(
+        task_id=task_id,
+        drafts=len(drafts),
+        drafts_passed=sum(d.passed for d in drafts),
+        cold=sum(d.passed for d in drafts) / len(drafts),
+        repair=chain_score("repair"),
+        resample=chain_score("resample"),
+        oracle=bool(passed),
+    )
+
+
+def summarize(store: Store, problems: list[Problem]) -> tuple[dict, list[ProblemResult]]:
+    """Metrics over `problems` (every one must have drafts) and the per-problem table."""
+    rows = [problem_result(p.task_id, store.attempts(p.task_id)) for p in problems]
+    n = len(rows)
+    metrics: dict[str, float] = {"cold_pass@1": sum(r.cold for r in rows) / n}
+    for key, attr in (("repair_pass@1", "repair"), ("resample_pass@2", "resample")):
+        scores = [getattr(r, attr) for r in rows]
+        if all(s is not None for s in scores):
+            metrics[key] = sum(scores) / n
+    samples = min(r.drafts for r in rows)
+    for k in (2, 5, 10, 20, 50, 100):
+        if samples >= 2 * k:
+            metrics[f"pass@{k}"] = sum(pass_at_k(r.drafts, r.drafts_passed, k) for r in rows) / n
+    metrics["oracle"] = sum(r.oracle for r in rows) / n
+    return metrics, rows
+
+
+def gains_over_cold(rows: list[ProblemResult], attr: str) -> list[str]:
+    """Problems whose `attr` score beats the cold score: what repair or resampling bought."""
+    return [r.task_id for r in rows if getattr(r, attr) is not None and getattr(r, attr) > r.cold]
+
+
+def format_metric(key: str, value: float, n: int) -> str:
+    label = METRIC_LABELS.get(key, key)
+    return f"{label:<36} {100 * value:5.1f}%  (n={n}, {value * n:.1f} problems)"

@@ -1,0 +1,212 @@
+"""Draft -> execute -> repair -> verify, as a generator of events.
+
+For each problem: `samples` drafts; each runs in the sandbox. A failing attempt gets a
+repair prompt holding the feedback of its *visible* cases; up to `rounds` repairs follow
+one chain per draft, and each is verified on *all* cases, hidden ones included. When
+`resample` is set, every failing draft also gets one independent fresh sample: the
+budget-matched baseline (two model calls either way) that repair has to beat.
+
+Everything is written to the store before it is reported, keyed by (task, kind, sample,
+round), so a re-run skips what is stored and a killed run loses nothing committed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import time
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, Protocol
+
+from mlx_repair.events import AttemptFinished, Generating, PairSaved, Progress
+from mlx_repair.problems import Problem
+from mlx_repair.store import Attempt, Pair, Store
+
+# A "fix" this similar to the broken code is kept but flagged: it may be a trivial edit.
+NEAR_COPY_RATIO = 0.98
+
+
+@dataclass
+class Request:
+    """One model call: write (or repair) code for `problem`."""
+
+    problem: Problem
+    kind: str  # "draft", "repair" or "resample"
+    sample_index: int
+    round: int
+    broken: Attempt | None = None  # the attempt a repair starts from
+
+
+@dataclass
+class Output:
+    request: Request
+    prompt: str
+    completion: str
+    code: str
+    num_tokens: int
+
+
+class Writer(Protocol):
+    """The model side: turns requests into code. `drafter.MLXWriter` is the real one;
+    tests may script one."""
+
+    name: str
+
+    def write(self, requests: list[Request]) -> Iterator[Output]: ...
+
+    def sampling_for(self, kind: str) -> dict: ...
+
+
+class Judge(Protocol):
+    """The sandbox side: `sandbox.Pool` satisfies it."""
+
+    def run(self, jobs: Iterable[tuple]) -> Iterator[tuple]: ...
+
+
+@dataclass
+class LoopConfig:
+    samples: int = 1
+    rounds: int = 1
+    resample: bool = False
+    save_pairs: bool = True
+    # Problems whose requests go to the model together: large enough to fill the batch,
+    # small enough that progress (and the store) advance every few minutes.
+    chunk_size: int = 16
+    stage: str = "mine"
+
+
+@dataclass
+class _Tally:
+    done: int = 0
+    tokens: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+    def progress(self, stage: str, total: int) -> Progress:
+        seconds = max(time.perf_counter() - self.started, 1e-9)
+        return Progress(stage, self.done, total, self.tokens, self.tokens / seconds)
+
+
+def run_loop(
+    problems: list[Problem], writer: Writer, judge: Judge, store: Store, config: LoopConfig
+) -> Iterator[object]:
+    if not 0 <= config.rounds <= 3:
+        raise ValueError(f"repair rounds must be between 0 and 3, got {config.rounds}")
+    tally = _Tally()
+    total = len(problems) * config.samples
+    for start in range(0, len(problems), config.chunk_size):
+        chunk = problems[start : start + config.chunk_size]
+        yield from _step(_draft_requests(chunk, config), writer, judge, store, config, tally, total)
+        for round in range(1, config.rounds + 1):
+            requests = _repair_requests(chunk, store, config, round)
+            yield from _step(requests, writer, judge, store, config, tally, total)
+        if config.resample:
+            requests = _resample_requests(chunk, store, config)
+            yield from _step(requests, writer, judge, store, config, tally, total)
+
+
+def _draft_requests(chunk: list[Problem], config: LoopConfig) -> list[Request]:
+    return [
+        Request(problem, "draft", sample, 0)
+        for problem in chunk
+        for sample in range(config.samples)
+    ]
+
+
+def _repair_requests(chunk, store: Store, config: LoopConfig, round: int) -> list[Request]:
+    """A repair for every chain whose latest attempt (draft or previous repair) failed."""
+    requests = []
+    for problem in chunk:
+        for sample in range(config.samples):
+            kind = "draft" if round == 1 else "repair"
+            previous = store.attempt_by_key(problem.task_id, kind, sample, round - 1)
+            if previous is not None and not previous.passed:
+                requests.append(Request(problem, "repair", sample, round, broken=previous))
+    return requests
+
+
+def _resample_requests(chunk, store: Store, config: LoopConfig) -> list[Request]:
+    requests = []
+    for problem in chunk:
+        for sample in range(config.samples):
+            draft = store.attempt_by_key(problem.task_id, "draft", sample, 0)
+            if draft is not None and not draft.passed:
+                requests.append(Request(problem, "resample", sample, 1, broken=draft))
+    return requests
+
+
+def _step(requests, writer, judge, store, config, tally, total) -> Iterator[object]:
+    """Write the requests that are not stored yet, judge them, store and report all."""
+    todo = []
+    for request in requests:
+        stored = store.attempt_by_key(request.problem.task_id, request.kind, request.sample_index, request.round)
+        if stored is None:
+            todo.append(request)
+            continue
+        if request.kind == "draft":
+            tally.done += 1
+        yield AttemptFinished(stored, resumed=True)
+        if config.save_pairs:  # the run may have died between the attempt and its pairs
+            yield from _save_pairs(request, stored, store)
+    if not todo:
+        return
+    yield Generating(todo[0].kind, tuple(r.problem.task_id for r in todo), len(todo))
+    outputs = {id(output.request): output for output in writer.write(todo)}
+    jobs = [(id(r), r.problem, outputs[id(r)].code) for r in todo]
+    for key, verdict in judge.run(jobs):
+        output = outputs[key]
+        attempt = store.add_attempt(_attempt(output, verdict, writer))
+        tally.tokens += output.num_tokens
+        if output.request.kind == "draft":
+            tally.done += 1
+        yield AttemptFinished(attempt)
+        if config.save_pairs:
+            yield from _save_pairs(output.request, attempt, store)
+        yield tally.progress(config.stage, total)
+
+
+def _attempt(output: Output, verdict, writer: Writer) -> Attempt:
+    request = output.request
+    return Attempt(
+        task_id=request.problem.task_id,
+        kind=request.kind,
+        sample_index=request.sample_index,
+        round=request.round,
+        prompt=output.prompt,
+        completion=output.completion,
+        code=output.code,
+        model=writer.name,
+        passed=verdict.passed,
+        status=verdict.status,
+        feedback=verdict.feedback,
+        num_tokens=output.num_tokens,
+        sampling=writer.sampling_for(request.kind),
+        verdict=verdict.to_dict(),
+        parent_id=request.broken.id if request.broken else None,
+    )
+
+
+def _save_pairs(request: Request, attempt: Attempt, store: Store) -> Iterator[PairSaved]:
+    """Which training pairs an attempt makes:
+    - a passing draft: `solve` (problem -> code) and `keep` (passing code -> unchanged);
+    - a passing repair: `repair` (broken + feedback -> fix), unless the fix is the broken
+      code itself; a near-copy is kept but flagged;
+    - a failing repair: `garbage`, the same shape with a "fix" that fails (the control)."""
+    pairs = []
+    if request.kind == "draft" and attempt.passed:
+        pairs.append(Pair(attempt.task_id, "solve", attempt.id, feedback=""))
+        pairs.append(Pair(attempt.task_id, "keep", attempt.id, feedback="", broken_id=attempt.id))
+    elif request.kind == "repair" and attempt.code.strip() != request.broken.code.strip():
+        kind = "repair" if attempt.passed else "garbage"
+        similarity = difflib.SequenceMatcher(None, request.broken.code, attempt.code).ratio()
+        pairs.append(
+            Pair(
+                attempt.task_id,
+                kind,
+                attempt.id,
+                feedback=request.broken.feedback,
+                broken_id=request.broken.id,
+                near_copy=similarity >= NEAR_COPY_RATIO,
+            )
+        )
+    for pair in pairs:
+        if store.add_pair(pair):
+            yield PairSaved(pair, store.pair_counts())

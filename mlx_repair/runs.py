@@ -1,0 +1,68 @@
+"""What eval, mine and train share: the problems of one side of the split, the run
+directory named after the settings (so re-running a command resumes it), the sandbox
+pool, and the model writer."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict
+from pathlib import Path
+
+from mlx_repair.config import Config
+from mlx_repair.errors import UserError
+from mlx_repair.problems import Problem, Split, load_problems, select, split_problems
+
+
+def problems_for(config: Config, side: str) -> tuple[list[Problem], Split]:
+    """The problems of one side ('train', 'eval' or 'all'), limited to the first
+    `run.limit` in file order; the split is always computed over the whole set."""
+    everything = load_problems(config.run.problems)
+    split = split_problems(everything, config.run.eval_fraction)
+    chosen = select(everything, split, side)
+    if config.run.limit is not None:
+        if config.run.limit < 1:
+            raise UserError(f"--limit must be at least 1, got {config.run.limit}")
+        chosen = chosen[: config.run.limit]
+    if not chosen:
+        raise UserError(f"{config.run.problems}: no problems on the {side!r} side of the split")
+    return chosen, split
+
+
+def run_dir(config: Config, stage: str, settings: dict, explicit: str | None = None) -> Path:
+    """runs/<stage>-<model>-<hash of settings>: the same command finds the same directory
+    (and resumes); any change of settings starts a new one."""
+    if explicit:
+        return Path(explicit)
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    model = re.sub(r"[^A-Za-z0-9.]+", "-", Path(config.run.model).name).strip("-").lower()
+    return Path(config.run.out_dir) / f"{stage}-{model}-{digest}"
+
+
+def settings_of(config: Config, **extra) -> dict:
+    """The settings that decide a run's results (and so its directory and store)."""
+    return {**asdict(config), **extra}
+
+
+def sandbox_pool(config: Config):
+    from mlx_repair.sandbox import Limits, Pool
+
+    limits = Limits(timeout_s=config.sandbox.timeout_s, memory_mb=config.sandbox.memory_mb)
+    return Pool(workers=config.sandbox.workers, limits=limits)
+
+
+def load_writer(config: Config, adapter: str | None = None, progress=None):
+    """Load the model (importing a GGUF on first use, reported to `progress(done, total,
+    name)`) and wrap it for the loop."""
+    from mlx_repair.drafter import MLXWriter, WriterSampling
+    from mlx_repair.models import load_model
+    from mlx_repair.sampling import SamplingConfig
+
+    model, tokenizer = load_model(config.run.model, adapter_path=adapter, progress=progress)
+    s = config.sampling
+    draft = SamplingConfig(
+        temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, seed=s.seed, batch_size=s.batch_size
+    )
+    name = config.run.model if adapter is None else f"{config.run.model}+{adapter}"
+    return MLXWriter(model, tokenizer, name, WriterSampling.from_draft(draft))
