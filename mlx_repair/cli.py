@@ -17,6 +17,7 @@ COMMANDS = {
     "train": "Evaluate base, mine pairs, train a LoRA adapter, evaluate it, write a report.",
     "mine": "Run draft -> execute -> repair on the train split and store verified pairs.",
     "eval": "Measure a model (and adapter) on a problem set: pass@1, repair, budget-matched baselines.",
+    "compare": "Compare two `eval --json` results: problems fixed/broken, exact McNemar, bootstrap.",
     "exec": "Run completions against a problem set's tests in the sandbox and write verdicts.",
     "models": "List the models mlx-repair can use, where they are cached, size and dtype.",
     "doctor": "Check this machine: MLX, BLAS, sandbox isolation, packaged models and data.",

@@ -7,7 +7,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import asdict
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mlx_repair.config import Config
@@ -66,3 +67,35 @@ def load_writer(config: Config, adapter: str | None = None, progress=None):
     )
     name = config.run.model if adapter is None else f"{config.run.model}+{adapter}"
     return MLXWriter(model, tokenizer, name, WriterSampling.from_draft(draft))
+
+
+@dataclass
+class StageRun:
+    """What a finished (or resumed-and-finished) loop stage leaves behind."""
+
+    directory: Path
+    problems: list[Problem]
+    split: Split
+    writer: object
+    seconds: float
+
+
+def run_stage(config: Config, stage: str, side: str, loop_config, console, adapter=None, explicit_dir=None, **extra) -> StageRun:
+    """Load the model, open (or resume) the stage's store and run the loop to the end,
+    showing its events on `console`."""
+    from mlx_repair.events import StageFinished, StageStarted
+    from mlx_repair.loop import run_loop
+    from mlx_repair.store import Store
+
+    problems, split = problems_for(config, side)
+    settings = settings_of(config, side=side, adapter=adapter, **extra)
+    directory = run_dir(config, stage, settings, explicit_dir)
+    started = time.perf_counter()
+    writer = load_writer(config, adapter, progress=console.import_progress)
+    with Store.open(directory) as store, sandbox_pool(config) as pool:
+        store.start_run(stage, writer.name, config.run.problems, settings, split.to_dict())
+        console.show(StageStarted(stage, len(problems)))
+        console.follow(run_loop(problems, writer, pool, store, loop_config))
+    seconds = time.perf_counter() - started
+    console.show(StageFinished(stage, seconds, writer.stats.peak_memory_gb))
+    return StageRun(directory, problems, split, writer, seconds)

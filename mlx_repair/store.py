@@ -190,6 +190,14 @@ class Store:
         self.run_id = cursor.lastrowid
         return self.run_id
 
+    def select_run(self, name: str) -> int:
+        """Work on an existing run, for reading it back (reports, the TUI, training)."""
+        row = self.db.execute("SELECT id FROM runs WHERE name=?", (name,)).fetchone()
+        if row is None:
+            raise UserError(f"{self.path}: holds no run named {name!r}")
+        self.run_id = row[0]
+        return self.run_id
+
     def _require_run(self) -> int:
         if self.run_id is None:
             raise RuntimeError("start_run() first")

@@ -45,18 +45,12 @@ def run(args) -> int:
 def evaluate_model(config, side: str, adapter=None, repair: bool = True, run_dir=None, console=None) -> dict:
     """Run (or resume) the evaluation loop and return the result dict that --json writes."""
     from mlx_repair.console import Console
-    from mlx_repair.evaluate import format_metric, gains_over_cold, summarize
-    from mlx_repair.events import StageFinished, StageStarted
-    from mlx_repair.loop import LoopConfig, run_loop
-    from mlx_repair.runs import load_writer, problems_for, run_dir as default_run_dir, sandbox_pool, settings_of
+    from mlx_repair.evaluate import summarize
+    from mlx_repair.loop import LoopConfig
+    from mlx_repair.runs import run_stage
     from mlx_repair.store import Store
 
     console = console or Console()
-    problems, split = problems_for(config, side)
-    settings = settings_of(config, side=side, adapter=adapter, repair=repair)
-    directory = default_run_dir(config, "eval", settings, run_dir)
-    started = time.perf_counter()
-    writer = load_writer(config, adapter, progress=console.import_progress)
     loop_config = LoopConfig(
         samples=config.sampling.samples,
         rounds=1 if repair else 0,
@@ -64,37 +58,43 @@ def evaluate_model(config, side: str, adapter=None, repair: bool = True, run_dir
         save_pairs=False,
         stage="eval",
     )
-    with Store.open(directory) as store, sandbox_pool(config) as pool:
-        store.start_run("eval", writer.name, config.run.problems, settings, split.to_dict())
-        console.show(StageStarted("eval", len(problems)))
-        console.follow(run_loop(problems, writer, pool, store, loop_config))
-        seconds = time.perf_counter() - started
-        console.show(StageFinished("eval", seconds, writer.stats.peak_memory_gb))
-        metrics, rows = summarize(store, problems)
-    n = len(problems)
-    console.line(f"{writer.name} on {config.run.problems} ({side} side, n={n}), run in {directory}")
-    for key, value in metrics.items():
-        console.line("  " + format_metric(key, value, n))
-    for attr, label in (("repair", "repair"), ("resample", "resampling")):
-        gained = gains_over_cold(rows, attr)
-        if any(getattr(r, attr) is not None for r in rows):
-            console.line(f"  problems gained over cold by {label}: {len(gained)} {' '.join(gained)}")
-    console.line(
-        f"  {writer.stats.generated_tokens} tokens in {seconds:.0f}s "
-        f"({writer.stats.tokens_per_second:.1f} tok/s while generating), peak {writer.stats.peak_memory_gb:.1f} GB"
-    )
-    return {
+    done = run_stage(config, "eval", side, loop_config, console, adapter, run_dir, repair=repair)
+    with Store.open(done.directory) as store:
+        store.select_run("eval")
+        metrics, rows = summarize(store, done.problems)
+    writer = done.writer
+    result = {
         "model": writer.name,
         "adapter": adapter,
         "problems": config.run.problems,
         "side": side,
-        "n": n,
+        "n": len(rows),
         "metrics": metrics,
         "per_problem": [r.to_dict() for r in rows],
-        "split": split.to_dict(),
+        "split": done.split.to_dict(),
         "sampling": writer.sampling_for("draft"),
-        "seconds": round(seconds, 1),
+        "seconds": round(done.seconds, 1),
         "generated_tokens": writer.stats.generated_tokens,
+        "tokens_per_second": round(writer.stats.tokens_per_second, 2),
         "peak_memory_gb": round(writer.stats.peak_memory_gb, 2),
-        "run_dir": str(directory),
+        "run_dir": str(done.directory),
     }
+    show_result(result, rows, console)
+    return result
+
+
+def show_result(result: dict, rows, console) -> None:
+    from mlx_repair.evaluate import format_metric, gains_over_cold
+
+    n = result["n"]
+    console.line(f"{result['model']} on {result['problems']} ({result['side']} side, n={n}), run in {result['run_dir']}")
+    for key, value in result["metrics"].items():
+        console.line("  " + format_metric(key, value, n))
+    for attr, label in (("repair", "repair"), ("resample", "resampling")):
+        if any(getattr(r, attr) is not None for r in rows):
+            gained = gains_over_cold(rows, attr)
+            console.line(f"  gained over cold by {label}: {len(gained)} problems {' '.join(gained)}".rstrip())
+    console.line(
+        f"  {result['generated_tokens']} tokens generated in {result['seconds']:.0f}s "
+        f"({result['tokens_per_second']:.1f} tok/s while generating), peak {result['peak_memory_gb']:.1f} GB"
+    )

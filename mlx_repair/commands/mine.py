@@ -1,0 +1,49 @@
+"""`mlx-repair mine`: run draft -> execute -> repair on the train side and store the pairs.
+
+Only train-side problems are ever mined (the split is by task id), so nothing learnt
+here can leak into an evaluation. Re-running the same command resumes the run.
+"""
+
+from __future__ import annotations
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--model", dest="run.model", metavar="MODEL", help="packaged name, .gguf file, model folder or hub id")
+    parser.add_argument("--problems", dest="run.problems", metavar="PROBLEMS", help="'humaneval' or a HumanEval/MBPP-format JSONL")
+    parser.add_argument("--split", default="train", choices=("train",), help="always the train side (kept for clarity)")
+    parser.add_argument("--limit", dest="run.limit", type=int, metavar="N", help="only the first N train problems")
+    parser.add_argument("--samples", dest="sampling.samples", type=int, metavar="N", help="drafts per problem")
+    parser.add_argument("--temperature", dest="sampling.temperature", type=float, metavar="T", help="0 is greedy")
+    parser.add_argument("--max-tokens", dest="sampling.max_tokens", type=int, metavar="N", help="per model output")
+    parser.add_argument("--rounds", dest="repair.rounds", type=int, metavar="R", help="repair rounds per draft, 0-3 (default 1)")
+    parser.add_argument("--run-dir", metavar="DIR", help="store the run here (default: runs/mine-<model>-<settings hash>)")
+
+
+def run(args) -> int:
+    from mlx_repair import blas
+    from mlx_repair.config import config_from_args
+
+    blas.preload()
+    counts = mine(config_from_args(args), run_dir=args.run_dir)
+    return 0 if counts else 1
+
+
+def mine(config, run_dir=None, console=None) -> dict[str, int]:
+    """Mine pairs on the train side; returns the pair counts per kind."""
+    from mlx_repair.console import Console
+    from mlx_repair.loop import LoopConfig
+    from mlx_repair.runs import run_stage
+    from mlx_repair.store import Store
+
+    console = console or Console()
+    loop_config = LoopConfig(samples=config.sampling.samples, rounds=config.repair.rounds, stage="mine")
+    done = run_stage(config, "mine", "train", loop_config, console, explicit_dir=run_dir)
+    with Store.open(done.directory) as store:
+        store.select_run("mine")
+        counts = store.pair_counts()
+        near_copies = sum(p.near_copy for p in store.pairs("repair"))
+    console.line(
+        f"pairs in {done.directory}: " + ", ".join(f"{kind} {count}" for kind, count in counts.items())
+        + f" ({near_copies} repair pairs flagged as near-copies) from {len(done.problems)} train problems"
+    )
+    return counts

@@ -1,0 +1,76 @@
+"""Compare two evaluation results problem by problem (base vs adapter, or any two runs).
+
+A difference in pass rate on a small set is mostly noise, so the comparison says which
+problems moved, how likely that many moves are by chance (exact McNemar), and a paired
+bootstrap interval for the difference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mlx_repair.errors import UserError
+from mlx_repair.stats import bootstrap_interval, moved_problems
+
+SCORES = {"cold_pass@1": "cold", "repair_pass@1": "repair", "resample_pass@2": "resample"}
+
+
+@dataclass
+class Comparison:
+    metric: str
+    n: int
+    a: float
+    b: float
+    fixed: list[str]
+    broken: list[str]
+    p_value: float
+    interval: tuple[float, float]
+    thresholded: bool  # scores were fractional (several samples) and cut at 0.5 for McNemar
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+    def describe(self) -> str:
+        low, high = self.interval
+        note = " (per-problem scores cut at 0.5 for McNemar)" if self.thresholded else ""
+        return (
+            f"{self.metric}: {100 * self.a:.1f}% -> {100 * self.b:.1f}% (n={self.n}); "
+            f"fixed {len(self.fixed)}, broken {len(self.broken)}, McNemar exact p={self.p_value:.3g}{note}; "
+            f"95% bootstrap interval of the difference [{100 * low:+.1f}, {100 * high:+.1f}] points"
+        )
+
+
+def compare_results(a: dict, b: dict) -> list[Comparison]:
+    """One comparison per metric present in both results, over the same problems."""
+    rows_a = {row["task_id"]: row for row in a["per_problem"]}
+    rows_b = {row["task_id"]: row for row in b["per_problem"]}
+    if rows_a.keys() != rows_b.keys():
+        raise UserError(
+            f"the two results cover different problems ({len(rows_a)} vs {len(rows_b)}); "
+            "compare runs on the same problem set, side and limit"
+        )
+    comparisons = []
+    for metric, field in SCORES.items():
+        if metric not in a["metrics"] or metric not in b["metrics"]:
+            continue
+        tasks = sorted(rows_a)
+        scores_a = [rows_a[t][field] for t in tasks]
+        scores_b = [rows_b[t][field] for t in tasks]
+        thresholded = any(s not in (0, 1) for s in scores_a + scores_b)
+        moved = moved_problems(
+            {t: s > 0.5 for t, s in zip(tasks, scores_a)}, {t: s > 0.5 for t, s in zip(tasks, scores_b)}
+        )
+        comparisons.append(
+            Comparison(
+                metric=metric,
+                n=len(tasks),
+                a=a["metrics"][metric],
+                b=b["metrics"][metric],
+                fixed=moved.fixed,
+                broken=moved.broken,
+                p_value=moved.p_value,
+                interval=bootstrap_interval(scores_a, scores_b),
+                thresholded=thresholded,
+            )
+        )
+    return comparisons

@@ -1,0 +1,57 @@
+import json
+
+import pytest
+
+from mlx_repair.cli import main
+from mlx_repair.compare import compare_results
+from mlx_repair.errors import UserError
+
+
+def result(model, cold, repair):
+    rows = [
+        {"task_id": f"T/{i}", "cold": c, "repair": r, "resample": c}
+        for i, (c, r) in enumerate(zip(cold, repair))
+    ]
+    n = len(rows)
+    return {
+        "model": model,
+        "problems": "humaneval",
+        "side": "eval",
+        "metrics": {"cold_pass@1": sum(cold) / n, "repair_pass@1": sum(repair) / n},
+        "per_problem": rows,
+    }
+
+
+BASE = result("base", cold=[0, 0, 0, 0, 0, 0, 1, 1], repair=[0, 0, 0, 0, 0, 1, 1, 1])
+ADAPTER = result("base+adapter", cold=[1, 1, 1, 1, 1, 0, 1, 0], repair=[1, 1, 1, 1, 1, 1, 1, 0])
+
+
+def test_moved_problems_and_exact_p_value():
+    cold, repair = compare_results(BASE, ADAPTER)
+    assert cold.metric == "cold_pass@1"
+    assert (cold.fixed, cold.broken) == (["T/0", "T/1", "T/2", "T/3", "T/4"], ["T/7"])
+    assert cold.p_value == pytest.approx(2 * 7 / 64)  # 6 discordant, 1 against
+    assert (cold.a, cold.b, cold.n) == (0.25, 0.75, 8)
+    low, high = cold.interval
+    assert low <= 0.5 <= high
+    assert repair.fixed == ["T/0", "T/1", "T/2", "T/3", "T/4"] and repair.broken == ["T/7"]
+    assert "fixed 5, broken 1" in cold.describe() and "n=8" in cold.describe()
+
+
+def test_results_on_different_problems_are_refused():
+    other = result("x", cold=[1, 1], repair=[1, 1])
+    with pytest.raises(UserError, match="different problems"):
+        compare_results(BASE, other)
+
+
+def test_compare_command(tmp_path, capsys):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(BASE))
+    b.write_text(json.dumps(ADAPTER))
+    assert main(["compare", str(a), str(b), "--json", str(tmp_path / "c.json")]) == 0
+    out = capsys.readouterr().out
+    assert "cold_pass@1: 25.0% -> 75.0% (n=8)" in out and "broken: T/7" in out
+    assert json.loads((tmp_path / "c.json").read_text())[0]["fixed"][0] == "T/0"
+    (tmp_path / "bad.json").write_text("{}")
+    assert main(["compare", str(a), str(tmp_path / "bad.json")]) == 2
+    assert "missing model" in capsys.readouterr().err
