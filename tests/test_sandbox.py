@@ -1,0 +1,157 @@
+"""The sandbox on real HumanEval: canonical solutions pass, empty bodies fail, feedback is
+precise, completions of both shapes work, degraded isolation still works, and the CLI."""
+
+import json
+import os
+import signal
+
+import pytest
+
+from mlx_repair import sandbox
+from mlx_repair.cli import main as cli_main
+from mlx_repair.problems import load_problems
+from mlx_repair.sandbox import Limits, Pool, Verdict, run_candidate
+
+
+@pytest.fixture(scope="module")
+def humaneval():
+    return {p.task_id: p for p in load_problems("humaneval")}
+
+
+@pytest.fixture(scope="module")
+def canonical_and_empty(humaneval):
+    """Every problem twice through one Pool: canonical solution and `pass`."""
+    jobs = [((tid, "canonical"), p, p.canonical_solution) for tid, p in humaneval.items()]
+    jobs += [((tid, "pass"), p, "    pass\n") for tid, p in humaneval.items()]
+    with Pool() as pool:
+        return dict(pool.run(jobs))
+
+
+def test_all_canonical_solutions_pass(canonical_and_empty):
+    failed = {k: (v.status, v.feedback) for k, v in canonical_and_empty.items() if k[1] == "canonical" and not v.passed}
+    assert not failed
+    assert sum(k[1] == "canonical" for k in canonical_and_empty) == 164
+
+
+def test_all_empty_bodies_fail(canonical_and_empty):
+    passed = [k for k, v in canonical_and_empty.items() if k[1] == "pass" and v.passed]
+    assert not passed
+    assert all(v.isolation == sandbox.isolation() for v in canonical_and_empty.values())
+
+
+def test_feedback_shows_real_input_expected_got(humaneval):
+    verdict = run_candidate(humaneval["HumanEval/23"], "    return len(string) + 1\n")
+    assert verdict.status == "failed" and not verdict.passed
+    visible = [c for c in verdict.cases if not c.hidden]
+    assert visible and all(not c.passed for c in verdict.cases)
+    first = visible[0]
+    expected_block = f"Input: {first.input}\nExpected: {first.expected}\nGot: {int(first.expected) + 1}"
+    assert expected_block in verdict.feedback
+    assert all(c.source not in verdict.feedback for c in verdict.cases if c.hidden)
+
+
+def test_exception_feedback_is_trimmed_to_the_candidates_lines(humaneval):
+    verdict = run_candidate(humaneval["HumanEval/23"], "    return string[100]\n")
+    assert 'File "solution.py", line' in verdict.feedback
+    assert "IndexError: string index out of range" in verdict.feedback
+    assert "runner" not in verdict.feedback and "test.py" not in verdict.feedback
+
+
+def test_whole_program_completions_pass(humaneval):
+    problem = humaneval["HumanEval/0"]
+    without_imports = "def has_close_elements(numbers: List[float], threshold: float) -> bool:\n" + problem.canonical_solution
+    with_imports = "from typing import List\n\n" + without_imports + "\n\nprint('demo')\n"
+    for completion in (without_imports, with_imports):
+        assert run_candidate(problem, completion).passed
+
+
+def test_prompt_helpers_are_kept_for_whole_programs(humaneval):
+    problem = humaneval["HumanEval/38"]  # the test calls encode_cyclic from the prompt
+    completion = "def decode_cyclic(s: str):\n" + problem.canonical_solution
+    assert run_candidate(problem, completion).passed
+
+
+def test_loop_tests_reject_always_equal_results(humaneval):
+    problem = humaneval["HumanEval/53"]  # check() has a random loop of asserts
+    cheat = "    class Same:\n        def __eq__(self, other):\n            return True\n    return Same()\n"
+    verdict = run_candidate(problem, cheat)
+    assert not verdict.passed
+    assert run_candidate(problem, problem.canonical_solution).passed
+
+
+def test_syntax_error_is_reported_without_running(humaneval):
+    verdict = run_candidate(humaneval["HumanEval/0"], "    return (\n")
+    assert verdict.status == "syntax_error" and not verdict.passed
+    assert verdict.feedback.startswith("SyntaxError:")
+
+
+def test_verdict_serialises(humaneval):
+    verdict = run_candidate(humaneval["HumanEval/2"], "    return 0.5\n")
+    assert isinstance(verdict, Verdict)
+    record = json.loads(json.dumps(verdict.to_dict()))
+    assert record["task_id"] == "HumanEval/2" and record["cases"][0]["source"].startswith("assert")
+
+
+@pytest.mark.parametrize(
+    "level, fork_server",
+    [("bwrap", False), ("unshare", False), ("rlimits-only", False)],
+)
+def test_degraded_isolation_still_judges(humaneval, monkeypatch, level, fork_server):
+    monkeypatch.setenv(sandbox.ISOLATION_ENV, level)
+    monkeypatch.setattr(sandbox, "FORK_SERVER", fork_server)
+    sandbox.isolation.cache_clear()
+    try:
+        problem = humaneval["HumanEval/0"]
+        good = run_candidate(problem, problem.canonical_solution, Limits(timeout_s=20))
+        bad = run_candidate(problem, "    return True\n", Limits(timeout_s=20))
+    finally:
+        sandbox.isolation.cache_clear()
+    assert good.passed and good.isolation == level, good.feedback
+    assert not bad.passed and "Expected: False\nGot: True" in bad.feedback
+
+
+def _write_lines(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def test_exec_command_writes_verdicts(humaneval, tmp_path, capsys):
+    samples = tmp_path / "samples.jsonl"
+    zero = humaneval["HumanEval/0"]
+    _write_lines(samples, [
+        {"task_id": "HumanEval/0", "completion": zero.canonical_solution},
+        {"task_id": "HumanEval/0", "completion": "    return True\n"},
+    ])
+    out = tmp_path / "verdicts.jsonl"
+    assert cli_main(["exec", "humaneval", str(samples), "--out", str(out), "--workers", "2"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "1 passed, 1 failed"
+    verdicts = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [v["passed"] for v in verdicts] == [True, False]
+    assert set(verdicts[0]) == {"task_id", "passed", "status", "feedback", "isolation"}
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("{not json", "samples.jsonl:2: not valid JSON"),
+        ('{"task_id": "HumanEval/0"}', "samples.jsonl:2: needs string fields"),
+        ('{"task_id": "Nope/1", "completion": ""}', "samples.jsonl:2: task_id 'Nope/1' is not in"),
+    ],
+)
+def test_exec_command_names_the_bad_line(tmp_path, capsys, line, message):
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text('{"task_id": "HumanEval/0", "completion": "    return True\\n"}\n' + line + "\n")
+    assert cli_main(["exec", "humaneval", str(samples)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_a_dead_fork_server_is_replaced(humaneval):
+    problem = humaneval["HumanEval/0"]
+    assert run_candidate(problem, problem.canonical_solution).passed
+    zygote = getattr(sandbox._ZYGOTES, "zygote", None)
+    if zygote is None:
+        pytest.skip("no fork server here (needs bwrap and root)")
+    os.killpg(zygote.process.pid, signal.SIGKILL)
+    zygote.process.wait()
+    assert run_candidate(problem, problem.canonical_solution).passed
+    assert sandbox._ZYGOTES.zygote is not zygote
