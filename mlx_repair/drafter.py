@@ -56,7 +56,7 @@ class MLXWriter:
             raise ValueError(f"no sampling settings for {kind!r} requests")
         return config
 
-    def prompt_ids(self, request: Request) -> list[int]:
+    def prompt_text(self, request: Request) -> str:
         if request.kind == "repair":
             broken = request.broken
             return prompts.repair_prompt(
@@ -69,36 +69,36 @@ class MLXWriter:
         kinds = {r.kind for r in requests}
         if len(kinds) != 1:
             raise ValueError(f"one kind of request per call, got {sorted(kinds)}")
-        groups = _group_by_prompt([(self.prompt_ids(r), r) for r in requests])
+        groups = _group_by_prompt([(self.prompt_text(r), r) for r in requests])
         # Samples per prompt are uniform except after a resumed crash; then go one by one.
         sizes = {len(members) for _, members in groups}
         if len(sizes) > 1:
-            groups = [(ids, [member]) for ids, members in groups for member in members]
+            groups = [(text, [member]) for text, members in groups for member in members]
         n = len(groups[0][1])
         stops = [prompts.stop_check(members[0].problem, self.chat) for _, members in groups]
         samples = sample(
             self.model,
             self.tokenizer,
-            [ids for ids, _ in groups],
+            [prompts.encode(self.tokenizer, text) for text, _ in groups],
             n=n,
             config=self._config(kinds.pop()),
             stops=stops,
             stats=self.stats,
         )
         for result in samples:
-            ids, members = groups[result.prompt_index]
+            text, members = groups[result.prompt_index]
             request = members[result.sample_index]
             yield Output(
                 request=request,
-                prompt=self.tokenizer.decode(ids),
+                prompt=text,
                 completion=result.text,
                 code=prompts.extract_code(result.text, request.problem),
                 num_tokens=result.num_tokens,
             )
 
 
-def _group_by_prompt(items: list[tuple[list[int], Request]]) -> list[tuple[list[int], list[Request]]]:
-    groups: dict[tuple[int, ...], tuple[list[int], list[Request]]] = {}
-    for ids, request in items:
-        groups.setdefault(tuple(ids), (ids, []))[1].append(request)
-    return list(groups.values())
+def _group_by_prompt(items: list[tuple[str, Request]]) -> list[tuple[str, list[Request]]]:
+    groups: dict[str, list[Request]] = {}
+    for text, request in items:
+        groups.setdefault(text, []).append(request)
+    return list(groups.items())
