@@ -1,0 +1,58 @@
+"""Kill a real mining process with SIGKILL mid-run, re-run it, and check the store."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+from mlx_repair.store import STORE_FILE
+
+
+def mine_command(model_dir, run_dir):
+    return [
+        sys.executable, "-m", "mlx_repair.cli", "mine",
+        "--model", str(model_dir), "--problems", "humaneval", "--limit", "6",
+        "--max-tokens", "12", "--rounds", "1", "--run-dir", str(run_dir),
+    ]
+
+
+def stored_attempts(run_dir):
+    path = run_dir / STORE_FILE
+    if not path.exists():
+        return []
+    db = sqlite3.connect(path, timeout=30)
+    try:
+        return db.execute(
+            "SELECT id, task_id, kind, sample_index, round, code, passed FROM attempts ORDER BY id"
+        ).fetchall()
+    except sqlite3.OperationalError:  # tables not created yet
+        return []
+    finally:
+        db.close()
+
+
+def test_sigkill_mid_run_loses_nothing_and_duplicates_nothing(tiny_model_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen(mine_command(tiny_model_dir, run_dir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while len(stored_attempts(run_dir)) < 2 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    before = stored_attempts(run_dir)
+    assert before, process.stderr.read().decode()[-2000:]
+
+    finished = subprocess.run(mine_command(tiny_model_dir, run_dir), capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    after = stored_attempts(run_dir)
+
+    assert process.returncode == -signal.SIGKILL and len(before) < len(after)  # killed mid-run
+    assert after[: len(before)] == before  # everything committed before the kill is intact
+    keys = [row[1:5] for row in after]
+    assert len(keys) == len(set(keys))
+    drafts = {row[1] for row in after if row[2] == "draft"}
+    assert len(drafts) == 6
+    failed_drafts = {row[1] for row in after if row[2] == "draft" and not row[6]}
+    assert {row[1] for row in after if row[2] == "repair"} == failed_drafts
