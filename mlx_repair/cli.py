@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 
+from mlx_repair import blas
 from mlx_repair.errors import UserError
 
 COMMANDS = {
@@ -66,6 +67,7 @@ def available_commands() -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser(available_commands())
     args = parser.parse_args(argv)
+    blas.preload()  # before any command imports mlx.core: ~10x faster CPU matmuls on Linux
     try:
         return args.run(args) or 0
     except UserError as error:

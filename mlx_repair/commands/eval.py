@@ -30,10 +30,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from mlx_repair import blas
     from mlx_repair.config import config_from_args
 
-    blas.preload()
     config = config_from_args(args)
     result = evaluate_model(config, args.split, adapter=args.adapter, repair=not args.no_repair, run_dir=args.run_dir)
     if args.json:

@@ -1,0 +1,160 @@
+"""The report of a `train` run: markdown for people, JSON for scripts, PNG charts.
+
+Every number carries its n and its baseline measured in the same run; comparisons say
+which problems moved and how likely that is by chance, because on a few dozen problems
+one problem is several points.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mlx_repair.compare import compare_results
+from mlx_repair.evaluate import METRIC_LABELS
+
+
+@dataclass
+class StageTime:
+    stage: str
+    seconds: float
+    peak_memory_gb: float
+
+
+@dataclass
+class TrainReport:
+    base: dict  # `eval --json` result of the base model
+    adapter: dict  # the same for base + adapter
+    pair_counts: dict[str, int]
+    losses: list[tuple[int, float]]  # (iteration, training loss)
+    validation_losses: list[tuple[int, float]]
+    stages: list[StageTime]
+    command: str
+    control: dict | None = None  # `eval --json` of base + garbage-trained adapter
+    notes: list[str] = field(default_factory=list)
+
+    def comparisons(self) -> dict[str, list]:
+        result = {"adapter": compare_results(self.base, self.adapter)}
+        if self.control:
+            result["control"] = compare_results(self.base, self.control)
+        return result
+
+    def to_dict(self) -> dict:
+        return {
+            "command": self.command,
+            "base": self.base["metrics"],
+            "adapter": self.adapter["metrics"],
+            "control": self.control["metrics"] if self.control else None,
+            "n": self.base["n"],
+            "comparisons": {k: [c.to_dict() for c in v] for k, v in self.comparisons().items()},
+            "pair_counts": self.pair_counts,
+            "losses": self.losses,
+            "validation_losses": self.validation_losses,
+            "stages": [s.__dict__ for s in self.stages],
+            "split": self.base.get("split"),
+            "notes": self.notes,
+        }
+
+
+def write_report(report: TrainReport, directory: Path) -> Path:
+    """Write report.md, report.json and the charts into `directory`; returns report.md."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    charts = _charts(report, directory)
+    path = directory / "report.md"
+    path.write_text(markdown(report, charts))
+    return path
+
+
+def markdown(report: TrainReport, charts: list[str]) -> str:
+    n = report.base["n"]
+    systems = [("base", report.base), ("base + adapter", report.adapter)]
+    if report.control:
+        systems.append(("base + garbage-trained adapter (control)", report.control))
+    lines = [
+        "# mlx-repair training report",
+        "",
+        f"Command: `{report.command}`",
+        "",
+        f"Model: {report.base['model']}; problems: {report.base['problems']}, "
+        f"{report.base['side']} side of the split, n={n} problems never mined or trained on.",
+        "",
+        "| metric | " + " | ".join(name for name, _ in systems) + " |",
+        "| --- | " + " | ".join("---" for _ in systems) + " |",
+    ]
+    for key in report.base["metrics"]:
+        cells = [_cell(result["metrics"].get(key), n) for _, result in systems]
+        lines.append(f"| {METRIC_LABELS.get(key, key)} | " + " | ".join(cells) + " |")
+    lines += ["", "## What moved", ""]
+    for name, comparisons in report.comparisons().items():
+        for comparison in comparisons:
+            lines.append(f"- {name}, {comparison.describe()}")
+            if comparison.fixed:
+                lines.append(f"  - fixed: {', '.join(comparison.fixed)}")
+            if comparison.broken:
+                lines.append(f"  - broken: {', '.join(comparison.broken)}")
+    lines += [
+        "",
+        "`resampling, same budget` is the baseline repair must beat: the same number of model",
+        "calls spent on an independent fresh sample instead of a repair.",
+        "",
+        "## Training data",
+        "",
+        "Pairs mined on the train side: "
+        + ", ".join(f"{kind} {count}" for kind, count in report.pair_counts.items())
+        + ".",
+        "",
+        "## Time and memory",
+        "",
+        "| stage | time | peak memory |",
+        "| --- | --- | --- |",
+    ]
+    lines += [f"| {s.stage} | {s.seconds / 60:.1f} min | {s.peak_memory_gb:.1f} GB |" for s in report.stages]
+    lines += [""] + [f"![{Path(c).stem}]({c})" for c in charts]
+    if report.notes:
+        lines += ["", "## Notes", ""] + [f"- {note}" for note in report.notes]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: float | None, n: int) -> str:
+    if value is None:
+        return "-"
+    return f"{100 * value:.1f}% ({value * n:.0f}/{n})"
+
+
+def _charts(report: TrainReport, directory: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never a window
+    import matplotlib.pyplot as plt
+
+    names = []
+    if report.losses:
+        figure, axis = plt.subplots(figsize=(6, 3.5))
+        axis.plot(*zip(*report.losses), label="train")
+        if report.validation_losses:
+            axis.plot(*zip(*report.validation_losses), marker="o", label="validation")
+        axis.set(xlabel="iteration", ylabel="loss", title="LoRA training loss")
+        axis.legend()
+        figure.tight_layout()
+        figure.savefig(directory / "loss.png", dpi=120)
+        plt.close(figure)
+        names.append("loss.png")
+    keys = [k for k in report.base["metrics"] if k in report.adapter["metrics"]]
+    systems = [("base", report.base), ("adapter", report.adapter)]
+    if report.control:
+        systems.append(("control", report.control))
+    figure, axis = plt.subplots(figsize=(7, 3.5))
+    width = 0.8 / len(systems)
+    for i, (name, result) in enumerate(systems):
+        values = [100 * result["metrics"].get(k, 0.0) for k in keys]
+        axis.bar([x + i * width for x in range(len(keys))], values, width, label=name)
+    axis.set_xticks([x + width * (len(systems) - 1) / 2 for x in range(len(keys))], keys, fontsize=8)
+    axis.set(ylabel="% of problems", title=f"n={report.base['n']} eval problems")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(directory / "metrics.png", dpi=120)
+    plt.close(figure)
+    names.append("metrics.png")
+    return names
