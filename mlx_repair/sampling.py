@@ -1,0 +1,195 @@
+"""Batched sampling: many prompts x many samples per decoding step, over mlx-lm's BatchGenerator.
+
+Generation on a CPU is memory bound (DESIGN.md: 2.5 tok/s single stream for Qwen 0.5B,
+22.9 tok/s aggregate at batch 32), so every model call should carry as many sequences as
+fit. `sample` keeps mlx-lm's continuous batching full: each prompt is prefilled once and
+its KV cache handed to all n samples (mlx-lm copies caches when it merges them into a
+batch), a finished sequence leaves the batch at once (EOS, the caller's stop check, or
+max_tokens) and the next prompt takes its place. Samples are yielded as they finish, so
+the repair loop can sandbox one while the rest are still generating.
+
+Reproducible: the same prompts, n and config give the same samples. Which sequences
+share a batch depends on that input too, so changing n or batch_size changes the random
+draws of temperature sampling (greedy decoding does not depend on it, up to float
+rounding in batched matmuls).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import mlx.core as mx
+from mlx_lm.generate import BatchGenerator
+from mlx_lm.models.cache import make_prompt_cache
+from mlx_lm.sample_utils import make_sampler
+
+from mlx_repair.prompts import StopCheck
+
+PREFILL_STEP = 2048
+
+
+@dataclass
+class SamplingConfig:
+    temperature: float = 0.0  # 0 is greedy decoding (then n > 1 gives n equal samples)
+    # Nucleus sampling; 1.0 keeps the whole distribution. Below 1, mlx-lm sorts the whole
+    # vocabulary every step: ~0.9 s per step at batch 32 with Qwen's 152k vocabulary here.
+    top_p: float = 1.0
+    max_tokens: int = 512  # per sample
+    seed: int = 0
+    batch_size: int = 32  # sequences decoded together in one model call
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One finished sequence.
+
+    finish_reason: "eos" (the model ended its turn), "stop" (the stop check found the
+    function complete; `text` is cut there) or "length" (max_tokens reached).
+    token_ids are all generated tokens except EOS, including any past the cut: the cost.
+    """
+
+    prompt_index: int
+    sample_index: int
+    text: str
+    token_ids: list[int]
+    finish_reason: str
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.token_ids)
+
+
+@dataclass
+class SamplingStats:
+    """Running totals, updated as samples are yielded; pass the same object to several
+    `sample` calls to total them."""
+
+    prompt_tokens: int = 0  # prefilled, once per prompt
+    generated_tokens: int = 0  # every decoded token, EOS included
+    seconds: float = 0.0  # wall time so far, prefill included
+    prefill_seconds: float = 0.0
+    peak_memory_gb: float = 0.0  # mx.get_peak_memory(): since the process started or last reset
+
+    @property
+    def tokens_per_second(self) -> float:
+        """Generated tokens per second of wall time: what a user waits for."""
+        return self.generated_tokens / self.seconds if self.seconds else 0.0
+
+    @property
+    def decode_tokens_per_second(self) -> float:
+        """Generated tokens per second of decoding alone (prefill time left out)."""
+        decoding = self.seconds - self.prefill_seconds
+        return self.generated_tokens / decoding if decoding > 0 else 0.0
+
+
+@dataclass
+class _Sequence:
+    prompt_index: int
+    sample_index: int
+    tokenizer: object
+    stop: StopCheck | None
+    tokens: list[int] = field(default_factory=list)
+
+    def add(self, token: int) -> int | None:
+        """Append a token; return the cut position once the stop check says complete.
+
+        The text is decoded whole rather than streamed: mlx-lm's streaming detokenizers
+        drop a leading space, which would shift a continuation's indentation."""
+        self.tokens.append(token)
+        return self.stop(self.tokenizer.decode(self.tokens)) if self.stop else None
+
+    def finish(self, reason: str, cut: int | None = None) -> Sample:
+        text = self.tokenizer.decode(self.tokens)
+        return Sample(self.prompt_index, self.sample_index, text[:cut], self.tokens, reason)
+
+
+def sample(
+    model,
+    tokenizer,
+    prompts: list[list[int]],
+    n: int = 1,
+    config: SamplingConfig | None = None,
+    stops: Sequence[StopCheck | None] | None = None,
+    stats: SamplingStats | None = None,
+) -> Iterator[Sample]:
+    """Yield n samples for every prompt (token ids), in the order they finish.
+
+    `stops` holds one stop check per prompt (see `prompts.stop_check`); `stats`, if given,
+    is updated in place so a caller can show throughput while samples stream in.
+    """
+    config = config or SamplingConfig()
+    stats = stats if stats is not None else SamplingStats()
+    stops = stops if stops is not None else [None] * len(prompts)
+    if len(stops) != len(prompts):
+        raise ValueError(f"got {len(stops)} stop checks for {len(prompts)} prompts")
+    if any(not prompt for prompt in prompts):
+        raise ValueError("every prompt needs at least one token")
+
+    mx.random.seed(config.seed)
+    generator = BatchGenerator(
+        model,
+        max_tokens=config.max_tokens,
+        stop_tokens=[[token] for token in tokenizer.eos_token_ids],
+        sampler=make_sampler(config.temperature, config.top_p),
+        completion_batch_size=config.batch_size,
+        prefill_batch_size=config.batch_size,
+    )
+    waiting = deque(enumerate(prompts))
+    active: dict[int, _Sequence] = {}
+    # Wall time, the caller's between yields included: mlx-lm evaluates the next step
+    # asynchronously, so that time is not idle.
+    clock = time.perf_counter()
+    try:
+        while waiting or active:
+            while waiting and len(active) < config.batch_size:
+                index, prompt = waiting.popleft()
+                prefill_start = time.perf_counter()
+                uids = _insert(generator, model, prompt, n)
+                stats.prefill_seconds += time.perf_counter() - prefill_start
+                stats.prompt_tokens += len(prompt)
+                for k, uid in enumerate(uids):
+                    active[uid] = _Sequence(index, k, tokenizer, stops[index])
+            responses = generator.next_generated()
+            stats.generated_tokens += len(responses)
+            stats.seconds += time.perf_counter() - clock
+            clock = time.perf_counter()
+            stats.peak_memory_gb = mx.get_peak_memory() / 1e9
+            for response in responses:
+                finished = _step(active[response.uid], response, generator)
+                if finished is not None:
+                    del active[response.uid]
+                    yield finished
+    finally:
+        generator.close()
+
+
+def _insert(generator: BatchGenerator, model, prompt: list[int], n: int) -> list[int]:
+    """Prefill all but the last prompt token once, and start n sequences from that cache.
+
+    mlx-lm merges (copies) the caches when it batches sequences, so the n samples can
+    share one cache object; each feeds the last prompt token itself to get its first token.
+    """
+    cache = make_prompt_cache(model)
+    with mx.stream(generator.stream):
+        context = mx.array(prompt[:-1])
+        for begin in range(0, context.size, PREFILL_STEP):
+            model(context[None, begin : begin + PREFILL_STEP], cache=cache)
+            mx.eval([c.state for c in cache])
+    return generator.insert([prompt[-1:]] * n, caches=[cache] * n)
+
+
+def _step(sequence: _Sequence, response, generator: BatchGenerator) -> Sample | None:
+    """Account one generated token; the finished Sample, or None while it goes on."""
+    if response.finish_reason == "stop":  # the only stop sequences mlx-lm sees are EOS
+        return sequence.finish("eos")
+    cut = sequence.add(response.token)
+    if cut is not None:
+        if response.finish_reason is None:  # still in mlx-lm's batch: free the slot now
+            generator.remove([response.uid])
+        return sequence.finish("stop", cut)
+    if response.finish_reason == "length":
+        return sequence.finish("length")
+    return None

@@ -1,0 +1,25 @@
+"""Shared fixtures: tiny random-weight MLX models, built once per test session."""
+
+import pytest
+
+from tiny_models import build_tiny_model
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A tiny `qwen2` model folder that `mlx_lm.load` accepts."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen2"), arch="qwen2")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen35_dir(tmp_path_factory):
+    """A tiny `qwen3_5` (hybrid Gated DeltaNet) model folder."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen3_5"), arch="qwen3_5")
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_model_dir):
+    """The tiny models' tokenizer (byte-level BPE with a ChatML template), as mlx-lm loads it."""
+    from mlx_lm.tokenizer_utils import load
+
+    return load(tiny_model_dir)
