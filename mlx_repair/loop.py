@@ -68,9 +68,9 @@ class LoopConfig:
     rounds: int = 1
     resample: bool = False
     save_pairs: bool = True
-    # Problems whose requests go to the model together: large enough to fill the batch,
-    # small enough that progress (and the store) advance every few minutes.
-    chunk_size: int = 16
+    # Problems whose drafts go to the model together (then their repairs): enough to fill
+    # a batch of 32 sequences; each output is judged and stored as soon as it is written.
+    chunk_size: int = 32
     stage: str = "mine"
 
 
@@ -149,10 +149,15 @@ def _step(requests, writer, judge, store, config, tally, total) -> Iterator[obje
     if not todo:
         return
     yield Generating(todo[0].kind, tuple(r.problem.task_id for r in todo), len(todo))
-    outputs = {id(output.request): output for output in writer.write(todo)}
-    jobs = [(id(r), r.problem, outputs[id(r)].code) for r in todo]
-    for key, verdict in judge.run(jobs):
-        output = outputs[key]
+    outputs: dict[int, Output] = {}
+
+    def jobs():  # each output goes to the sandbox as soon as the model finishes it
+        for output in writer.write(todo):
+            outputs[id(output.request)] = output
+            yield id(output.request), output.request.problem, output.code
+
+    for key, verdict in judge.run(jobs()):
+        output = outputs.pop(key)
         attempt = store.add_attempt(_attempt(output, verdict, writer))
         tally.tokens += output.num_tokens
         if output.request.kind == "draft":
