@@ -18,9 +18,12 @@ COMMANDS = {
     "train": "Evaluate base, mine pairs, train a LoRA adapter, evaluate it, write a report.",
     "mine": "Run draft -> execute -> repair on the train split and store verified pairs.",
     "eval": "Measure a model (and adapter) on a problem set: pass@1, repair, budget-matched baselines.",
+    "tui": "Browse a run, live or finished, in a terminal UI.",
     "compare": "Compare two `eval --json` results: problems fixed/broken, exact McNemar, bootstrap.",
     "exec": "Run completions against a problem set's tests in the sandbox and write verdicts.",
     "models": "List the models mlx-repair can use, where they are cached, size and dtype.",
+    "export": "Export an adapter for mlx-lm, for PEFT, or fused into its base model, with a model card.",
+    "push": "Export an adapter and upload it to a Hugging Face hub repo (created if needed).",
     "doctor": "Check this machine: MLX, BLAS, sandbox isolation, packaged models and data.",
 }
 

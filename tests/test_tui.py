@@ -1,0 +1,351 @@
+"""The TUI, driven by Textual's Pilot against runs of the real loop and the real sandbox
+(with a scripted writer, as in test_loop.py), replayed from their store or live."""
+
+import asyncio
+import math
+import time
+
+import pytest
+from rich.console import Console
+
+from mlx_repair.errors import UserError
+from mlx_repair.events import Progress, StageStarted, TrainStep
+from mlx_repair.loop import LoopConfig, run_loop
+from mlx_repair.sandbox import Pool
+from mlx_repair.store import Attempt, Store
+from mlx_repair.tui import open_run
+from mlx_repair.tui.app import RepairApp
+from mlx_repair.tui.replay import store_events
+from mlx_repair.tui.state import Plan, problem_status
+from mlx_repair.tui.widgets.pane import Pane
+from test_loop import RIGHT, WRONG, ScriptedWriter, problem
+
+SIZE = (120, 40)
+CRASH = "def double(x):\n    return x[0]\n"
+# One problem per outcome: passed cold, repaired, given up (a failing repair), and a
+# draft that crashes. Task ids decide which cases are hidden, so the names are fixed.
+SCRIPT = {
+    ("T/pass", "draft"): RIGHT,
+    ("T/fix", "draft"): WRONG,
+    ("T/fix", "repair"): RIGHT,
+    ("T/stuck", "draft"): WRONG,
+    ("T/stuck", "repair"): "def double(x):\n    return x + x + 1\n",
+    ("T/crash", "draft"): CRASH,
+    ("T/crash", "repair"): WRONG,
+}
+TASKS = ["T/pass", "T/fix", "T/stuck", "T/crash"]
+LOOP = LoopConfig(rounds=1, chunk_size=1, stage="mine")
+
+
+class SlowWriter(ScriptedWriter):
+    """Takes a while per output, so a test can act while the job is running."""
+
+    def write(self, requests):
+        for output in super().write(requests):
+            time.sleep(0.15)
+            yield output
+
+
+def mine_job(run_dir, writer, tasks=TASKS):
+    """What `mine` does under the TUI: open the store, run the loop, show its events."""
+
+    def job(console):
+        with Store.open(run_dir) as store, Pool(workers=2) as pool:
+            store.start_run("mine", writer.name, "inline", {"repair": {"rounds": 1}, "side": "train"},
+                            {"train": list(tasks), "eval": []})
+            console.show(StageStarted("mine", len(tasks)))
+            console.follow(run_loop([problem(t) for t in tasks], writer, pool, store, LOOP))
+
+    return job
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("tui") / "run"
+    from mlx_repair.tui.job import JobConsole
+
+    mine_job(run_dir, ScriptedWriter(SCRIPT))(JobConsole())
+    return run_dir
+
+
+def replay_app(run_dir):
+    return RepairApp(
+        lambda console: console.follow(store_events(run_dir, "mine", until=console.stopping)),
+        title=f"mine · {run_dir.name}",
+    )
+
+
+def loaded(app):
+    """The replay has drawn every stored attempt (the plan alone already lists the problems)."""
+    return sum(map(len, app.state.attempts.values())) == 7
+
+
+async def until(pilot, condition, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await pilot.pause(0.05)
+    await pilot.pause(0.15)  # one more drain and redraw
+
+
+def text_of(app, pane_id):
+    static = app.query_one(f"#{pane_id}", Pane).query_one("Static")
+    console = Console(width=200, record=True, file=open("/dev/null", "w"))
+    console.print(static.content)
+    return console.export_text()
+
+
+def shows_code(app, code):
+    """Every line of `code`, in order, in the code pane (which numbers the lines)."""
+    shown = [line.split(" ", 3)[-1] for line in text_of(app, "code").splitlines()]
+    return all(line.strip() in row for line, row in zip(code.splitlines(), shown))
+
+
+def stored(run_dir):
+    with Store.open(run_dir) as store:
+        store.select_run("mine")
+        return store.attempts()
+
+
+def test_replay_keys_move_through_problems_and_attempts(finished_run):
+    async def scenario():
+        app = replay_app(finished_run)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: loaded(app))
+            assert [app.state.status(t) for t in TASKS] == ["passed", "repaired", "given up", "given up"]
+            assert app.selected_task == "T/pass"
+            assert "return 2 * x" in text_of(app, "code")
+
+            await pilot.press("down")
+            await pilot.pause(0.1)
+            assert app.selected_task == "T/fix"
+            attempts = {a.kind: a for a in stored(finished_run) if a.task_id == "T/fix"}
+            # The newest attempt, the repair, is shown first: its code and its diff.
+            assert app.attempt_index == 1
+            assert shows_code(app, attempts["repair"].code)
+            diff = text_of(app, "diff")
+            assert "-    return 3 * x" in diff and "+    return 2 * x" in diff
+
+            await pilot.press("left")  # back to the broken draft and its failing cases
+            await pilot.pause(0.1)
+            cases = text_of(app, "cases")
+            assert shows_code(app, attempts["draft"].code)
+            for case in attempts["draft"].verdict["cases"]:
+                mark = f"{case['index']}h" if case["hidden"] else str(case["index"])
+                row = next(line for line in cases.splitlines() if line.split()[:2] == ["✗", mark])
+                assert row.split()[2:] == [case["input"], case["expected"], case["got"]]
+            assert "h: hidden" in cases
+            assert not app.query_one("#diff").display  # a draft has no diff: the cases get its room
+
+            await pilot.press("down", "down")  # the crash: its error, not a value, is what it got
+            await pilot.press("left")
+            await pilot.pause(0.1)
+            assert app.selected_task == "T/crash"
+            assert "TypeError" in text_of(app, "cases")
+
+    asyncio.run(scenario())
+
+
+def test_filter_and_history(finished_run):
+    async def scenario():
+        app = replay_app(finished_run)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: loaded(app))
+            app.action_filter("given up")
+            await pilot.pause(0.1)
+            assert [o.id for o in app.query_one("#problems").options] == ["T/stuck", "T/crash"]
+            assert app.selected_task == "T/stuck"
+            await pilot.press("f", "f")  # cycles on: all, then pending (none here)
+            await pilot.pause(0.1)
+            assert app.status_filter == "pending" and app.query_one("#problems").option_count == 0
+            app.action_filter(None)
+            await pilot.pause(0.1)
+            await pilot.press("h")
+            await pilot.pause(0.1)
+            assert type(app.screen).__name__ == "HistoryScreen"
+            await pilot.press("escape")
+            assert type(app.screen).__name__ == "Screen"
+
+    asyncio.run(scenario())
+
+
+def test_pause_holds_the_job_and_resume_finishes_it(tmp_path):
+    async def scenario():
+        app = RepairApp(mine_job(tmp_path, SlowWriter(SCRIPT)), "mine", Plan(tuple(TASKS), rounds=1))
+        async with app.run_test(size=SIZE) as pilot:
+            assert app.state.status("T/crash") == "pending"  # known from the plan, not reached yet
+            await until(pilot, lambda: any(app.state.attempts.values()))
+            await pilot.press("p")
+            await until(pilot, app.job_console.waiting.is_set)
+            held = len(stored(tmp_path))
+            shown = sum(map(len, app.state.attempts.values()))
+            await pilot.pause(1.0)
+            assert len(stored(tmp_path)) == held and sum(map(len, app.state.attempts.values())) == shown
+            assert "PAUSED" in str(app.query_one("#counters").content)
+            await pilot.press("p", "h")  # the history screen stays open while events arrive
+            await pilot.pause(0.3)
+            await pilot.press("escape")
+            await until(pilot, lambda: app.state.finished)
+            assert len(stored(tmp_path)) == 7 > held
+            assert [app.state.status(t) for t in TASKS] == ["passed", "repaired", "given up", "given up"]
+
+    asyncio.run(scenario())
+
+
+def test_quitting_mid_run_leaves_a_store_that_resumes_without_duplicates(tmp_path):
+    first = SlowWriter(SCRIPT)
+
+    async def scenario():
+        app = RepairApp(mine_job(tmp_path, first), "mine")
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: len(app.state.order) >= 2)
+            await pilot.press("q")
+        assert app.job_console.done.is_set() and not app.state.finished
+
+    asyncio.run(scenario())
+    before = stored(tmp_path)
+    assert 0 < len(before) < 7
+    assert len(first.calls) == len(before)  # nothing the model wrote was thrown away
+    second = ScriptedWriter(SCRIPT)
+    with Store.open(tmp_path) as store, Pool(workers=2) as pool:
+        store.select_run("mine")
+        list(run_loop([problem(t) for t in TASKS], second, pool, store, LOOP))
+    after = stored(tmp_path)
+    assert len(after) == 7 and len({a.key for a in after}) == 7
+    assert [a.id for a in after[: len(before)]] == [a.id for a in before]
+    assert not {a.key for a in before} & {(t, k, s, r) for t, k, s, r in second.calls}
+
+
+def test_the_mine_command_runs_under_the_app_with_a_tiny_model(tiny_model_dir, tmp_path):
+    """`mine --tui`'s job, unchanged: model loading, the real writer, sandbox and store."""
+    from mlx_repair.commands.mine import mine
+    from mlx_repair.config import Config
+
+    config = Config()
+    config.run.model, config.run.limit, config.run.out_dir = str(tiny_model_dir), 2, str(tmp_path)
+    config.sampling.max_tokens = 12
+    run_dir = tmp_path / "mine"
+
+    async def scenario():
+        app = RepairApp(lambda console: mine(config, run_dir, console), "mine")
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.state.finished, timeout=120)
+            attempts = stored(run_dir)
+            assert attempts and sorted(app.state.order) == sorted({a.task_id for a in attempts})
+            await pilot.press("home")
+            await pilot.pause(0.1)
+            latest = [a for a in attempts if a.task_id == app.selected_task][-1]
+            if latest.code.strip():
+                assert shows_code(app, latest.code)
+            else:  # a random model may write no code at all
+                assert "no code could be extracted" in text_of(app, "code")
+            assert "pairs in" in "\n".join(app.log_pane.lines)  # mine's own summary line
+
+    asyncio.run(scenario())
+
+
+def test_a_failing_job_is_reported_not_raised(tmp_path):
+    def job(console):
+        raise RuntimeError("model file is missing")
+
+    async def scenario():
+        app = RepairApp(job, "mine")
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, app.job_console.done.is_set)
+            assert isinstance(app.job_error, RuntimeError)
+            assert "job failed: model file is missing" in "\n".join(app.query_one("#log").lines)
+
+    asyncio.run(scenario())
+
+
+def test_a_fast_job_is_drawn_in_batches_not_per_event():
+    def flood(console):
+        for done in range(1, 20001):
+            console.show(Progress("mine", done, 20000))
+
+    async def scenario():
+        app = RepairApp(flood, "mine")
+        redraws = []
+        async with app.run_test(size=SIZE) as pilot:
+            original = app._refresh_status
+            app._refresh_status = lambda: (redraws.append(1), original())
+            await until(pilot, lambda: app.job_console.done.is_set() and app.state.progress.done == 20000)
+        assert len(redraws) < 200
+
+    asyncio.run(scenario())
+
+
+def test_opening_a_directory_without_a_store_is_a_one_line_error(tmp_path):
+    with pytest.raises(UserError, match="no store.sqlite here"):
+        open_run(tmp_path)
+
+
+def attempt(kind, passed, sample=0, round=0):
+    return Attempt("T/x", kind, sample, round, "", "", "", "m", passed, "passed" if passed else "failed", "")
+
+
+@pytest.mark.parametrize(
+    "attempts, drafting, rounds, finished, status",
+    [
+        ([], False, 1, False, "pending"),
+        ([], True, 1, False, "drafting"),
+        ([attempt("draft", True)], False, 1, False, "passed"),
+        ([attempt("draft", False)], False, 1, False, "failed"),  # its repair is still to come
+        ([attempt("draft", False)], False, 0, False, "given up"),  # no repair rounds at all
+        ([attempt("draft", False)], False, None, True, "given up"),  # the job ended
+        ([attempt("draft", False), attempt("repair", True, round=1)], False, 2, False, "repaired"),
+        ([attempt("draft", False), attempt("repair", False, round=1)], False, 2, False, "failed"),
+        ([attempt("draft", False), attempt("repair", False, round=1), attempt("repair", False, round=2)],
+         False, 2, False, "given up"),
+        # Two draft chains: one still has a repair round to go.
+        ([attempt("draft", False), attempt("draft", False, sample=1), attempt("repair", False, round=1)],
+         False, 1, False, "failed"),
+        # A passing resample is the baseline, not a repair.
+        ([attempt("draft", False), attempt("resample", True, round=1)], False, None, True, "given up"),
+    ],
+)
+def test_problem_status(attempts, drafting, rounds, finished, status):
+    assert problem_status(attempts, drafting, rounds, finished) == status
+
+
+def training_job(console):
+    console.show(StageStarted("train", 40))
+    console.show(TrainStep(0, math.nan, 0.0, 1.2, 2.6))  # the trainer's report before step 1
+    for i in range(1, 41):
+        validation = 2.5 - i * 0.03 if i % 10 == 0 else None
+        console.show(TrainStep(i, 3.0 - i * 0.05 + (i % 3) * 0.1, 55.0 + i % 5, 1.7, validation))
+
+
+# Snapshots of the main screens (pytest --snapshot-update rewrites them after a deliberate change).
+def test_snapshot_main_screen(finished_run, snap_compare):
+    async def ready(pilot):
+        await until(pilot, lambda: loaded(pilot.app))
+        await pilot.press("down")
+        await pilot.pause(0.2)
+
+    assert snap_compare(replay_app(finished_run), terminal_size=SIZE, run_before=ready)
+
+
+def test_snapshot_small_terminal(finished_run, snap_compare):
+    async def ready(pilot):
+        await until(pilot, lambda: loaded(pilot.app))
+        await pilot.press("down", "down", "left")
+        await pilot.pause(0.2)
+
+    assert snap_compare(replay_app(finished_run), terminal_size=(80, 24), run_before=ready)
+
+
+def test_snapshot_history(finished_run, snap_compare):
+    async def ready(pilot):
+        await until(pilot, lambda: loaded(pilot.app))
+        await pilot.press("down", "h")
+        await pilot.pause(0.2)
+
+    assert snap_compare(replay_app(finished_run), terminal_size=SIZE, run_before=ready)
+
+
+def test_snapshot_training(snap_compare):
+    async def ready(pilot):
+        await until(pilot, lambda: len(pilot.app.state.train) == 41)
+
+    assert snap_compare(RepairApp(training_job, "train"), terminal_size=SIZE, run_before=ready)

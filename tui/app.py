@@ -1,0 +1,263 @@
+"""The mlx-repair TUI: a job's (or a stored run's) problems, attempts, verdicts, repairs,
+pairs and training, live.
+
+The job runs in a thread worker and reports through a `JobConsole`; the app drains it a
+few times a second (`REFRESH_S`), applies the events to a `RunState` and redraws what
+changed. Nothing here writes to the store: quitting stops the job once what the model
+wrote is stored (see `JobConsole`), so a re-run resumes with nothing lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Callable, Iterable
+
+from rich.text import Text
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Log, OptionList, Static
+from textual.worker import Worker, WorkerState
+
+from mlx_repair.events import TrainStep
+from mlx_repair.tui import render
+from mlx_repair.tui.job import JobConsole, run_job
+from mlx_repair.tui.screens.history import HistoryScreen
+from mlx_repair.tui.state import STATUSES, Plan, RunState, log_line
+from mlx_repair.tui.widgets.pane import Pane
+from mlx_repair.tui.widgets.problems import ProblemList
+from mlx_repair.tui.widgets.training import TrainingPane
+
+REFRESH_S = 0.1  # at most this many redraws a second, however fast the job reports
+QUIT_GRACE_S = 2.0  # how long quitting waits in the app for the job to stop
+FILTERS = (None, *STATUSES)
+
+Job = Callable[[JobConsole], object]
+
+
+class RepairApp(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "mlx-repair"
+    # The screen gets these classes by size (app.tcss): a laptop's 80x24 still shows every pane.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
+    BINDINGS = [
+        Binding("left,[", "attempt(-1)", "Prev attempt", key_display="←"),
+        Binding("right,]", "attempt(1)", "Next attempt", key_display="→"),
+        Binding("f", "cycle_filter", "Filter"),
+        Binding("h,enter", "history", "History"),
+        Binding("p,space", "toggle_pause", "Pause/resume"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    selected_task: reactive[str | None] = reactive(None)
+    attempt_index: reactive[int] = reactive(0)
+    status_filter: reactive[str | None] = reactive(None)
+    paused: reactive[bool] = reactive(False)
+
+    def __init__(self, job: Job, title: str, plan: Plan | None = None) -> None:
+        super().__init__()
+        self.job = job
+        self.job_console = JobConsole()
+        self.state = RunState(plan or Plan())
+        self.sub_title = title
+        self._follow_latest = True  # show a problem's newest attempt as it arrives
+        self.job_error: BaseException | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="main"):
+            yield ProblemList(id="problems")
+            with Vertical(id="detail"):
+                yield Pane("code", id="code")
+                with Horizontal(id="verdict"):
+                    yield Pane("sandbox", id="cases")
+                    yield Pane("repair diff", id="diff")
+        with Horizontal(id="bottom"):
+            yield Static(id="counters")
+            yield TrainingPane(id="training")
+            yield Log(id="log", max_lines=2000)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        # Held here because `query_one` searches the active screen, which may be the history.
+        self.problems = self.query_one(ProblemList)
+        self.code, self.cases, self.diff = (self.query_one(f"#{name}", Pane) for name in ("code", "cases", "diff"))
+        self.counters = self.query_one("#counters", Static)
+        self.training = self.query_one(TrainingPane)
+        self.log_pane = self.query_one("#log", Log)
+        self.main_screen = self.screen
+        self.problems.border_title = "problems"
+        self.log_pane.border_title = "log"
+        self.problems.focus()
+        self.set_interval(REFRESH_S, self.drain)
+        self.set_interval(1.0, self._refresh_status)  # the clock of a long model call
+        self.run_job_worker()
+
+    @work(thread=True, exit_on_error=False, name="job")
+    def run_job_worker(self) -> bool:
+        return run_job(self.job, self.job_console)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.name != "job" or not event.worker.is_finished:
+            return
+        self.drain()
+        log = self.log_pane
+        if event.state == WorkerState.SUCCESS and event.worker.result:
+            self.state.finished = True
+            log.write_line("job finished")
+            self._refresh_problems()
+        elif event.state == WorkerState.SUCCESS:
+            log.write_line("job stopped; re-run the same command to resume it")
+        elif event.state == WorkerState.ERROR:
+            self.job_error = event.worker.error
+            log.write_line(f"job failed: {event.worker.error}")
+            self.notify(str(event.worker.error), title="job failed", severity="error", timeout=30)
+        self._refresh_status()
+
+    def drain(self) -> None:
+        """Apply what the job reported since the last call, and redraw once."""
+        events = self.job_console.drain()
+        if not events:
+            return
+        changed = {self.state.apply(event) for event in events}
+        lines = [line for e in events if (line := log_line(e))]
+        if lines:
+            self.log_pane.write_lines(lines)
+            # Again once laid out: lines written before the first layout leave the log short of its end.
+            self.call_after_refresh(self.log_pane.scroll_end, animate=False)
+        self._refresh_problems()
+        self._refresh_status()
+        if any(isinstance(event, TrainStep) for event in events):
+            self.training.show(self.state.train)
+            self.main_screen.add_class("training")
+        history = self.state.history(self.selected_task) if self.selected_task else []
+        if not history:  # its status (pending, drafting) may have changed
+            self._show_attempt()
+        elif self.selected_task in changed:
+            if self._follow_latest and self.attempt_index != len(history) - 1:
+                self.attempt_index = len(history) - 1
+            else:
+                self._show_attempt()
+
+    # What the panes mirror.
+    def visible_problems(self) -> list[tuple[str, str]]:
+        rows = [(task_id, self.state.status(task_id)) for task_id in self.state.order]
+        return [row for row in rows if self.status_filter in (None, row[1])]
+
+    def _refresh_problems(self) -> None:
+        rows = self.visible_problems()
+        self.problems.show(rows)
+        self.problems.border_title = f"problems · {self.status_filter or 'all'} {len(rows)}"
+        if not rows:
+            self.selected_task = None
+
+    def _refresh_status(self) -> None:
+        state = self.state
+        parts = [state.stage or "run"]
+        if state.progress:
+            label = "drafts" if state.progress.stage == state.stage else state.progress.stage
+            parts.append(f"{label} {state.progress.done}/{state.progress.total}")
+            if state.progress.tokens_per_second:
+                parts.append(f"{state.progress.tokens_per_second:.1f} tok/s")
+        if self.paused:
+            parts.append("PAUSED" + ("" if self.job_console.waiting.is_set() else " at the next event"))
+        elif state.generating and not state.finished:
+            parts.append(f"{state.generating} … {time.monotonic() - state.generating_since:.0f}s")
+        self.counters.update(render.counters(state.counters(), " · ".join(parts)))
+
+    def _show_attempt(self) -> None:
+        history = self.state.history(self.selected_task) if self.selected_task else []
+        code, cases, diff = self.code, self.cases, self.diff
+        if not history:
+            status = self.state.status(self.selected_task) if self.selected_task else "no problem"
+            for pane in (code, cases, diff):
+                pane.show(Text(f"{status}: no attempt yet", style="dim italic"))
+            return
+        attempt = history[min(self.attempt_index, len(history) - 1)]
+        diff.display = attempt.kind != "draft"  # a draft has nothing to compare with: cases get the room
+        code.show(render.code(attempt), f"{render.attempt_title(attempt)} · {self.attempt_index + 1}/{len(history)}")
+        cases.show(render.cases(attempt), render.cases_summary(attempt))
+        diff.show(render.diff(self.state.parent(attempt), attempt))
+
+    def watch_selected_task(self, task_id: str | None) -> None:
+        history = self.state.history(task_id) if task_id else []
+        self.set_reactive(RepairApp.attempt_index, max(len(history) - 1, 0))
+        self._follow_latest = True
+        self._show_attempt()
+
+    def watch_attempt_index(self) -> None:
+        self._show_attempt()
+
+    def watch_status_filter(self) -> None:
+        self._refresh_problems()
+
+    def watch_paused(self, paused: bool) -> None:
+        if paused:
+            self.job_console.pause()
+        else:
+            self.job_console.resume()
+        self._refresh_status()
+
+    @on(OptionList.OptionHighlighted, "#problems")
+    def _highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        self.selected_task = event.option.id
+
+    @on(OptionList.OptionSelected, "#problems")
+    def _selected(self, event: OptionList.OptionSelected) -> None:
+        self.action_history()
+
+    # Actions (keys and command palette).
+    def action_attempt(self, step: int) -> None:
+        count = len(self.state.history(self.selected_task)) if self.selected_task else 0
+        if count:
+            self.attempt_index = max(0, min(count - 1, self.attempt_index + step))
+            self._follow_latest = self.attempt_index == count - 1
+
+    def action_cycle_filter(self) -> None:
+        self.status_filter = FILTERS[(FILTERS.index(self.status_filter) + 1) % len(FILTERS)]
+
+    def action_filter(self, status: str | None) -> None:
+        self.status_filter = status
+
+    def action_history(self) -> None:
+        if self.selected_task:
+            self.push_screen(HistoryScreen(self.state, self.selected_task))
+
+    def action_toggle_pause(self) -> None:
+        self.paused = not self.paused
+
+    def action_help(self) -> None:
+        if self.screen.query("HelpPanel"):
+            self.action_hide_help_panel()
+        else:
+            self.action_show_help_panel()
+
+    async def action_quit(self) -> None:
+        """Stop the job once what the model wrote is stored (its `with` blocks close the
+        store), then exit; a job busy in a long model call is left to `run_with_tui`."""
+        self.job_console.stop()
+        if not self.job_console.done.is_set():
+            self.notify("stopping the job once what the model wrote is stored …")
+            await asyncio.to_thread(self.job_console.done.wait, QUIT_GRACE_S)
+        self.exit()
+
+    def on_unmount(self) -> None:
+        """However the app ends (quit, Ctrl+C, an error), the job is asked to stop."""
+        self.job_console.stop()
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Pause / resume the job", "Hold the job between two events", self.action_toggle_pause)
+        yield SystemCommand("Open history", "Every attempt of the selected problem", self.action_history)
+        yield SystemCommand("Next attempt", "Of the selected problem", lambda: self.action_attempt(1))
+        yield SystemCommand("Previous attempt", "Of the selected problem", lambda: self.action_attempt(-1))
+        for status in FILTERS:
+            label = status or "all"
+            yield SystemCommand(f"Filter: {label}", f"Show {label} problems", lambda s=status: self.action_filter(s))
+        yield SystemCommand("Help: keys", "Show or hide the key bindings", self.action_help)

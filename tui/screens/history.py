@@ -1,0 +1,45 @@
+"""One problem's full history: every attempt in chain order, with code, cases and diff."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.rule import Rule
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Footer, Static
+
+from mlx_repair.tui import render
+from mlx_repair.tui.state import RunState
+
+
+class HistoryScreen(ModalScreen):
+    BINDINGS = [
+        Binding("escape,q,h", "dismiss", "Back"),
+    ]
+    DEFAULT_CSS = """
+    HistoryScreen { align: center middle; }
+    HistoryScreen > VerticalScroll {
+        width: 95%; height: 95%;
+        border: round $accent; background: $surface; padding: 0 1;
+    }
+    """
+
+    def __init__(self, state: RunState, task_id: str) -> None:
+        super().__init__()
+        self.state = state
+        self.task_id = task_id
+
+    def compose(self) -> ComposeResult:
+        history = self.state.history(self.task_id)
+        with VerticalScroll() as scroll:
+            scroll.border_title = f"{self.task_id} · {self.state.status(self.task_id)} · {len(history)} attempts"
+            for attempt in history:
+                parts = [Rule(render.attempt_title(attempt), style="cyan"), render.code(attempt), render.cases(attempt)]
+                if attempt.kind != "draft":
+                    parts.append(render.diff(self.state.parent(attempt), attempt))
+                yield Static(Group(*parts))
+            if not history:
+                yield Static("no attempts yet")
+        yield Footer()

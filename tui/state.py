@@ -1,0 +1,175 @@
+"""What the TUI knows about a run, built only from the core's events.
+
+A live job and a replayed store feed the same `RunState.apply`, so the screen of a
+finished run is the screen the live run ended on. Pure logic, no Textual: the status of
+a problem and the counters are tested without a terminal.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from mlx_repair.evaluate import problem_result
+from mlx_repair.events import AttemptFinished, Generating, Log, PairSaved, Progress, StageFinished, StageStarted, TrainStep
+from mlx_repair.store import PAIR_KINDS, Attempt
+
+STATUSES = ("pending", "drafting", "passed", "failed", "repaired", "given up")
+MARKS = {
+    "pending": ("·", "dim"),
+    "drafting": ("…", "yellow"),
+    "passed": ("✓", "green"),
+    "failed": ("✗", "red"),
+    "repaired": ("↻", "cyan"),
+    "given up": ("⊘", "magenta"),
+}
+# Loss points kept for the chart: enough to see a trend, bounded for a long training.
+MAX_TRAIN_POINTS = 2000
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the run will do, when known before its events say it: the problems in order
+    (so the ones not reached yet show as pending) and the repair rounds per draft (so a
+    problem whose last repair failed shows as given up, not as waiting for one)."""
+
+    task_ids: tuple[str, ...] = ()
+    rounds: int | None = None
+
+
+def problem_status(attempts: list[Attempt], drafting: bool, rounds: int | None, finished: bool) -> str:
+    drafts = [a for a in attempts if a.kind == "draft"]
+    if not drafts:
+        return "drafting" if drafting else "pending"
+    if any(d.passed for d in drafts):
+        return "passed"
+    if any(a.passed for a in attempts if a.kind == "repair"):
+        return "repaired"
+    if finished or (rounds is not None and _chains_exhausted(attempts, drafts, rounds)):
+        return "given up"
+    return "failed"
+
+
+def _chains_exhausted(attempts: list[Attempt], drafts: list[Attempt], rounds: int) -> bool:
+    last_round = {d.sample_index: 0 for d in drafts}
+    for a in attempts:
+        if a.kind == "repair":
+            last_round[a.sample_index] = max(last_round.get(a.sample_index, 0), a.round)
+    return all(r >= rounds for r in last_round.values())
+
+
+@dataclass
+class Counters:
+    drafted: int = 0
+    cold: float = 0.0  # problems solved by their drafts (a share of chains per problem)
+    after_repair: float = 0.0  # ... or by the first repair of a failing chain
+    pairs: dict = field(default_factory=dict)
+
+
+@dataclass
+class RunState:
+    plan: Plan = field(default_factory=Plan)
+    order: list[str] = field(default_factory=list)
+    attempts: dict[str, list[Attempt]] = field(default_factory=dict)
+    drafting: set[str] = field(default_factory=set)
+    pairs: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PAIR_KINDS, 0))
+    train: list[TrainStep] = field(default_factory=list)
+    progress: Progress | None = None
+    stage: str = ""
+    generating: str = ""  # what the model is writing right now, for the status line
+    generating_since: float = 0.0  # time.monotonic() when it started
+    generating_left: int = 0  # outputs of that call not reported yet
+    finished: bool = False
+
+    def __post_init__(self) -> None:
+        self._add_problems(self.plan.task_ids)
+
+    def _add_problems(self, task_ids) -> None:
+        for task_id in task_ids:
+            if task_id not in self.attempts:
+                self.attempts[task_id] = []
+                self.order.append(task_id)
+
+    def apply(self, event: object) -> str | None:
+        """Take one event in; returns the task id whose attempts changed, if any."""
+        if isinstance(event, AttemptFinished):
+            attempt = event.attempt
+            self._add_problems([attempt.task_id])
+            known = self.attempts[attempt.task_id]
+            if all(a.id != attempt.id for a in known):
+                known.append(attempt)
+            self.drafting.discard(attempt.task_id)
+            if not event.resumed:
+                self.generating_left -= 1
+                if self.generating_left <= 0:
+                    self.generating = ""
+            return attempt.task_id
+        if isinstance(event, Plan):
+            self.plan = event
+            self._add_problems(event.task_ids)
+        elif isinstance(event, Generating):
+            self._add_problems(event.task_ids)
+            self.generating = f"writing {event.count} {event.kind}s"
+            self.generating_since = time.monotonic()
+            self.generating_left = event.count
+            if event.kind == "draft":
+                self.drafting.update(event.task_ids)
+        elif isinstance(event, PairSaved):
+            self.pairs.update(event.counts)
+        elif isinstance(event, Progress):
+            self.progress = event
+        elif isinstance(event, TrainStep):
+            self.train = (self.train + [event])[-MAX_TRAIN_POINTS:]
+            self.generating = ""
+        elif isinstance(event, StageStarted):
+            self.stage = event.stage
+        elif isinstance(event, StageFinished):
+            self.generating = ""
+        return None
+
+    def status(self, task_id: str) -> str:
+        return problem_status(
+            self.attempts.get(task_id, []), task_id in self.drafting, self.plan.rounds, self.finished
+        )
+
+    def counters(self) -> Counters:
+        results = [problem_result(t, self.attempts[t]) for t in self.order if _has_draft(self.attempts[t])]
+        return Counters(
+            drafted=len(results),
+            cold=sum(r.cold for r in results),
+            after_repair=sum(r.cold if r.repair is None else r.repair for r in results),
+            pairs=dict(self.pairs),
+        )
+
+    def history(self, task_id: str) -> list[Attempt]:
+        """A problem's attempts in the order a reader follows them: each draft chain
+        (draft, its repairs, its resample) in turn."""
+        order = {"draft": 0, "repair": 1, "resample": 2}
+        return sorted(self.attempts.get(task_id, []), key=lambda a: (a.sample_index, order.get(a.kind, 3), a.round))
+
+    def parent(self, attempt: Attempt) -> Attempt | None:
+        """The broken attempt a repair (or resample) started from."""
+        return next((a for a in self.attempts.get(attempt.task_id, []) if a.id == attempt.parent_id), None)
+
+
+def _has_draft(attempts: list[Attempt]) -> bool:
+    return any(a.kind == "draft" for a in attempts)
+
+
+def log_line(event: object) -> str | None:
+    """The events worth a line in the log pane, as the line."""
+    if isinstance(event, Log):
+        return event.message
+    if isinstance(event, StageStarted):
+        return f"== {event.stage}" + (f" ({event.total} problems)" if event.total else "")
+    if isinstance(event, StageFinished):
+        memory = f", peak {event.peak_memory_gb:.1f} GB" if event.peak_memory_gb else ""
+        return f"== {event.stage} done in {event.seconds:.0f}s{memory}"
+    if isinstance(event, Generating):
+        return f"writing {event.count} {event.kind}s: {' '.join(event.task_ids[:6])}" + (" …" if len(event.task_ids) > 6 else "")
+    if isinstance(event, AttemptFinished) and not event.resumed:
+        a = event.attempt
+        return f"{a.task_id} {a.kind} #{a.sample_index} r{a.round}: {a.status}"
+    if isinstance(event, PairSaved):
+        return f"{event.pair.task_id}: {event.pair.kind} pair saved"
+    return None

@@ -1,0 +1,46 @@
+"""The training pane: loss per iteration (and validation loss), tokens/s, peak memory."""
+
+from __future__ import annotations
+
+import math
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Static
+from textual_plotext import PlotextPlot
+
+from mlx_repair.events import TrainStep
+
+
+class TrainingPane(Vertical):
+    DEFAULT_CSS = """
+    TrainingPane { border: round $panel; border-title-color: $text-muted; }
+    TrainingPane > Static { height: 1; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield PlotextPlot()
+        yield Static()
+
+    def on_mount(self) -> None:
+        self.border_title = "training"
+
+    def show(self, steps: list[TrainStep]) -> None:
+        plot = self.query_one(PlotextPlot)
+        plt = plot.plt
+        plt.clear_data()
+        # The trainer reports the validation loss before step 1 with no training loss (NaN).
+        trained = [s for s in steps if math.isfinite(s.loss)]
+        plt.plot([s.iteration for s in trained], [s.loss for s in trained], label="train loss", marker="braille")
+        validation = [s for s in steps if s.validation_loss is not None and math.isfinite(s.validation_loss)]
+        if validation:
+            plt.plot(
+                [s.iteration for s in validation], [s.validation_loss for s in validation],
+                label="validation", marker="braille",
+            )
+        plot.refresh()
+        last = steps[-1]
+        loss = f"loss {last.loss:.3f} · " if math.isfinite(last.loss) else ""
+        self.query_one(Static).update(
+            f"iter {last.iteration} · {loss}{last.tokens_per_second:.0f} tok/s · {last.peak_memory_gb:.1f} GB peak"
+        )
