@@ -6,6 +6,8 @@ here can leak into an evaluation. Re-running the same command resumes the run.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("--model", dest="run.model", metavar="MODEL", help="packaged name, .gguf file, model folder or hub id")
@@ -17,19 +19,31 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-tokens", dest="sampling.max_tokens", type=int, metavar="N", help="per model output")
     parser.add_argument("--rounds", dest="repair.rounds", type=int, metavar="R", help="repair rounds per draft, 0-3 (default 1)")
     parser.add_argument("--run-dir", metavar="DIR", help="store the run here (default: runs/mine-<model>-<settings hash>)")
+    parser.add_argument("--tui", action="store_true", help="watch the run in the terminal UI (q stops it; re-run to resume)")
 
 
 def run(args) -> int:
-    from mlx_repair import blas
     from mlx_repair.config import config_from_args
 
-    blas.preload()
-    counts = mine(config_from_args(args), run_dir=args.run_dir)
-    return 0 if counts else 1
+    config = config_from_args(args)
+    if args.tui:
+        return mine_with_tui(config, args.run_dir)
+    mine(config, run_dir=args.run_dir)
+    return 0
 
 
-def mine(config, run_dir=None, console=None) -> dict[str, int]:
-    """Mine pairs on the train side; returns the pair counts per kind."""
+def mine_with_tui(config, run_dir=None) -> int:
+    """`mine` with the TUI attached: the same job, its events drawn instead of printed."""
+    from mlx_repair.runs import problems_for
+    from mlx_repair.tui import Plan, run_with_tui
+
+    problems, _ = problems_for(config, "train")
+    plan = Plan(tuple(p.task_id for p in problems), config.repair.rounds)
+    return run_with_tui(lambda console: mine(config, run_dir, console), "mine", plan)
+
+
+def mine(config, run_dir=None, console=None) -> tuple[Path, dict[str, int]]:
+    """Mine pairs on the train side; returns the run directory and pair counts per kind."""
     from mlx_repair.console import Console
     from mlx_repair.loop import LoopConfig
     from mlx_repair.runs import run_stage
@@ -46,4 +60,4 @@ def mine(config, run_dir=None, console=None) -> dict[str, int]:
         f"pairs in {done.directory}: " + ", ".join(f"{kind} {count}" for kind, count in counts.items())
         + f" ({near_copies} repair pairs flagged as near-copies) from {len(done.problems)} train problems"
     )
-    return counts
+    return done.directory, counts
