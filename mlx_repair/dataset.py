@@ -1,0 +1,236 @@
+"""Mined pairs -> mlx-lm chat records, mixed, split by problem, written as JSONL.
+
+Each pair becomes one `{"messages": [system, user, assistant]}` record whose user turn is
+exactly what the loop shows the model (`prompts.draft_messages` / `repair_messages`), so
+the adapter is trained on the turn it will see, and whose assistant turn is the code in a
+```python fence, the format the loop's extraction reads. The loss is taken on the
+assistant turn only (`tokenize`: mlx-lm's `ChatDataset` with `mask_prompt=True`): the
+model should learn to write the fix, not to predict the feedback.
+
+Why mix: training only on corrections made a model doubt correct answers (DESIGN.md),
+so `keep` pairs (passing code shown as passing -> the same code) and `solve` pairs
+(problem -> passing code) are mixed in, capped at a ratio of the repair count so the
+repairs stay the bulk. `control="garbage"` is the control experiment: the same mix, with
+the repair pairs swapped for as many same-shape pairs whose "fix" fails.
+
+Validation records come from other problems than the training records (the mined task
+ids are split by a seeded hash), so validation loss measures generalisation, not recall.
+Every choice is seeded: the same store and config give byte-identical JSONL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from mlx_repair.errors import UserError
+from mlx_repair.problems import Problem
+from mlx_repair.prompts import draft_messages, repair_messages
+from mlx_repair.store import PAIR_KINDS, Attempt, Pair, Store
+
+TRAIN_FILE = "train.jsonl"
+VALID_FILE = "valid.jsonl"
+INFO_FILE = "dataset.json"
+# What a `keep` record's user turn says instead of failing tests: the loop feeds back the
+# visible cases, and for passing code none of them fails.
+KEEP_FEEDBACK = "All shown tests passed."
+CONTROLS = (None, "garbage")
+
+
+@dataclass
+class MixConfig:
+    """Which pairs become training records, and in what proportion."""
+
+    # keep / solve records per repair record (each capped at this ratio of the repairs):
+    # enough "correct stays correct" to stop the adapter breaking good code, few enough
+    # that repairs stay the majority with tens of pairs.
+    keep_ratio: float = 0.5
+    solve_ratio: float = 0.25
+    # Fixes nearly identical to the broken code teach little and may be trivial edits.
+    include_near_copies: bool = False
+    # Share of the mined problems held out for validation (at least one when there are two).
+    valid_fraction: float = 0.15
+    control: str | None = None  # None, or "garbage": the same-shape control
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.control not in CONTROLS:
+            raise UserError(f"control must be one of {CONTROLS}, got {self.control!r}")
+        if not 0.0 <= self.valid_fraction < 1.0:
+            raise UserError(f"valid_fraction must be in [0, 1), got {self.valid_fraction}")
+
+
+@dataclass
+class Dataset:
+    """Records for mlx-lm, and what they were made of (for the manifest and the report)."""
+
+    train: list[dict]
+    valid: list[dict]
+    train_tasks: list[str]
+    valid_tasks: list[str]
+    counts: dict = field(default_factory=dict)  # {"train": {kind: n}, "valid": {kind: n}}
+    available: dict = field(default_factory=dict)  # usable pairs per kind before mixing
+    config: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What `write_dataset` wrote: the folder, the data hash, and the dataset.json record."""
+
+    path: Path
+    sha256: str
+    info: dict
+
+
+def build_dataset(store: Store, problems: Iterable[Problem], config: MixConfig | None = None) -> Dataset:
+    """The mixed, split records of the run `store` has selected."""
+    config = config or MixConfig()
+    by_id = {problem.task_id: problem for problem in problems}
+    attempts = {attempt.id: attempt for attempt in store.attempts()}
+    pairs = [p for p in store.pairs() if config.include_near_copies or not p.near_copy]
+    missing = sorted({p.task_id for p in pairs} - set(by_id))
+    if missing:
+        raise UserError(
+            f"{store.path}: pairs of {len(missing)} problems not in the given problem set "
+            f"(e.g. {missing[0]}); pass the problems the run was mined on"
+        )
+    train_tasks, valid_tasks = split_tasks(sorted({p.task_id for p in pairs}), config)
+    sides = {
+        side: mix([p for p in pairs if p.task_id in set(tasks)], config)
+        for side, tasks in (("train", train_tasks), ("valid", valid_tasks))
+    }
+    available = {kind: sum(1 for p in pairs if p.kind == kind) for kind in PAIR_KINDS}
+    return Dataset(
+        train=[record(p, by_id[p.task_id], attempts) for p in sides["train"]],
+        valid=[record(p, by_id[p.task_id], attempts) for p in sides["valid"]],
+        train_tasks=train_tasks,
+        valid_tasks=valid_tasks,
+        counts={side: _kind_counts(chosen) for side, chosen in sides.items()},
+        available=available,
+        config=asdict(config),
+    )
+
+
+def split_tasks(task_ids: list[str], config: MixConfig) -> tuple[list[str], list[str]]:
+    """Hold out the `valid_fraction` of problems whose seeded hash of the id ranks lowest:
+    an exact count (it matters with ten problems), independent of their order."""
+    if len(task_ids) < 2 or config.valid_fraction == 0:
+        return list(task_ids), []
+    ranked = sorted(task_ids, key=lambda t: hashlib.sha256(f"{config.seed}\0{t}".encode()).digest())
+    count = max(1, round(config.valid_fraction * len(task_ids)))
+    valid = set(ranked[:count])
+    return [t for t in task_ids if t not in valid], [t for t in task_ids if t in valid]
+
+
+def mix(pairs: list[Pair], config: MixConfig) -> list[Pair]:
+    """All repair pairs (or as many garbage pairs, for the control), plus keep and solve
+    pairs capped at their ratio of the repair count; shuffled with the seed."""
+    rng = random.Random(config.seed)
+    of = {kind: _shuffled([p for p in pairs if p.kind == kind], rng) for kind in PAIR_KINDS}
+    repairs = len(of["repair"])
+    chosen = of["garbage"][:repairs] if config.control == "garbage" else of["repair"]
+    chosen += of["keep"][: math.ceil(config.keep_ratio * repairs)]
+    chosen += of["solve"][: math.ceil(config.solve_ratio * repairs)]
+    return _shuffled(chosen, rng)
+
+
+def _shuffled(pairs: list[Pair], rng: random.Random) -> list[Pair]:
+    ordered = sorted(pairs, key=lambda p: (p.task_id, p.kind, p.fixed_id, p.broken_id or 0))
+    rng.shuffle(ordered)
+    return ordered
+
+
+def record(pair: Pair, problem: Problem, attempts: dict[int, Attempt]) -> dict:
+    """One chat record: the user turn the loop showed, the code as the answer."""
+    fixed = attempts[pair.fixed_id].code
+    if pair.kind == "solve":
+        messages = draft_messages(problem)
+    elif pair.kind == "keep":
+        messages = repair_messages(problem, fixed, KEEP_FEEDBACK)
+    else:  # repair, garbage: the broken code and the feedback it got
+        messages = repair_messages(problem, attempts[pair.broken_id].code, pair.feedback)
+    return {"messages": [*messages, answer_message(fixed)], "task_id": pair.task_id, "kind": pair.kind}
+
+
+def answer_message(code: str) -> dict:
+    """The assistant turn: the code in the ```python fence the loop's extraction reads."""
+    return {"role": "assistant", "content": f"```python\n{code.rstrip()}\n```"}
+
+
+def _kind_counts(pairs: list[Pair]) -> dict[str, int]:
+    return dict(Counter(pair.kind for pair in pairs))
+
+
+def write_dataset(dataset: Dataset, folder: str | Path) -> DatasetInfo:
+    """Write train.jsonl, valid.jsonl and dataset.json (split, counts, hash) to `folder`.
+
+    The hash covers both JSONL files byte for byte: the manifest's proof of which data an
+    adapter was trained on.
+    """
+    if not dataset.train:
+        raise UserError(
+            "no training records: the run mined no usable repair pairs "
+            f"(usable pairs per kind: {dataset.available}); mine more problems or samples"
+        )
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, records in ((TRAIN_FILE, dataset.train), (VALID_FILE, dataset.valid)):
+        (folder / name).write_text(_jsonl(records), encoding="utf-8")
+    info = {
+        "sha256": data_hash(folder),
+        "counts": dataset.counts,
+        "available": dataset.available,
+        "split": {"train": dataset.train_tasks, "valid": dataset.valid_tasks},
+        "mix": dataset.config,
+    }
+    (folder / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    return DatasetInfo(folder, info["sha256"], info)
+
+
+def prepare_dataset(
+    store: Store, problems: Iterable[Problem], folder: str | Path, config: MixConfig | None = None
+) -> DatasetInfo:
+    """build_dataset then write_dataset: the store's pairs as JSONL in the adapter folder."""
+    return write_dataset(build_dataset(store, problems, config), folder)
+
+
+def data_hash(folder: str | Path) -> str:
+    """sha256 over train.jsonl then valid.jsonl (each preceded by its name)."""
+    digest = hashlib.sha256()
+    for name in (TRAIN_FILE, VALID_FILE):
+        path = Path(folder) / name
+        digest.update(name.encode() + b"\n")
+        digest.update(path.read_bytes() if path.is_file() else b"")
+    return digest.hexdigest()
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _jsonl(records: list[dict]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)
+
+
+def tokenize(records: list[dict], tokenizer, max_seq_length: int) -> tuple[list[tuple[list[int], int]], int]:
+    """(token ids, offset of the assistant turn) per record, as mlx-lm's `iterate_batches`
+    and `default_loss` take them, and how many records were dropped for length.
+
+    Too-long records are dropped rather than truncated: truncation cuts the end, which is
+    the answer, the only part the loss counts.
+    """
+    from mlx_lm.tuner.datasets import ChatDataset
+
+    chat = ChatDataset(records, tokenizer, mask_prompt=True)
+    examples = [chat.process(r) for r in records]
+    kept = [e for e in examples if len(e[0]) <= max_seq_length]
+    return kept, len(examples) - len(kept)

@@ -1,0 +1,167 @@
+"""Pairs -> chat records: the exact loop prompts, prompt masking, mixing, the garbage
+control, and validation on other problems."""
+
+import json
+
+import pytest
+
+from mlx_repair.dataset import (
+    KEEP_FEEDBACK,
+    MixConfig,
+    build_dataset,
+    data_hash,
+    prepare_dataset,
+    read_jsonl,
+    split_tasks,
+    tokenize,
+)
+from mlx_repair.errors import UserError
+from mlx_repair.problems import Problem
+from mlx_repair.prompts import draft_messages, render, repair_messages
+from mlx_repair.store import Attempt, Pair, Store
+
+FEEDBACK = "Test: assert candidate(2) == 4\nInput: 2\nExpected: 4\nGot: 6"
+
+
+def problem(i: int) -> Problem:
+    return Problem(
+        task_id=f"T/{i}",
+        prompt=f'def f{i}(x):\n    """Twice x."""\n',
+        entry_point=f"f{i}",
+        test="def check(candidate):\n    assert candidate(2) == 4\n",
+    )
+
+
+PROBLEMS = [problem(i) for i in range(10)]
+
+
+def _attempt(store, task, kind, sample, code, passed):
+    return store.add_attempt(
+        Attempt(task_id=task, kind=kind, sample_index=sample, round=0 if kind == "draft" else 1,
+                prompt="p", completion=code, code=code, model="tiny", passed=passed,
+                status="passed" if passed else "failed", feedback="" if passed else FEEDBACK)
+    )
+
+
+def fill_store(store: Store, repairs_per_task: int = 2) -> None:
+    """Each task: failing drafts repaired (repair pairs) and failed repairs (garbage);
+    even tasks also have a passing draft (solve + keep)."""
+    for p in PROBLEMS:
+        head = f"def {p.entry_point}(x):\n    return"
+        for s in range(repairs_per_task):
+            broken = _attempt(store, p.task_id, "draft", s, f"{head} 3 * x  # {s}\n", False)
+            fixed = _attempt(store, p.task_id, "repair", s, f"{head} 2 * x  # {s}\n", True)
+            wrong = _attempt(store, p.task_id, "resample", s, f"{head} x  # {s}\n", False)
+            store.add_pair(Pair(p.task_id, "repair", fixed.id, FEEDBACK, broken.id, near_copy=(s == 1)))
+            store.add_pair(Pair(p.task_id, "garbage", wrong.id, FEEDBACK, broken.id))
+        if int(p.task_id[2:]) % 2 == 0:
+            good = _attempt(store, p.task_id, "draft", 9, f"{head} x + x\n", True)
+            store.add_pair(Pair(p.task_id, "solve", good.id, ""))
+            store.add_pair(Pair(p.task_id, "keep", good.id, "", good.id))
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store.open(tmp_path / "run") as store:
+        store.start_run("r", "tiny", "test", {}, {"train": [p.task_id for p in PROBLEMS], "eval": []})
+        fill_store(store)
+        yield store
+
+
+def test_records_hold_the_exact_loop_turns_and_a_fenced_answer(store):
+    data = build_dataset(store, PROBLEMS, MixConfig(keep_ratio=1.0, solve_ratio=1.0, valid_fraction=0))
+    by_kind = {r["kind"]: r for r in data.train}
+    task = {p.task_id: p for p in PROBLEMS}
+    repair, solve, keep = by_kind["repair"], by_kind["solve"], by_kind["keep"]
+    head = f"def {task[repair['task_id']].entry_point}(x):\n    return"
+    assert repair["messages"][:-1] == repair_messages(task[repair["task_id"]], f"{head} 3 * x  # 0", FEEDBACK)
+    assert repair["messages"][-1] == {"role": "assistant", "content": f"```python\n{head} 2 * x  # 0\n```"}
+    assert solve["messages"][:-1] == draft_messages(task[solve["task_id"]])
+    code = f"def {task[keep['task_id']].entry_point}(x):\n    return x + x"
+    assert keep["messages"][:-1] == repair_messages(task[keep["task_id"]], code, KEEP_FEEDBACK)
+    assert keep["messages"][-1]["content"] == f"```python\n{code}\n```"
+
+
+def test_near_copies_are_skipped_unless_asked(store):
+    default = build_dataset(store, PROBLEMS, MixConfig(valid_fraction=0))
+    assert all("# 1" not in r["messages"][-1]["content"] for r in default.train if r["kind"] == "repair")
+    assert default.counts["train"]["repair"] == 10
+    with_copies = build_dataset(store, PROBLEMS, MixConfig(valid_fraction=0, include_near_copies=True))
+    assert with_copies.counts["train"]["repair"] == 20
+
+
+def test_keep_and_solve_are_capped_at_their_ratio_of_repairs(store):
+    data = build_dataset(store, PROBLEMS, MixConfig(valid_fraction=0, keep_ratio=0.3, solve_ratio=0.2))
+    assert data.counts["train"] == {"repair": 10, "keep": 3, "solve": 2}
+    assert data.available == {"repair": 10, "solve": 5, "keep": 5, "garbage": 20}
+
+
+def test_garbage_control_swaps_repairs_for_as_many_garbage_pairs(store):
+    real = build_dataset(store, PROBLEMS, MixConfig())
+    control = build_dataset(store, PROBLEMS, MixConfig(control="garbage"))
+    assert control.counts["train"].get("repair", 0) == 0
+    assert control.counts["train"]["garbage"] == real.counts["train"]["repair"]
+    assert control.counts["train"]["keep"] == real.counts["train"]["keep"]
+    assert control.train_tasks == real.train_tasks and control.valid_tasks == real.valid_tasks
+    garbage = next(r for r in control.train if r["kind"] == "garbage")
+    assert "return x  #" in garbage["messages"][-1]["content"]  # the failing "fix"
+    with pytest.raises(UserError, match="control"):
+        MixConfig(control="shuffled")
+
+
+def test_validation_comes_from_other_problems_and_is_deterministic(store, tmp_path):
+    data = build_dataset(store, PROBLEMS, MixConfig(valid_fraction=0.2))
+    assert len(data.valid_tasks) == 2 and not set(data.valid_tasks) & set(data.train_tasks)
+    assert {r["task_id"] for r in data.valid} <= set(data.valid_tasks)
+    assert {r["task_id"] for r in data.train} <= set(data.train_tasks)
+    ids = [p.task_id for p in PROBLEMS]
+    forward, backward = (split_tasks(order, MixConfig(valid_fraction=0.2)) for order in (ids, ids[::-1]))
+    assert set(forward[1]) == set(backward[1]) == set(data.valid_tasks)
+    first = prepare_dataset(store, PROBLEMS, tmp_path / "a")
+    second = prepare_dataset(store, PROBLEMS, tmp_path / "b")
+    assert first.sha256 == second.sha256 == data_hash(tmp_path / "a")
+    assert (tmp_path / "a" / "train.jsonl").read_bytes() == (tmp_path / "b" / "train.jsonl").read_bytes()
+    info = json.loads((tmp_path / "a" / "dataset.json").read_text())
+    assert info["split"]["valid"] == data.valid_tasks and info["sha256"] == first.sha256
+    other_seed = prepare_dataset(store, PROBLEMS, tmp_path / "c", MixConfig(seed=1))
+    assert other_seed.sha256 != first.sha256
+
+
+def test_no_pairs_is_a_one_line_error(tmp_path):
+    with Store.open(tmp_path / "empty") as empty:
+        empty.start_run("r", "tiny", "test", {}, {"train": [], "eval": []})
+        with pytest.raises(UserError, match="no training records"):
+            prepare_dataset(empty, PROBLEMS, tmp_path / "out")
+
+
+def test_loss_mask_covers_exactly_the_assistant_turn(store, tiny_tokenizer):
+    record = build_dataset(store, PROBLEMS, MixConfig(valid_fraction=0)).train[0]
+    (tokens, offset), = tokenize([record], tiny_tokenizer, max_seq_length=4096)[0]
+    prompt = render(tiny_tokenizer, record["messages"][:-1])
+    assert tiny_tokenizer.decode(tokens[:offset]) == prompt
+    answer = record["messages"][-1]["content"]
+    assert tiny_tokenizer.decode(tokens[offset:]).strip() == f"{answer}<|im_end|>"
+    # mlx-lm's default_loss counts target position t (predicting token t+1) when
+    # offset <= t+1 <= length: exactly the tokens from the offset on.
+    import mlx.core as mx
+
+    steps = mx.arange(1, len(tokens))
+    mask = (steps >= offset) & (steps <= len(tokens))
+    assert int(mask.sum().item()) == len(tokens) - offset
+
+
+def test_too_long_records_are_dropped_not_truncated(store, tiny_tokenizer):
+    records = build_dataset(store, PROBLEMS, MixConfig(valid_fraction=0)).train[:3]
+    examples, dropped = tokenize(records, tiny_tokenizer, max_seq_length=10)
+    assert examples == [] and dropped == 3
+
+
+def test_jsonl_reads_back_and_is_what_mlx_lm_loads(store, tmp_path, tiny_tokenizer):
+    from types import SimpleNamespace
+
+    from mlx_lm.tuner.datasets import ChatDataset, load_local_dataset
+
+    prepare_dataset(store, PROBLEMS, tmp_path)
+    train, valid, _ = load_local_dataset(tmp_path, tiny_tokenizer, SimpleNamespace(mask_prompt=True))
+    assert isinstance(train, ChatDataset) and len(train) == len(read_jsonl(tmp_path / "train.jsonl"))
+    assert len(valid) > 0

@@ -1,0 +1,223 @@
+"""LoRA training on tiny models: loss goes down, the folder loads in mlx-lm, DoRA and
+qwen3_5 work, and a run killed with SIGKILL resumes to the same adapter."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from mlx_repair.dataset import MixConfig, prepare_dataset
+from mlx_repair.events import Log, TrainStep
+from mlx_repair.store import Store
+from mlx_repair.train import CHECKPOINT_FILE, TrainConfig, preset, train_adapter
+from test_dataset import PROBLEMS, fill_store
+
+FAST = dict(batch_size=2, learning_rate=1e-3, steps_per_report=2, steps_per_eval=4, save_every=2)
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    """Weight hashes are cached under MLX_REPAIR_CACHE: keep the tests' out of ~/.cache."""
+    monkeypatch.setenv("MLX_REPAIR_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pairs")
+    with Store.open(root / "run") as store:
+        store.start_run("r", "tiny", "test", {}, {"train": [p.task_id for p in PROBLEMS], "eval": []})
+        fill_store(store)
+        prepare_dataset(store, PROBLEMS, root / "data", MixConfig(valid_fraction=0.2))
+    return root / "data"
+
+
+def run(model, data, out, config, **kwargs):
+    """All events of a training run, and the manifest it returns."""
+    events = []
+    generator = train_adapter(model, data, out, config, **kwargs)
+    while True:
+        try:
+            events.append(next(generator))
+        except StopIteration as done:
+            return events, done.value
+
+
+def logits(model_dir, adapter=None):
+    import mlx.core as mx
+    from mlx_lm import load
+
+    model, tokenizer = load(str(model_dir), adapter_path=str(adapter) if adapter else None)
+    tokens = mx.array([tokenizer.encode("def f(x):\n    return 2 * x\n")])
+    return model(tokens)
+
+
+def test_training_lowers_the_loss_and_the_folder_loads_in_mlx_lm(tiny_model_dir, data_dir, tmp_path):
+    from mlx_lm.tuner.callbacks import TrainingCallback
+
+    class Recorder(TrainingCallback):
+        reports = []
+
+        def on_train_loss_report(self, info):
+            self.reports.append(info)
+
+    out = tmp_path / "adapter"
+    config = TrainConfig(iters=16, **FAST)
+    events, manifest = run(str(tiny_model_dir), data_dir, out, config, callback=Recorder(), extra={"run": 1})
+    steps = [e for e in events if isinstance(e, TrainStep)]
+    assert steps[0].iteration == 0 and steps[0].validation_loss is not None
+    assert steps[-1].iteration == 16 and steps[-1].validation_loss < steps[0].validation_loss
+    assert steps[-1].loss < steps[1].loss
+    assert all(s.tokens_per_second > 0 and s.peak_memory_gb > 0 for s in steps[1:])
+    assert Recorder.reports[-1]["iteration"] == 16 and Recorder.reports[-1]["tokens_per_second"] > 0
+
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["fine_tune_type"] == "lora" and config["num_layers"] == 2
+    assert config["lora_parameters"] == {"rank": 8, "scale": 20.0, "dropout": 0.0}
+    written = json.loads((out / "manifest.json").read_text())
+    assert written == json.loads(json.dumps(manifest)) and written["run"] == 1
+    assert written["base_model"]["weights_sha256"]["model.safetensors"]
+    assert written["data"]["sha256"] and written["data"]["split"]["valid"]
+    assert written["metrics"]["final_val_loss"] < written["metrics"]["initial_val_loss"]
+    assert written["metrics"]["peak_memory_gb"] > 0 and written["train_config"]["iters"] == 16
+
+    import mlx.core as mx
+
+    difference = mx.abs(logits(tiny_model_dir, out) - logits(tiny_model_dir)).max().item()
+    assert difference > 1e-3
+
+
+def test_dora_trains_and_loads(tiny_model_dir, data_dir, tmp_path):
+    import mlx.core as mx
+
+    out = tmp_path / "dora"
+    run(str(tiny_model_dir), data_dir, out, TrainConfig(fine_tune_type="dora", iters=4, **FAST))
+    assert json.loads((out / "adapter_config.json").read_text())["fine_tune_type"] == "dora"
+    assert any(name.endswith(".m") for name in mx.load(str(out / "adapters.safetensors")))
+    assert mx.abs(logits(tiny_model_dir, out) - logits(tiny_model_dir)).max().item() > 1e-4
+
+
+def test_qwen3_5_trains_from_a_loaded_model(tiny_qwen35_dir, data_dir, tmp_path):
+    from mlx_lm import load
+
+    out = tmp_path / "qwen35"
+    config = TrainConfig(iters=4, num_layers=-1, compile=False, **FAST)
+    events, manifest = run(load(str(tiny_qwen35_dir)), data_dir, out, config, base_model=str(tiny_qwen35_dir))
+    assert [e.iteration for e in events if isinstance(e, TrainStep)] == [0, 2, 4]
+    assert manifest["base_model"]["spec"] == str(tiny_qwen35_dir)
+    assert json.loads((out / "adapter_config.json").read_text())["num_layers"] == 4
+    logits(tiny_qwen35_dir, out)  # loads
+
+
+def test_changed_settings_train_afresh_and_a_finished_run_is_not_repeated(tiny_model_dir, data_dir, tmp_path):
+    out = tmp_path / "again"
+    run(str(tiny_model_dir), data_dir, out, TrainConfig(iters=2, **FAST))
+    events, _ = run(str(tiny_model_dir), data_dir, out, TrainConfig(iters=2, **FAST))
+    assert not [e for e in events if isinstance(e, TrainStep)]  # already at step 2
+    changed = TrainConfig(iters=2, **{**FAST, "learning_rate": 1e-4})
+    events, _ = run(str(tiny_model_dir), data_dir, out, changed)
+    assert any(isinstance(e, Log) and "afresh" in e.message for e in events)
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "qwen3_5"])
+def test_answer_loss_equals_mlx_lm_default_loss(arch, tiny_model_dir, tiny_qwen35_dir):
+    import mlx.core as mx
+    from mlx_lm import load
+    from mlx_lm.tuner.trainer import default_loss
+
+    from mlx_repair.train import _backbone_and_head, answer_loss
+
+    model, _ = load(str(tiny_model_dir if arch == "qwen2" else tiny_qwen35_dir))
+    assert _backbone_and_head(model) is not None  # the projection is split off, not skipped
+    batch = mx.random.randint(0, 400, (2, 97), key=mx.random.key(0))
+    lengths = mx.array([[40, 96], [70, 80]])
+    expected, tokens = default_loss(model, batch, lengths)
+    loss, sliced_tokens = answer_loss(model)(model, batch, lengths, 32)
+    assert sliced_tokens.item() == tokens.item() == 57 + 11
+    assert abs(loss.item() - expected.item()) < 1e-5
+
+
+def test_presets_and_fitting():
+    cpu = preset("cpu", iters=12, rank=None)
+    assert cpu.batch_size == 1 and cpu.iters == 12 and cpu.rank == TrainConfig().rank
+    assert preset("auto") == preset("cpu")  # these tests run on mlx[cpu]
+    from mlx_repair.errors import UserError
+    from mlx_repair.train import fit_config
+
+    with pytest.raises(UserError):
+        preset("gpu-farm")
+    config = TrainConfig(batch_size=8, num_layers=16, epochs=2)
+    fitted, notes = fit_config(config, train_records=5, model_layers=2)
+    assert (fitted.batch_size, fitted.num_layers, fitted.iters) == (5, 2, 2) and notes
+
+
+CHILD = """
+import sys
+from mlx_repair import blas
+blas.preload()
+import time
+from mlx_lm.tuner.callbacks import TrainingCallback
+from mlx_repair.train import TrainConfig, train_adapter
+
+class Slow(TrainingCallback):
+    def on_train_loss_report(self, info):
+        time.sleep(0.25)  # gives the test time to kill between checkpoints
+
+model, data, out, slow = sys.argv[1:5]
+config = TrainConfig(iters=12, batch_size=2, learning_rate=1e-3, dropout=0.1, steps_per_report=1,
+                     steps_per_eval=7, save_every=3)
+for event in train_adapter(model, data, out, config, callback=Slow() if slow == "1" else None):
+    print(event, flush=True)
+"""
+
+
+def test_a_run_killed_with_sigkill_resumes_to_the_same_adapter(tiny_model_dir, data_dir, tmp_path):
+    import mlx.core as mx
+
+    script = tmp_path / "child.py"
+    script.write_text(textwrap.dedent(CHILD))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+
+    def start(out, slow):
+        argv = [sys.executable, str(script), str(tiny_model_dir), str(data_dir), str(out), slow]
+        return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    whole = start(tmp_path / "whole", "0")  # runs alongside, on the other core
+    killed = start(tmp_path / "killed", "1")
+    checkpoint = tmp_path / "killed" / CHECKPOINT_FILE
+    deadline = time.monotonic() + 60
+    while _checkpoint_step(checkpoint) < 6 and killed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    interrupted_at = _checkpoint_step(checkpoint)
+    assert killed.returncode == -signal.SIGKILL and 0 < interrupted_at < 12, killed.stdout.read()
+
+    resumed = start(tmp_path / "killed", "0")
+    output = resumed.communicate(timeout=120)[0]
+    assert resumed.returncode == 0, output
+    assert f"resuming from step {interrupted_at} of 12" in output
+    assert whole.communicate(timeout=120)[0] and whole.returncode == 0
+
+    final = mx.load(str(tmp_path / "killed" / "adapters.safetensors"))
+    reference = mx.load(str(tmp_path / "whole" / "adapters.safetensors"))
+    assert final.keys() == reference.keys()
+    for name in reference:
+        assert mx.allclose(final[name], reference[name], atol=1e-5).item(), name
+    history = json.loads((tmp_path / "killed" / "manifest.json").read_text())["history"]
+    assert [h["iteration"] for h in history] == list(range(0, 13))
+
+
+def _checkpoint_step(path: Path) -> int:
+    import mlx.core as mx
+
+    try:
+        _, metadata = mx.load(str(path), return_metadata=True)
+    except (OSError, RuntimeError, ValueError):
+        return 0
+    return json.loads(metadata["run"])["step"]
