@@ -124,13 +124,18 @@ PRESETS = {
 }
 
 
-def preset(name: str, **overrides) -> TrainConfig:
-    """A named preset with some fields overridden (None values are ignored). "auto" is
-    "cpu" when MLX runs on the CPU, else "default"."""
-    if name == "auto":
-        import mlx.core as mx
+def preset_name(name: str) -> str:
+    """"auto" is "cpu" when MLX runs on the CPU, else "default"; other names pass through."""
+    if name != "auto":
+        return name
+    import mlx.core as mx
 
-        name = "cpu" if mx.default_device() == mx.cpu else "default"
+    return "cpu" if mx.default_device() == mx.cpu else "default"
+
+
+def preset(name: str, **overrides) -> TrainConfig:
+    """A named preset (or "auto") with some fields overridden (None values are ignored)."""
+    name = preset_name(name)
     if name not in PRESETS:
         raise UserError(f"unknown train preset {name!r}; choose one of {', '.join(PRESETS)}")
     return replace(PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})

@@ -71,9 +71,10 @@ def train_pipeline(config, args, command: str, console=None) -> Path:
     from mlx_repair.commands.mine import mine
     from mlx_repair.console import Console
     from mlx_repair.report import StageTime, TrainReport, write_report
+    from mlx_repair.train import preset_name
 
     console = console or Console()
-    sizes = PIPELINE_PRESETS[_preset_name(args.preset)]
+    sizes = PIPELINE_PRESETS[preset_name(args.preset)]
     train_config = _train_config(args)
     eval_config = _with_limit(_greedy(config), args.limit or sizes["eval_limit"])
     mine_config = _with_limit(config, args.mine_limit or sizes["mine_limit"])
@@ -106,19 +107,11 @@ def train_pipeline(config, args, command: str, console=None) -> Path:
     return write_report(report, out)
 
 
-def _preset_name(choice: str) -> str:
-    if choice != "auto":
-        return choice
-    import mlx.core as mx
-
-    return "default" if mx.default_device() == mx.gpu else "cpu"
-
-
 def _train_config(args):
     from mlx_repair.train import preset
 
     return preset(
-        _preset_name(args.preset),
+        args.preset,
         iters=args.iters,
         rank=args.rank,
         num_layers=args.layers,
