@@ -55,7 +55,7 @@ def load_problems(spec: str | Path) -> list[Problem]:
 def _load_jsonl(path: Path, source: str) -> list[Problem]:
     problems: list[Problem] = []
     seen: dict[str, int] = {}
-    for line_no, record in _read_records(path):
+    for line_no, record in read_json_lines(path):
         problem = _to_problem(record, f"{path}:{line_no}", source)
         if problem.task_id in seen:
             raise ProblemsError(
@@ -68,7 +68,9 @@ def _load_jsonl(path: Path, source: str) -> list[Problem]:
     return problems
 
 
-def _read_records(path: Path) -> Iterable[tuple[int, dict]]:
+def read_json_lines(path: Path) -> Iterable[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of a JSONL file (optionally .gz);
+    a line that is not a JSON object is a one-line error naming file and line."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rt", encoding="utf-8") as lines:

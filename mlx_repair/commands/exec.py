@@ -54,25 +54,17 @@ def run(args) -> int:
 
 def read_samples(path: Path, problems: dict) -> list[tuple[str, str]]:
     """(task_id, completion) per line; any bad line is a one-line error naming it."""
+    from mlx_repair.problems import read_json_lines
+
     if not path.is_file():
         raise UserError(f"{path}: no such samples file")
-    samples = []
-    with open(path, encoding="utf-8", errors="replace") as lines:
-        for line_no, line in enumerate(lines, start=1):
-            if line.strip():
-                samples.append(_sample(line, f"{path}:{line_no}", problems))
+    samples = [_sample(record, f"{path}:{line_no}", problems) for line_no, record in read_json_lines(path)]
     if not samples:
         raise UserError(f"{path}: holds no samples")
     return samples
 
 
-def _sample(line: str, where: str, problems: dict) -> tuple[str, str]:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise UserError(f"{where}: not valid JSON ({error.msg})") from None
-    if not isinstance(record, dict):
-        raise UserError(f'{where}: expected an object {{"task_id", "completion"}}')
+def _sample(record: dict, where: str, problems: dict) -> tuple[str, str]:
     task_id, completion = record.get("task_id"), record.get("completion")
     if not isinstance(task_id, str) or not isinstance(completion, str):
         raise UserError(f'{where}: needs string fields "task_id" and "completion"')
