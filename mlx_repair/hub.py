@@ -1,0 +1,75 @@
+"""Push an exported adapter to the Hugging Face hub.
+
+Everything that can fail without the network fails first: offline mode, no token, a bad
+repo id, an adapter that does not export. Then the token is checked against the hub
+(`whoami`) before anything is created, so a rejected token or an unreachable hub leaves
+no half-made repo behind. Only then is the repo created (if needed) and the export
+uploaded (one commit for an adapter; huggingface-hub may split a large fused model).
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from contextlib import contextmanager
+
+from mlx_repair.errors import UserError
+from mlx_repair.export import export_adapter
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
+
+
+def push_adapter(
+    adapter_dir,
+    repo_id: str,
+    private: bool = False,
+    fmt: str = "peft",
+    token: str | None = None,
+    base_model: str | None = None,
+) -> str:
+    """Export the adapter in `fmt` and upload it to the model repo `repo_id` (USER/NAME).
+
+    token: by default the standard one (HF_TOKEN, else `hf auth login`'s file).
+    Returns the URL of the commit.
+    """
+    from huggingface_hub import HfApi, constants, get_token
+
+    if constants.is_offline_mode():
+        raise UserError(
+            "HF_HUB_OFFLINE is set, so nothing can be pushed; unset it, or `mlx-repair export` and copy the folder"
+        )
+    token = token or get_token()
+    if not token:
+        raise UserError("no Hugging Face token: run `hf auth login` or set HF_TOKEN (a token with write access)")
+    if not _REPO_ID.match(repo_id):
+        raise UserError(f"--repo {repo_id!r} is not USER/NAME (e.g. alice/qwen-coder-repair-lora)")
+    api = HfApi(token=token)
+    with tempfile.TemporaryDirectory(prefix="mlx-repair-push-") as folder:
+        export_adapter(adapter_dir, fmt, folder, base_model=base_model, location=repo_id)
+        with _hub_errors(api.endpoint, "checking the token"):
+            api.whoami()
+        with _hub_errors(api.endpoint, f"creating {repo_id}"):
+            api.create_repo(repo_id, private=private, exist_ok=True)
+        with _hub_errors(api.endpoint, f"uploading to {repo_id}"):
+            commit = api.upload_folder(
+                repo_id=repo_id, folder_path=folder, commit_message=f"Upload {fmt} adapter from mlx-repair"
+            )
+    return commit.commit_url
+
+
+@contextmanager
+def _hub_errors(endpoint: str, doing: str):
+    """Turn the hub's HTTP and connection errors into one line saying what was being done."""
+    import httpx2  # huggingface-hub's HTTP client
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        yield
+    except HfHubHTTPError as error:
+        reason = str(error).strip().splitlines()[0][:200]
+        raise UserError(f"hub error while {doing} ({reason})") from None
+    except httpx2.TransportError as error:
+        raise UserError(
+            f"cannot reach the hub at {endpoint} while {doing} ({type(error).__name__}); "
+            "check the network or HF_ENDPOINT"
+        ) from None
