@@ -353,3 +353,31 @@ def test_snapshot_training(snap_compare):
         await until(pilot, lambda: len(pilot.app.state.train) == 41)
 
     assert snap_compare(RepairApp(training_job, "train"), terminal_size=SIZE, run_before=ready)
+
+
+def test_training_pane_draws_each_early_report_without_crashing():
+    """The trainer's first report has only a validation loss; then one step at a time
+    (a slow CPU run redraws after every report). A real `train --tui` crashed here."""
+    import threading
+
+    go = threading.Event()
+
+    def slow_training(console):
+        console.show(StageStarted("train", 3))
+        console.show(TrainStep(0, math.nan, 0.0, 1.2, 2.6))
+        go.wait(10)
+        for i in (1, 2):
+            console.show(TrainStep(i, 2.0 - i * 0.1, 50.0, 1.3))
+            go.wait(0.3)
+
+    async def scenario():
+        app = RepairApp(slow_training, "train")
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: len(app.state.train) == 1)
+            await pilot.pause(0.3)
+            go.set()
+            await until(pilot, lambda: app.job_console.done.is_set() and len(app.state.train) == 3)
+            await pilot.pause(0.3)
+            assert app.is_running
+
+    asyncio.run(scenario())

@@ -30,14 +30,15 @@ class TrainingPane(Vertical):
         plt = plot.plt
         plt.clear_data()
         # The trainer reports the validation loss before step 1 with no training loss (NaN).
+        # An empty series must not be plotted: plotext's legend then indexes past its end.
         trained = [s for s in steps if math.isfinite(s.loss)]
-        plt.plot([s.iteration for s in trained], [s.loss for s in trained], label="train loss", marker="braille")
         validation = [s for s in steps if s.validation_loss is not None and math.isfinite(s.validation_loss)]
-        if validation:
-            plt.plot(
-                [s.iteration for s in validation], [s.validation_loss for s in validation],
-                label="validation", marker="braille",
-            )
+        for label, series, value in (
+            ("train loss", trained, lambda s: s.loss),
+            ("validation", validation, lambda s: s.validation_loss),
+        ):
+            if series:
+                plt.plot([s.iteration for s in series], [value(s) for s in series], label=label, marker="braille")
         plot.refresh()
         last = steps[-1]
         loss = f"loss {last.loss:.3f} · " if math.isfinite(last.loss) else ""
