@@ -2,23 +2,31 @@
 
 from dataclasses import dataclass, field
 
-from tiny_repairer import CASES, RIGHT, WRONG, double_problem
-
 from mlx_repair.cases import hidden_flags
 from mlx_repair.evaluate import summarize
 from mlx_repair.events import AttemptFinished, PairSaved
 from mlx_repair.loop import LoopConfig, Output, run_loop
+from mlx_repair.problems import Problem
 from mlx_repair.sandbox import Pool
 from mlx_repair.store import Store
 
-# Which cases are hidden is decided by a hash; the test reads it, not assumes it.
+# Four cases: which are hidden is decided by a hash; the test reads it, not assumes it.
+CASES = [(1, 2), (2, 4), (3, 6), (10, 20)]
 HIDDEN = hidden_flags("T/double", len(CASES))
 
 
-def problem():
-    return double_problem("T/double")
+def problem(task_id="T/double"):
+    checks = "\n".join(f"    assert candidate({x}) == {y}" for x, y in CASES)
+    return Problem(
+        task_id=task_id,
+        prompt='def double(x):\n    """Twice x."""\n',
+        entry_point="double",
+        test=f"def check(candidate):\n{checks}\n",
+    )
 
 
+RIGHT = "def double(x):\n    return 2 * x\n"
+WRONG = "def double(x):\n    return 3 * x\n"
 # Right on the visible cases only: a "fix" that must not count.
 visible_table = ", ".join(f"{x}: {y}" for (x, y), hidden in zip(CASES, HIDDEN) if not hidden)
 OVERFIT = f"def double(x):\n    return {{{visible_table}}}.get(x, 0)\n"
