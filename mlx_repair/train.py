@@ -185,7 +185,7 @@ def train_adapter(
     data_dir, data_info = _data(data, out_dir)
     config = config or TrainConfig()
     train_set, valid_set, notes = _examples(data_dir, tokenizer, config)
-    config, more_notes = fit_config(config, len(train_set), len(model.layers))
+    config, more_notes = fit_config(config, len(train_set), len(model.layers), getattr(model, "model_type", None))
     for note in notes + more_notes:
         yield Log(note)
 
@@ -247,10 +247,23 @@ def _examples(data_dir: Path, tokenizer, config: TrainConfig) -> tuple[list, lis
     return sets[0], sets[1], notes
 
 
-def fit_config(config: TrainConfig, train_records: int, model_layers: int) -> tuple[TrainConfig, list[str]]:
+# Architectures whose training must checkpoint gradients and skip mx.compile: mlx-lm runs
+# Gated DeltaNet as a per-token loop in training and keeps every token's state for the
+# backward pass (a Qwen3.5-0.8B shape peaked at 13.5 GB without checkpointing, 7.4 GB
+# with it; compiling it was slower and tripled memory on the tiny model).
+RECURRENT_TRAINING = ("qwen3_5",)
+
+
+def fit_config(
+    config: TrainConfig, train_records: int, model_layers: int, model_type: str | None = None
+) -> tuple[TrainConfig, list[str]]:
     """The config this data and model allow: batch no larger than the data, adapters on
-    no more layers than exist, iters from epochs. Returns it with notes on each change."""
+    no more layers than exist, iters from epochs, gradient checkpointing where the
+    architecture needs it. Returns it with notes on each change."""
     notes = []
+    if model_type in RECURRENT_TRAINING and (config.compile or not config.grad_checkpoint):
+        notes.append(f"{model_type}: training with gradient checkpointing and without mx.compile, to bound memory")
+        config = replace(config, grad_checkpoint=True, compile=False)
     if config.batch_size > train_records:
         notes.append(f"batch size {config.batch_size} > {train_records} training records: using {train_records}")
         config = replace(config, batch_size=train_records)

@@ -154,6 +154,9 @@ def test_presets_and_fitting():
     config = TrainConfig(batch_size=8, num_layers=16, epochs=2)
     fitted, notes = fit_config(config, train_records=5, model_layers=2)
     assert (fitted.batch_size, fitted.num_layers, fitted.iters) == (5, 2, 2) and notes
+    assert not fitted.grad_checkpoint and fitted.compile
+    hybrid, notes = fit_config(TrainConfig(), train_records=5, model_layers=2, model_type="qwen3_5")
+    assert hybrid.grad_checkpoint and not hybrid.compile and any("checkpointing" in n for n in notes)
 
 
 CHILD = """
