@@ -43,3 +43,20 @@ def test_train_one_liner_end_to_end(tiny_repairer_dir, tmp_path, monkeypatch, ca
     # Re-running the same command resumes every stage: nothing new is generated or trained.
     assert main(args) == 0
     assert json.loads((out / "eval-adapter.json").read_text())["generated_tokens"] == 0
+
+
+def test_train_without_any_repair_pair_ends_with_an_honest_report(tiny_model_dir, tmp_path, monkeypatch):
+    """A random model repairs nothing: the run finishes, says why no adapter exists, and
+    what to try, instead of training on nothing or crashing."""
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "adapter"
+    args = [
+        "train", "--model", str(tiny_model_dir), "--problems", "humaneval", "--preset", "default",
+        "--limit", "1", "--mine-limit", "2", "--max-tokens", "8", "--out", str(out),
+    ]
+    assert main(args) == 0
+    report = (out / "report.md").read_text()
+    assert "No adapter was trained" in report and "repair 0" in report and "--mine-limit" in report
+    assert "cold pass@1" in report and "(n=1," in report
+    assert not (out / "adapters.safetensors").exists()
+    assert json.loads((out / "eval-base.json").read_text())["n"] == 1

@@ -89,13 +89,16 @@ def train_pipeline(config, args, command: str, console=None) -> Path:
 
     base = timed("evaluate base", lambda: evaluate_model(eval_config, "eval", console=console))
     mine_dir, counts = timed("mine pairs", lambda: mine(mine_config, console=console))
-    losses, validation = timed("train adapter", lambda: _train(mine_config, mine_dir, out, train_config, None, console))
+    trained = timed("train adapter", lambda: _train(mine_config, mine_dir, out, train_config, None, console))
+    if trained is None:
+        return _no_adapter_report(out, base, counts, mine_dir, command)
+    losses, validation = trained
     adapter = timed("evaluate adapter", lambda: evaluate_model(eval_config, "eval", adapter=str(out), console=console))
     control = None
     if args.control:
         control_out = out.with_name(out.name + "-control-garbage")
-        timed("train control", lambda: _train(mine_config, mine_dir, control_out, train_config, args.control, console))
-        control = timed("evaluate control", lambda: evaluate_model(eval_config, "eval", adapter=str(control_out), console=console))
+        if timed("train control", lambda: _train(mine_config, mine_dir, control_out, train_config, args.control, console)):
+            control = timed("evaluate control", lambda: evaluate_model(eval_config, "eval", adapter=str(control_out), console=console))
     for name, result in (("base", base), ("adapter", adapter), ("control", control)):
         if result is not None:
             (out / f"eval-{name}.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -137,9 +140,9 @@ def _default_out(config, args, train_config) -> Path:
 
 
 def _train(config, mine_dir: Path, out: Path, train_config, control, console):
-    """Build the dataset from the mined store and train; returns (losses, validation losses)."""
+    """Build the dataset from the mined store and train; returns (losses, validation
+    losses), or None when there is nothing to train on."""
     from mlx_repair.dataset import MixConfig, build_dataset
-    from mlx_repair.errors import UserError
     from mlx_repair.events import TrainStep
     from mlx_repair.runs import problems_for
     from mlx_repair.store import Store
@@ -149,10 +152,8 @@ def _train(config, mine_dir: Path, out: Path, train_config, control, console):
         store.select_run("mine")
         dataset = build_dataset(store, problems, MixConfig(control=control))
     if not dataset.train:
-        raise UserError(
-            f"{mine_dir}: mining produced no usable training pairs; mine more problems "
-            "(--mine-limit, --samples, --temperature) or use a stronger model"
-        )
+        console.line(f"{mine_dir}: mining produced no usable training pairs ({control or 'repair'} pairs: 0)")
+        return None
     losses, validation = [], []
     for event in _train_events(config, dataset, out, train_config, split):
         console.show(event)
@@ -163,6 +164,32 @@ def _train(config, mine_dir: Path, out: Path, train_config, control, console):
         if event.validation_loss is not None:
             validation.append((event.iteration, event.validation_loss))
     return losses, validation
+
+
+def _no_adapter_report(out: Path, base: dict, counts: dict, mine_dir: Path, command: str) -> Path:
+    """Mining found no verified repair: say so, with the base model's numbers, instead of
+    training on nothing (a finished run with an honest answer, not a crash)."""
+    from mlx_repair.evaluate import format_metric
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "eval-base.json").write_text(json.dumps(base, indent=2) + "\n")
+    lines = [
+        "# mlx-repair training report",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"**No adapter was trained**: mining ({mine_dir}) produced no usable repair pairs "
+        f"({', '.join(f'{kind} {count}' for kind, count in counts.items())}). Mine more problems "
+        "(`--mine-limit N`, `--preset default`), draw more drafts per problem "
+        "(`--samples 4 --temperature 0.8`), allow more repair rounds (`--rounds 3`) or use a stronger model.",
+        "",
+        f"Base model {base['model']} on {base['problems']}, {base['side']} side:",
+        "",
+    ]
+    lines += [f"- {format_metric(key, value, base['n'])}" for key, value in base["metrics"].items()]
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 def _train_events(config, dataset, out, train_config, split):
