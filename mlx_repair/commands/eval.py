@@ -88,8 +88,8 @@ def show_result(result: dict, rows, console) -> None:
     console.line(f"{result['model']} on {result['problems']} ({result['side']} side, n={n}), run in {result['run_dir']}")
     for key, value in result["metrics"].items():
         console.line("  " + format_metric(key, value, n))
-    for attr, label in (("repair", "repair"), ("resample", "resampling")):
-        if any(getattr(r, attr) is not None for r in rows):
+    for attr, label, metric in (("repair", "repair", "repair_pass@1"), ("resample", "resampling", "resample_pass@2")):
+        if metric in result["metrics"]:
             gained = gains_over_cold(rows, attr)
             console.line(f"  gained over cold by {label}: {len(gained)} problems {' '.join(gained)}".rstrip())
     console.line(
