@@ -2,11 +2,12 @@
 
 from dataclasses import dataclass, field
 
+from tiny_repairer import double_problem
+
 from mlx_repair.cases import hidden_flags
 from mlx_repair.evaluate import summarize
 from mlx_repair.events import AttemptFinished, PairSaved
 from mlx_repair.loop import LoopConfig, Output, run_loop
-from mlx_repair.problems import Problem
 from mlx_repair.sandbox import Pool
 from mlx_repair.store import Store
 
@@ -16,13 +17,7 @@ HIDDEN = hidden_flags("T/double", len(CASES))
 
 
 def problem(task_id="T/double"):
-    checks = "\n".join(f"    assert candidate({x}) == {y}" for x, y in CASES)
-    return Problem(
-        task_id=task_id,
-        prompt='def double(x):\n    """Twice x."""\n',
-        entry_point="double",
-        test=f"def check(candidate):\n{checks}\n",
-    )
+    return double_problem(task_id, CASES, doc="Twice x.")
 
 
 RIGHT = "def double(x):\n    return 2 * x\n"

@@ -26,11 +26,12 @@ STEPS = 120
 LEARNING_RATE = 5e-3
 
 
-def double_problem(task_id: str) -> Problem:
-    checks = "\n".join(f"    assert candidate({x}) == {y}" for x, y in CASES)
+def double_problem(task_id: str, cases=CASES, doc: str = "Return twice x.") -> Problem:
+    """A `double(x)` problem whose check() asserts each (x, 2x) case."""
+    checks = "\n".join(f"    assert candidate({x}) == {y}" for x, y in cases)
     return Problem(
         task_id=task_id,
-        prompt='def double(x):\n    """Return twice x."""\n',
+        prompt=f'def double(x):\n    """{doc}"""\n',
         entry_point="double",
         test=f"def check(candidate):\n{checks}\n",
     )
