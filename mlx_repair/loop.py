@@ -113,23 +113,23 @@ def _draft_requests(chunk: list[Problem], config: LoopConfig) -> list[Request]:
 
 def _repair_requests(chunk, store: Store, config: LoopConfig, round: int) -> list[Request]:
     """A repair for every chain whose latest attempt (draft or previous repair) failed."""
-    requests = []
-    for problem in chunk:
-        for sample in range(config.samples):
-            kind = "draft" if round == 1 else "repair"
-            previous = store.attempt_by_key(problem.task_id, kind, sample, round - 1)
-            if previous is not None and not previous.passed:
-                requests.append(Request(problem, "repair", sample, round, broken=previous))
-    return requests
+    latest = ("draft", 0) if round == 1 else ("repair", round - 1)
+    return _after_failures(chunk, store, config, latest, "repair", round)
 
 
 def _resample_requests(chunk, store: Store, config: LoopConfig) -> list[Request]:
+    """An independent fresh sample for every failing draft."""
+    return _after_failures(chunk, store, config, ("draft", 0), "resample", 1)
+
+
+def _after_failures(chunk, store: Store, config: LoopConfig, source: tuple[str, int], kind: str, round: int):
+    """A `kind` request for every chain whose stored `source` (kind, round) attempt failed."""
     requests = []
     for problem in chunk:
         for sample in range(config.samples):
-            draft = store.attempt_by_key(problem.task_id, "draft", sample, 0)
-            if draft is not None and not draft.passed:
-                requests.append(Request(problem, "resample", sample, 1, broken=draft))
+            failed = store.attempt_by_key(problem.task_id, source[0], sample, source[1])
+            if failed is not None and not failed.passed:
+                requests.append(Request(problem, kind, sample, round, broken=failed))
     return requests
 
 
