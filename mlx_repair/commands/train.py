@@ -146,6 +146,7 @@ def _train(config, mine_dir: Path, out: Path, train_config, control, console):
     from mlx_repair.events import TrainStep
     from mlx_repair.runs import problems_for
     from mlx_repair.store import Store
+    from mlx_repair.train import train_adapter
 
     problems, split = problems_for(config, "train")
     with Store.open(mine_dir) as store:
@@ -155,7 +156,8 @@ def _train(config, mine_dir: Path, out: Path, train_config, control, console):
         console.line(f"{mine_dir}: mining produced no usable training pairs ({control or 'repair'} pairs: 0)")
         return None
     losses, validation = [], []
-    for event in _train_events(config, dataset, out, train_config, split):
+    extra = {"split": split.to_dict(), "problems": config.run.problems}
+    for event in train_adapter(config.run.model, dataset, out, train_config, extra=extra):
         console.show(event)
         if not isinstance(event, TrainStep):
             continue
@@ -190,14 +192,6 @@ def _no_adapter_report(out: Path, base: dict, counts: dict, mine_dir: Path, comm
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def _train_events(config, dataset, out, train_config, split):
-    from mlx_repair.train import train_adapter
-
-    return train_adapter(
-        config.run.model, dataset, out, train_config, extra={"split": split.to_dict(), "problems": config.run.problems}
-    )
 
 
 def _peak_memory_gb() -> float:
