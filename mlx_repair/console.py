@@ -24,6 +24,9 @@ BAR_WIDTH = 20
 
 
 class Console:
+    # No `WritingListener`: a line per finished output is all a terminal log wants.
+    writing = None
+
     def __init__(self, stream: TextIO | None = None):
         self.stream = stream or sys.stderr
         self.live = self.stream.isatty()

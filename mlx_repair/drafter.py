@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Iterator
 
 from mlx_repair import prompts
+from mlx_repair.events import PartialText, WritingListener
 from mlx_repair.loop import Output, Request
 from mlx_repair.sampling import SamplingConfig, SamplingStats, sample
 
@@ -37,14 +38,24 @@ class WriterSampling:
 
 
 class MLXWriter:
-    """Writes code with an mlx-lm model; satisfies `loop.Writer`."""
+    """Writes code with an mlx-lm model; satisfies `loop.Writer`. A `listener` is told
+    each output's text as it grows (the TUI shows it live)."""
 
-    def __init__(self, model, tokenizer, name: str, sampling: WriterSampling, chat: bool | None = None):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        name: str,
+        sampling: WriterSampling,
+        chat: bool | None = None,
+        listener: WritingListener | None = None,
+    ):
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
         self.sampling = sampling
         self.chat = prompts.is_chat_model(tokenizer) if chat is None else chat
+        self.listener = listener
         self.stats = SamplingStats()
 
     def sampling_for(self, kind: str) -> dict:
@@ -84,6 +95,7 @@ class MLXWriter:
             config=self._config(kinds.pop()),
             stops=stops,
             stats=self.stats,
+            on_text=self._on_text(groups),
         )
         for result in samples:
             text, members = groups[result.prompt_index]
@@ -95,6 +107,21 @@ class MLXWriter:
                 code=prompts.extract_code(result.text, request.problem),
                 num_tokens=result.num_tokens,
             )
+
+    def _on_text(self, groups: list[tuple[str, list[Request]]]):
+        """`sample`'s per-token callback, telling the listener which request the text is
+        for; None without a listener, so that sampling does no extra work."""
+        if self.listener is None:
+            return None
+        listener = self.listener
+
+        def on_text(prompt_index: int, sample_index: int, text: str, num_tokens: int) -> None:
+            request = groups[prompt_index][1][sample_index]
+            listener.on_text(PartialText(
+                request.kind, request.problem.task_id, request.sample_index, request.round, text, num_tokens
+            ))
+
+        return on_text
 
 
 def _group_by_prompt(items: list[tuple[str, Request]]) -> list[tuple[str, list[Request]]]:

@@ -33,6 +33,33 @@ class Generating:
 
 
 @dataclass(frozen=True)
+class PartialText:
+    """What the model has written so far of one output, after `num_tokens` tokens: the raw
+    completion, before any code is extracted or the stop check cuts it."""
+
+    kind: str  # of the request: "draft", "repair" or "resample"
+    task_id: str
+    sample_index: int
+    round: int
+    text: str
+    num_tokens: int
+
+    @property
+    def key(self) -> tuple[str, str, int, int]:
+        """The key of the attempt this text will become (`Attempt.key`)."""
+        return (self.task_id, self.kind, self.sample_index, self.round)
+
+
+class WritingListener:
+    """Told what the model writes, token by token, to show it live; the writer calls
+    `on_text` from the thread that runs the model, so an override should be quick and
+    thread-safe. Does nothing by default (like mlx-lm's `TrainingCallback`)."""
+
+    def on_text(self, partial: PartialText) -> None:
+        pass
+
+
+@dataclass(frozen=True)
 class AttemptFinished:
     """One model output has been run in the sandbox and stored (or found stored)."""
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import mlx.core as mx
 from mlx_lm.generate import BatchGenerator
@@ -29,6 +29,9 @@ from mlx_lm.sample_utils import make_sampler
 from mlx_repair.prompts import StopCheck
 
 PREFILL_STEP = 2048
+
+# Told (prompt_index, sample_index, text so far, tokens so far) after each token.
+OnText = Callable[[int, int, str, int], None]
 
 
 @dataclass
@@ -91,15 +94,22 @@ class _Sequence:
     sample_index: int
     tokenizer: object
     stop: StopCheck | None
+    on_text: OnText | None = None
     tokens: list[int] = field(default_factory=list)
 
     def add(self, token: int) -> int | None:
         """Append a token; return the cut position once the stop check says complete.
 
         The text is decoded whole rather than streamed: mlx-lm's streaming detokenizers
-        drop a leading space, which would shift a continuation's indentation."""
+        drop a leading space, which would shift a continuation's indentation. One decode
+        serves both the stop check and the listener; with neither, nothing is decoded."""
         self.tokens.append(token)
-        return self.stop(self.tokenizer.decode(self.tokens)) if self.stop else None
+        if self.stop is None and self.on_text is None:
+            return None
+        text = self.tokenizer.decode(self.tokens)
+        if self.on_text is not None:
+            self.on_text(self.prompt_index, self.sample_index, text, len(self.tokens))
+        return self.stop(text) if self.stop else None
 
     def finish(self, reason: str, cut: int | None = None) -> Sample:
         text = self.tokenizer.decode(self.tokens)
@@ -114,11 +124,14 @@ def sample(
     config: SamplingConfig | None = None,
     stops: Sequence[StopCheck | None] | None = None,
     stats: SamplingStats | None = None,
+    on_text: OnText | None = None,
 ) -> Iterator[Sample]:
     """Yield n samples for every prompt (token ids), in the order they finish.
 
     `stops` holds one stop check per prompt (see `prompts.stop_check`); `stats`, if given,
-    is updated in place so a caller can show throughput while samples stream in.
+    is updated in place so a caller can show throughput while samples stream in;
+    `on_text`, if given, sees each sequence's whole text after every token (uncut: the
+    finished Sample's text may be shorter, where the stop check cut it).
     """
     config = config or SamplingConfig()
     stats = stats if stats is not None else SamplingStats()
@@ -151,7 +164,7 @@ def sample(
                 stats.prefill_seconds += time.perf_counter() - prefill_start
                 stats.prompt_tokens += len(prompt)
                 for k, uid in enumerate(uids):
-                    active[uid] = _Sequence(index, k, tokenizer, stops[index])
+                    active[uid] = _Sequence(index, k, tokenizer, stops[index], on_text)
             responses = generator.next_generated()
             stats.generated_tokens += len(responses)
             stats.seconds += time.perf_counter() - clock

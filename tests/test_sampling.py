@@ -94,3 +94,46 @@ def test_eos_ends_a_sample_without_the_eos_token(tiny):
     (only,) = sample(model, tokenizer, prompts[:1], n=1, config=SamplingConfig(max_tokens=8))
     assert only.finish_reason == "eos"
     assert only.token_ids == greedy[: greedy.index(eos)]
+
+
+class CountingDecodes:
+    """The tokenizer, counting calls to decode."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.decodes = 0
+
+    def __getattr__(self, name):
+        return getattr(self.tokenizer, name)
+
+    def decode(self, tokens):
+        self.decodes += 1
+        return self.tokenizer.decode(tokens)
+
+
+def test_a_listener_sees_every_sequence_grow_token_by_token(tiny):
+    model, tokenizer, prompts = tiny
+    seen = {}
+
+    def on_text(prompt_index, sample_index, text, num_tokens):
+        seen.setdefault((prompt_index, sample_index), []).append((text, num_tokens))
+
+    stop_early = lambda text: 3 if len(text) >= 5 else None  # noqa: E731 - a stand-in stop check
+    config = SamplingConfig(max_tokens=12)
+    samples = by_key(sample(model, tokenizer, prompts[:2], n=2, config=config, stops=[stop_early, None], on_text=on_text))
+    assert sorted(seen) == sorted(samples)
+    for key, done in samples.items():
+        texts = [text for text, _ in seen[key]]
+        assert [n for _, n in seen[key]] == list(range(1, done.num_tokens + 1))
+        assert texts == [tokenizer.decode(done.token_ids[:n]) for n in range(1, done.num_tokens + 1)]
+        assert all(later.startswith(text) for text, later in zip(texts, texts[1:]))
+        # The last text is the whole output; the stop check cuts the sample's text from it.
+        assert texts[-1] == tokenizer.decode(done.token_ids) and texts[-1].startswith(done.text)
+    assert {s.finish_reason for s in samples.values()} == {"stop", "length"}
+
+
+def test_without_a_stop_check_or_listener_text_is_decoded_once_per_sample(tiny):
+    model, tokenizer, prompts = tiny
+    counting = CountingDecodes(tokenizer)
+    samples = list(sample(model, counting, prompts, n=2, config=SamplingConfig(max_tokens=8)))
+    assert counting.decodes == len(samples)

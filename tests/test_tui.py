@@ -3,20 +3,31 @@
 
 import asyncio
 import math
+import threading
 import time
 
 import pytest
 from rich.console import Console
 
 from mlx_repair.errors import UserError
-from mlx_repair.events import Progress, StageStarted, TrainStep
+from mlx_repair.events import (
+    AttemptFinished,
+    Generating,
+    PairSaved,
+    PartialText,
+    Progress,
+    StageFinished,
+    StageStarted,
+    TrainStep,
+)
 from mlx_repair.loop import LoopConfig, run_loop
 from mlx_repair.sandbox import Pool
 from mlx_repair.store import Attempt, Store
 from mlx_repair.tui import open_run
 from mlx_repair.tui.app import RepairApp
 from mlx_repair.tui.replay import store_events
-from mlx_repair.tui.state import Plan, problem_status
+from mlx_repair.tui.job import JobConsole
+from mlx_repair.tui.state import Plan, RunState, problem_status
 from mlx_repair.tui.widgets.pane import Pane
 from test_loop import RIGHT, WRONG, ScriptedWriter, problem
 
@@ -62,8 +73,6 @@ def mine_job(run_dir, writer, tasks=TASKS):
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("tui") / "run"
-    from mlx_repair.tui.job import JobConsole
-
     mine_job(run_dir, ScriptedWriter(SCRIPT))(JobConsole())
     return run_dir
 
@@ -77,7 +86,7 @@ def replay_app(run_dir):
 
 def loaded(app):
     """The replay has drawn every stored attempt (the plan alone already lists the problems)."""
-    return sum(map(len, app.state.attempts.values())) == 7
+    return sum(map(len, app.state.view.attempts.values())) == 7
 
 
 async def until(pilot, condition, timeout=20.0):
@@ -112,7 +121,7 @@ def test_replay_keys_move_through_problems_and_attempts(finished_run):
         app = replay_app(finished_run)
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: loaded(app))
-            assert [app.state.status(t) for t in TASKS] == ["passed", "repaired", "given up", "given up"]
+            assert [app.state.view.status(t) for t in TASKS] == ["passed", "repaired", "given up", "given up"]
             assert app.selected_task == "T/pass"
             assert "return 2 * x" in text_of(app, "code")
 
@@ -173,21 +182,21 @@ def test_pause_holds_the_job_and_resume_finishes_it(tmp_path):
     async def scenario():
         app = RepairApp(mine_job(tmp_path, SlowWriter(SCRIPT)), "mine", Plan(tuple(TASKS), rounds=1))
         async with app.run_test(size=SIZE) as pilot:
-            assert app.state.status("T/crash") == "pending"  # known from the plan, not reached yet
-            await until(pilot, lambda: any(app.state.attempts.values()))
+            assert app.state.view.status("T/crash") == "pending"  # known from the plan, not reached yet
+            await until(pilot, lambda: any(app.state.view.attempts.values()))
             await pilot.press("p")
             await until(pilot, app.job_console.waiting.is_set)
             held = len(stored(tmp_path))
-            shown = sum(map(len, app.state.attempts.values()))
+            shown = sum(map(len, app.state.view.attempts.values()))
             await pilot.pause(1.0)
-            assert len(stored(tmp_path)) == held and sum(map(len, app.state.attempts.values())) == shown
+            assert len(stored(tmp_path)) == held and sum(map(len, app.state.view.attempts.values())) == shown
             assert "PAUSED" in str(app.query_one("#counters").content)
             await pilot.press("p", "h")  # the history screen stays open while events arrive
             await pilot.pause(0.3)
             await pilot.press("escape")
             await until(pilot, lambda: app.state.finished)
             assert len(stored(tmp_path)) == 7 > held
-            assert [app.state.status(t) for t in TASKS] == ["passed", "repaired", "given up", "given up"]
+            assert [app.state.view.status(t) for t in TASKS] == ["passed", "repaired", "given up", "given up"]
 
     asyncio.run(scenario())
 
@@ -198,7 +207,7 @@ def test_quitting_mid_run_leaves_a_store_that_resumes_without_duplicates(tmp_pat
     async def scenario():
         app = RepairApp(mine_job(tmp_path, first), "mine")
         async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: len(app.state.order) >= 2)
+            await until(pilot, lambda: len(app.state.view.order) >= 2)
             await pilot.press("q")
         assert app.job_console.done.is_set() and not app.state.finished
 
@@ -228,10 +237,19 @@ def test_the_mine_command_runs_under_the_app_with_a_tiny_model(tiny_model_dir, t
 
     async def scenario():
         app = RepairApp(lambda console: mine(config, run_dir, console), "mine")
+        listener, written = app.job_console.writing, {}
+        on_text = listener.on_text
+        listener.on_text = lambda partial: (written.setdefault(partial.key, []).append(partial), on_text(partial))
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: app.state.finished, timeout=120)
             attempts = stored(run_dir)
-            assert attempts and sorted(app.state.order) == sorted({a.task_id for a in attempts})
+            assert attempts and sorted(app.state.view.order) == sorted({a.task_id for a in attempts})
+            # The real writer told the app's listener each output's text as it grew.
+            for a in attempts:
+                grown = written.get(a.key, [])
+                assert [p.num_tokens for p in grown] == list(range(1, a.num_tokens + 1))
+                assert not grown or grown[-1].text.startswith(a.completion)
+            assert written and set(written) <= {a.key for a in attempts} and not app.state.view.writing
             await pilot.press("home")
             await pilot.pause(0.1)
             latest = [a for a in attempts if a.task_id == app.selected_task][-1]
@@ -284,8 +302,9 @@ def test_opening_a_directory_without_a_store_is_a_one_line_error(tmp_path):
         open_run(tmp_path)
 
 
-def attempt(kind, passed, sample=0, round=0):
-    return Attempt("T/x", kind, sample, round, "", "", "", "m", passed, "passed" if passed else "failed", "")
+def attempt(kind, passed, sample=0, round=0, task_id="T/x", code="", id=None):
+    status = "passed" if passed else "failed"
+    return Attempt(task_id, kind, sample, round, "", code, code, "m", passed, status, "", id=id)
 
 
 @pytest.mark.parametrize(
@@ -310,6 +329,75 @@ def attempt(kind, passed, sample=0, round=0):
 )
 def test_problem_status(attempts, drafting, rounds, finished, status):
     assert problem_status(attempts, drafting, rounds, finished) == status
+
+
+def test_each_stage_has_its_own_problems_attempts_and_counters():
+    """What `train` sends: evaluate the base, mine, evaluate the adapter on the same problems
+    (whose store numbers its attempts from 1 again)."""
+    state = RunState()
+    for event in [
+        StageStarted("eval", 2),
+        Generating("draft", ("E/a", "E/b"), 2),
+        AttemptFinished(attempt("draft", False, task_id="E/a", id=1)),
+        AttemptFinished(attempt("draft", True, task_id="E/b", id=2)),
+        StageFinished("eval", 1.0),
+        StageStarted("mine", 1),
+        AttemptFinished(attempt("draft", True, task_id="M/a", id=1)),
+        PairSaved(None, {"solve": 1, "keep": 1}),
+        StageStarted("eval", 2),
+        AttemptFinished(attempt("draft", True, task_id="E/a", id=1)),
+    ]:
+        state.apply(event)
+    base, mine, adapter = state.stages
+    assert [state.label(i) for i in range(3)] == ["eval", "mine", "eval #2"]
+    assert state.view is adapter and state.view_title() == "stage 3/3 · eval #2"
+    assert base.order == ["E/a", "E/b"] and mine.order == ["M/a"] and adapter.order == ["E/a"]
+    assert [a.passed for a in base.attempts["E/a"]] == [False]
+    assert [a.passed for a in adapter.attempts["E/a"]] == [True]
+    assert (base.counters().cold, base.counters().drafted) == (1, 2)
+    assert (adapter.counters().cold, adapter.counters().drafted) == (1, 1)
+    assert mine.counters().pairs["solve"] == 1 and base.counters().pairs["solve"] == 0
+    # A finished stage waits for nothing: its failing draft has given up.
+    assert base.status("E/a") == "given up" and not adapter.done
+
+
+def test_the_view_follows_the_job_unless_the_user_went_back():
+    state = RunState(Plan(("T/a", "T/b"), rounds=1))
+    state.apply(StageStarted("mine", 2))  # names the stage its plan opened
+    assert len(state.stages) == 1 and state.view.order == ["T/a", "T/b"] and state.view_title() == "mine"
+    state.apply(Plan(("E/a",), rounds=1))  # a plan sent before its stage starts (as replay does)
+    state.apply(StageStarted("eval", 1))
+    assert len(state.stages) == 2 and state.viewed == 1 and state.view.order == ["E/a"]
+    state.viewed = 0
+    state.apply(StageStarted("eval", 1))
+    assert state.viewed == 0 and state.view_title() == "stage 1/3 · mine"
+
+
+def test_text_being_written_lasts_until_its_attempt_is_stored():
+    state = RunState()
+    state.apply(StageStarted("mine", 1))
+    first, second = (PartialText("draft", "T/a", k, 0, "def f", 2) for k in (1, 0))
+    assert state.apply(first) == "T/a" and state.apply(second) == "T/a"
+    assert state.view.partial("T/a") == second  # the first chain's, of the two
+    state.apply(AttemptFinished(attempt("draft", True, task_id="T/a", id=1)))
+    assert state.view.partial("T/a") == first
+    state.apply(StageFinished("mine", 1.0))  # a stopped job leaves no text being written
+    assert state.view.partial("T/a") is None
+
+
+def test_the_job_console_queues_only_the_newest_text_of_each_output():
+    console = JobConsole()
+    console.show(Generating("draft", ("T/a", "T/b"), 2))
+    for n in range(1, 501):
+        for task_id in ("T/a", "T/b"):
+            console.writing.on_text(PartialText("draft", task_id, 0, 0, "x" * n, n))
+    done = AttemptFinished(attempt("draft", True, task_id="T/a", id=1))
+    console.show(done)
+    events = console.drain()
+    assert [type(e).__name__ for e in events] == ["Generating", "PartialText", "PartialText", "AttemptFinished"]
+    assert [(e.task_id, e.num_tokens) for e in events[1:3]] == [("T/a", 500), ("T/b", 500)]
+    console.writing.on_text(PartialText("draft", "T/b", 0, 0, "y", 501))
+    assert console.drain() == [PartialText("draft", "T/b", 0, 0, "y", 501)]
 
 
 def training_job(console):
@@ -379,5 +467,77 @@ def test_training_pane_draws_each_early_report_without_crashing():
             await until(pilot, lambda: app.job_console.done.is_set() and len(app.state.train) == 3)
             await pilot.pause(0.3)
             assert app.is_running
+
+    asyncio.run(scenario())
+
+
+def test_each_stage_gets_a_fresh_list_and_s_shows_the_earlier_one():
+    go = threading.Event()
+    eval_code, mine_code = RIGHT, "def double(x):\n    return x + x\n"
+
+    def two_stages(console):
+        console.show(StageStarted("eval", 2))
+        console.show(AttemptFinished(attempt("draft", True, task_id="E/one", code=eval_code, id=1)))
+        console.show(AttemptFinished(attempt("draft", False, task_id="E/two", code=WRONG, id=2)))
+        console.show(StageFinished("eval", 1.0))
+        go.wait(10)
+        console.show(StageStarted("mine", 1))
+        console.show(AttemptFinished(attempt("draft", True, task_id="M/one", code=mine_code, id=1)))
+
+    def listed(app):
+        return [o.id for o in app.query_one("#problems").options]
+
+    async def scenario():
+        app = RepairApp(two_stages, "train")
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: listed(app) == ["E/one", "E/two"] and app.selected_task == "E/one")
+            assert app.counters.border_title == "eval" and shows_code(app, eval_code)
+            go.set()
+            await until(pilot, lambda: listed(app) == ["M/one"] and app.selected_task == "M/one")
+            assert app.counters.border_title == "stage 2/2 · mine"
+            assert shows_code(app, mine_code)
+
+            await pilot.press("s")  # back to the evaluation: its problems, attempts and counters
+            await until(pilot, lambda: listed(app) == ["E/one", "E/two"] and app.selected_task == "E/one")
+            assert app.counters.border_title == "stage 1/2 · eval"
+            assert shows_code(app, eval_code)
+            assert "cold          1/2" in str(app.counters.content)
+            await pilot.press("down")
+            await pilot.pause(0.1)
+            assert shows_code(app, WRONG) and app.state.view.status("E/two") == "given up"
+
+            await pilot.press("s")  # and on to the newest again
+            await until(pilot, lambda: listed(app) == ["M/one"] and app.selected_task == "M/one")
+            assert app.counters.border_title == "stage 2/2 · mine" and shows_code(app, mine_code)
+
+    asyncio.run(scenario())
+
+
+def test_the_text_being_written_shows_live_then_gives_way_to_the_attempt():
+    finish = threading.Event()
+    completion = "```python\n" + RIGHT + "```"
+
+    def writing_job(console):
+        console.show(StageStarted("mine", 1))
+        console.show(Generating("draft", ("T/a",), 1))
+        for n in range(1, len(completion) // 2):  # one character a token, stopped half-way
+            console.writing.on_text(PartialText("draft", "T/a", 0, 0, completion[:n], n))
+        finish.wait(10)
+        console.show(AttemptFinished(attempt("draft", True, task_id="T/a", code=RIGHT, id=1)))
+
+    def code_title(app):
+        return app.query_one("#code", Pane).border_title
+
+    async def scenario():
+        app = RepairApp(writing_job, "mine")
+        async with app.run_test(size=SIZE) as pilot:
+            tokens = len(completion) // 2 - 1  # the newest text, however fast it came
+            await until(pilot, lambda: code_title(app) == f"code · T/a · writing draft #0 … {tokens} tokens · 1/1")
+            assert text_of(app, "code").rstrip() == completion[:tokens].rstrip()
+            assert "not run yet" in text_of(app, "cases")
+            finish.set()
+            await until(pilot, lambda: "writing" not in code_title(app))
+            assert code_title(app) == "code · T/a · draft #0 · passed · 1/1"
+            assert shows_code(app, RIGHT) and "```" not in text_of(app, "code")
 
     asyncio.run(scenario())

@@ -3,8 +3,10 @@ pairs and training, live.
 
 The job runs in a thread worker and reports through a `JobConsole`; the app drains it a
 few times a second (`REFRESH_S`), applies the events to a `RunState` and redraws what
-changed. Nothing here writes to the store: quitting stops the job once what the model
-wrote is stored (see `JobConsole`), so a re-run resumes with nothing lost.
+changed, the text the model is writing included. The panes show one stage of the job at
+a time (`s` goes back to earlier ones). Nothing here writes to the store: quitting stops
+the job once what the model wrote is stored (see `JobConsole`), so a re-run resumes with
+nothing lost.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Log, OptionList, Static
 from textual.worker import Worker, WorkerState
 
-from mlx_repair.events import TrainStep
+from mlx_repair.events import PartialText, TrainStep
+from mlx_repair.store import Attempt
 from mlx_repair.tui import render
 from mlx_repair.tui.job import JobConsole, run_job
 from mlx_repair.tui.screens.history import HistoryScreen
@@ -51,6 +54,7 @@ class RepairApp(App):
         Binding("f", "cycle_filter", "Filter"),
         Binding("h,enter", "history", "History"),
         Binding("p,space", "toggle_pause", "Pause/resume"),
+        Binding("s", "next_stage", "Stage"),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
     ]
@@ -109,7 +113,7 @@ class RepairApp(App):
         self.drain()
         log = self.log_pane
         if event.state == WorkerState.SUCCESS and event.worker.result:
-            self.state.finished = True
+            self.state.finish()
             log.write_line("job finished")
             self._refresh_problems()
         elif event.state == WorkerState.SUCCESS:
@@ -125,30 +129,52 @@ class RepairApp(App):
         events = self.job_console.drain()
         if not events:
             return
+        viewed = self.state.view
         changed = {self.state.apply(event) for event in events}
         lines = [line for e in events if (line := log_line(e))]
         if lines:
             self.log_pane.write_lines(lines)
             # Again once laid out: lines written before the first layout leave the log short of its end.
             self.call_after_refresh(self.log_pane.scroll_end, animate=False)
-        self._refresh_problems()
-        self._refresh_status()
         if any(isinstance(event, TrainStep) for event in events):
             self.training.show(self.state.train)
             self.main_screen.add_class("training")
-        history = self.state.history(self.selected_task) if self.selected_task else []
-        if not history:  # its status (pending, drafting) may have changed
+        if self.state.view is not viewed:  # the job started a new stage, and the panes follow it
+            self._show_stage()
+            return
+        self._refresh_problems()
+        self._refresh_status()
+        if self.state.view is not self.state.current:  # an earlier stage: nothing changes there
+            return
+        shown = self.shown()
+        if not shown:  # its status (pending, drafting) may have changed
             self._show_attempt()
         elif self.selected_task in changed:
-            if self._follow_latest and self.attempt_index != len(history) - 1:
-                self.attempt_index = len(history) - 1
+            if self._follow_latest and self.attempt_index != len(shown) - 1:
+                self.attempt_index = len(shown) - 1
             else:
                 self._show_attempt()
 
     # What the panes mirror.
     def visible_problems(self) -> list[tuple[str, str]]:
-        rows = [(task_id, self.state.status(task_id)) for task_id in self.state.order]
+        view = self.state.view
+        rows = [(task_id, view.status(task_id)) for task_id in view.order]
         return [row for row in rows if self.status_filter in (None, row[1])]
+
+    def shown(self) -> list[Attempt | PartialText]:
+        """What the attempt keys step through for the selected problem: its attempts in
+        chain order, then the output the model is writing for it, if any."""
+        if not self.selected_task:
+            return []
+        view = self.state.view
+        partial = view.partial(self.selected_task)
+        return view.history(self.selected_task) + ([partial] if partial else [])
+
+    def _show_stage(self) -> None:
+        """Redraw all that shows the viewed stage: problems, counters, the selected attempt."""
+        self._refresh_problems()
+        self._refresh_status()
+        self._show_latest()
 
     def _refresh_problems(self) -> None:
         rows = self.visible_problems()
@@ -169,25 +195,36 @@ class RepairApp(App):
             parts.append("PAUSED" + ("" if self.job_console.waiting.is_set() else " at the next event"))
         elif state.generating and not state.finished:
             parts.append(f"{state.generating} … {time.monotonic() - state.generating_since:.0f}s")
-        self.counters.update(render.counters(state.counters(), " · ".join(parts)))
+        self.counters.update(render.counters(state.view.counters(), " · ".join(parts)))
+        self.counters.border_title = state.view_title()
 
     def _show_attempt(self) -> None:
-        history = self.state.history(self.selected_task) if self.selected_task else []
+        shown = self.shown()
         code, cases, diff = self.code, self.cases, self.diff
-        if not history:
-            status = self.state.status(self.selected_task) if self.selected_task else "no problem"
+        if not shown:
+            status = self.state.view.status(self.selected_task) if self.selected_task else "no problem"
             for pane in (code, cases, diff):
                 pane.show(Text(f"{status}: no attempt yet", style="dim italic"))
             return
-        attempt = history[min(self.attempt_index, len(history) - 1)]
-        diff.display = attempt.kind != "draft"  # a draft has nothing to compare with: cases get the room
-        code.show(render.code(attempt), f"{render.attempt_title(attempt)} · {self.attempt_index + 1}/{len(history)}")
-        cases.show(render.cases(attempt), render.cases_summary(attempt))
-        diff.show(render.diff(self.state.parent(attempt), attempt))
+        item = shown[min(self.attempt_index, len(shown) - 1)]
+        position = f"{self.attempt_index + 1}/{len(shown)}"
+        if isinstance(item, PartialText):
+            diff.display = False  # nothing to compare with until it is written
+            code.show(render.writing(item), f"{render.writing_title(item)} · {position}", at_end=True)
+            cases.show(Text("not run yet: the model is still writing it", style="dim italic"))
+            return
+        diff.display = item.kind != "draft"  # a draft has nothing to compare with: cases get the room
+        code.show(render.code(item), f"{render.attempt_title(item)} · {position}")
+        cases.show(render.cases(item), render.cases_summary(item))
+        diff.show(render.diff(self.state.view.parent(item), item))
 
-    def watch_selected_task(self, task_id: str | None) -> None:
-        history = self.state.history(task_id) if task_id else []
-        self.set_reactive(RepairApp.attempt_index, max(len(history) - 1, 0))
+    def watch_selected_task(self) -> None:
+        self._show_latest()
+
+    def _show_latest(self) -> None:
+        """Show the selected problem's newest attempt (or text being written), and follow
+        the ones to come."""
+        self.set_reactive(RepairApp.attempt_index, max(len(self.shown()) - 1, 0))
         self._follow_latest = True
         self._show_attempt()
 
@@ -214,7 +251,7 @@ class RepairApp(App):
 
     # Actions (keys and command palette).
     def action_attempt(self, step: int) -> None:
-        count = len(self.state.history(self.selected_task)) if self.selected_task else 0
+        count = len(self.shown())
         if count:
             self.attempt_index = max(0, min(count - 1, self.attempt_index + step))
             self._follow_latest = self.attempt_index == count - 1
@@ -225,9 +262,16 @@ class RepairApp(App):
     def action_filter(self, status: str | None) -> None:
         self.status_filter = status
 
+    def action_next_stage(self) -> None:
+        self.action_view_stage((self.state.viewed + 1) % len(self.state.stages))
+
+    def action_view_stage(self, index: int) -> None:
+        self.state.viewed = index
+        self._show_stage()
+
     def action_history(self) -> None:
         if self.selected_task:
-            self.push_screen(HistoryScreen(self.state, self.selected_task))
+            self.push_screen(HistoryScreen(self.state.view, self.selected_task))
 
     def action_toggle_pause(self) -> None:
         self.paused = not self.paused
@@ -260,4 +304,9 @@ class RepairApp(App):
         for status in FILTERS:
             label = status or "all"
             yield SystemCommand(f"Filter: {label}", f"Show {label} problems", lambda s=status: self.action_filter(s))
+        for index in range(len(self.state.stages)):
+            label = self.state.label(index)
+            yield SystemCommand(
+                f"Stage: {label}", f"Show the problems of the job's {label} stage", lambda i=index: self.action_view_stage(i)
+            )
         yield SystemCommand("Help: keys", "Show or hide the key bindings", self.action_help)

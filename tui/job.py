@@ -1,12 +1,14 @@
 """The bridge between a job running in a worker thread and the app.
 
 A job is any callable that takes a console: `run_stage` and the commands already report
-through the CLI's `Console` (show, follow, line, import_progress), so the same code runs
-under the TUI with `JobConsole` in its place. The console queues events for the app to
+through the CLI's `Console` (show, follow, line, import_progress, writing), so the same
+code runs under the TUI with `JobConsole` in its place. The console queues events for the app to
 drain at its own pace (a fast job cannot flood the UI), holds the job while paused, and
 ends it when asked to stop: at the next event that leaves no model output unstored
 (the loop stores every attempt before it reports it, and judging what the model has
 written takes seconds, writing it took minutes), so the store resumes with nothing lost.
+What the model is writing (`writing`, the writer's listener) reaches the app through the
+same queue, with at most one text per output waiting in it (`LatestText`).
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from mlx_repair.events import AttemptFinished, Generating, Log, Progress
+from mlx_repair.events import AttemptFinished, Generating, Log, PartialText, Progress, WritingListener
 
 IMPORT_EVERY_S = 0.25  # a model import reports each tensor; the UI needs a few a second
 
@@ -26,9 +29,40 @@ class JobStopped(Exception):
     unstored; it unwinds the job's `with` blocks, which close the store and the sandbox."""
 
 
+@dataclass(frozen=True)
+class _NewText:
+    """In the queue in place of a partial text: the newest text for `key` is read when the
+    app drains it, so the text keeps its place among the events (before the attempt it
+    becomes) without queueing every token's text."""
+
+    key: tuple
+
+
+class LatestText(WritingListener):
+    """Keeps the newest text of each output the model is writing; a fast model replaces
+    texts the app has not drawn yet instead of queueing them."""
+
+    def __init__(self, events: queue.SimpleQueue) -> None:
+        self._events = events
+        self._lock = threading.Lock()
+        self._latest: dict[tuple, PartialText] = {}
+
+    def on_text(self, partial: PartialText) -> None:
+        with self._lock:
+            queued = partial.key in self._latest
+            self._latest[partial.key] = partial
+        if not queued:
+            self._events.put(_NewText(partial.key))
+
+    def take(self, key: tuple) -> PartialText:
+        with self._lock:
+            return self._latest.pop(key)
+
+
 class JobConsole:
     def __init__(self) -> None:
         self._events: queue.SimpleQueue = queue.SimpleQueue()
+        self.writing = LatestText(self._events)  # the job's writer tells it what the model writes
         self._running = threading.Event()
         self._running.set()
         self._stopping = threading.Event()
@@ -91,9 +125,10 @@ class JobConsole:
         events = []
         while True:
             try:
-                events.append(self._events.get_nowait())
+                event = self._events.get_nowait()
             except queue.Empty:
                 return events
+            events.append(self.writing.take(event.key) if isinstance(event, _NewText) else event)
 
 
 def run_job(job: Callable[[JobConsole], object], console: JobConsole) -> bool:

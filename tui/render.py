@@ -13,6 +13,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
+from mlx_repair.events import PartialText
 from mlx_repair.store import Attempt
 
 from mlx_repair.tui.state import MARKS, Counters
@@ -27,14 +28,27 @@ def status_mark(status: str) -> Text:
 
 def attempt_title(attempt: Attempt) -> str:
     outcome = "passed" if attempt.passed else attempt.status
-    where = f"#{attempt.sample_index}" + (f" round {attempt.round}" if attempt.kind == "repair" else "")
-    return f"{attempt.task_id} · {attempt.kind} {where} · {outcome}"
+    return f"{attempt.task_id} · {_which(attempt)} · {outcome}"
+
+
+def writing_title(partial: PartialText) -> str:
+    return f"{partial.task_id} · writing {_which(partial)} … {partial.num_tokens} tokens"
+
+
+def _which(item: Attempt | PartialText) -> str:
+    """Which output of a problem's chains it is: "draft #0", "repair #0 round 2"."""
+    return f"{item.kind} #{item.sample_index}" + (f" round {item.round}" if item.kind == "repair" else "")
 
 
 def code(attempt: Attempt) -> RenderableType:
     if not attempt.code.strip():
         return Text("(no code could be extracted from the model's output)", style="italic dim")
     return Syntax(attempt.code, "python", line_numbers=True, word_wrap=False, theme="ansi_dark")
+
+
+def writing(partial: PartialText) -> RenderableType:
+    """The model's raw output so far: no code is extracted from it until it is finished."""
+    return Text(partial.text)
 
 
 def cases(attempt: Attempt) -> RenderableType:

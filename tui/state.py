@@ -1,17 +1,28 @@
 """What the TUI knows about a run, built only from the core's events.
 
 A live job and a replayed store feed the same `RunState.apply`, so the screen of a
-finished run is the screen the live run ended on. Pure logic, no Textual: the status of
-a problem and the counters are tested without a terminal.
+finished run is the screen the live run ended on. Each loop stage of a job (StageStarted)
+gets its own problems, attempts and counters, kept for the user to go back to. Pure
+logic, no Textual: the status of a problem and the counters are tested without a terminal.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 
 from mlx_repair.evaluate import problem_result
-from mlx_repair.events import AttemptFinished, Generating, Log, PairSaved, Progress, StageFinished, StageStarted, TrainStep
+from mlx_repair.events import (
+    AttemptFinished,
+    Generating,
+    Log,
+    PairSaved,
+    PartialText,
+    Progress,
+    StageFinished,
+    StageStarted,
+    TrainStep,
+)
 from mlx_repair.store import PAIR_KINDS, Attempt
 
 STATUSES = ("pending", "drafting", "passed", "failed", "repaired", "given up")
@@ -23,6 +34,7 @@ MARKS = {
     "repaired": ("↻", "cyan"),
     "given up": ("⊘", "magenta"),
 }
+CHAIN_ORDER = {"draft": 0, "repair": 1, "resample": 2}  # within one draft chain
 # Loss points kept for the chart: enough to see a trend, bounded for a long training.
 MAX_TRAIN_POINTS = 2000
 
@@ -67,19 +79,20 @@ class Counters:
 
 
 @dataclass
-class RunState:
+class StageState:
+    """One loop stage of a job: its problems, their attempts and what the model is writing
+    for them. `train` runs several (evaluate the base, mine, evaluate the adapter), each on
+    its own problems, and the two evaluations share task ids: kept apart, each stage's list
+    and counters mean what they say."""
+
     plan: Plan = field(default_factory=Plan)
+    name: str = ""  # "" until the stage's StageStarted arrives
     order: list[str] = field(default_factory=list)
     attempts: dict[str, list[Attempt]] = field(default_factory=dict)
     drafting: set[str] = field(default_factory=set)
     pairs: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PAIR_KINDS, 0))
-    train: list[TrainStep] = field(default_factory=list)
-    progress: Progress | None = None
-    stage: str = ""
-    generating: str = ""  # what the model is writing right now, for the status line
-    generating_since: float = 0.0  # time.monotonic() when it started
-    generating_left: int = 0  # outputs of that call not reported yet
-    finished: bool = False
+    writing: dict[tuple, PartialText] = field(default_factory=dict)  # by attempt key, until it is stored
+    done: bool = False  # no attempt is coming any more: a failed chain has given up
 
     def __post_init__(self) -> None:
         self._add_problems(self.plan.task_ids)
@@ -91,7 +104,8 @@ class RunState:
                 self.order.append(task_id)
 
     def apply(self, event: object) -> str | None:
-        """Take one event in; returns the task id whose attempts changed, if any."""
+        """Take one of the loop's events in; returns the task id whose attempts (or text
+        being written) changed, if any."""
         if isinstance(event, AttemptFinished):
             attempt = event.attempt
             self._add_problems([attempt.task_id])
@@ -99,38 +113,29 @@ class RunState:
             if all(a.id != attempt.id for a in known):
                 known.append(attempt)
             self.drafting.discard(attempt.task_id)
-            if not event.resumed:
-                self.generating_left -= 1
-                if self.generating_left <= 0:
-                    self.generating = ""
+            self.writing.pop(attempt.key, None)
             return attempt.task_id
+        if isinstance(event, PartialText):
+            self._add_problems([event.task_id])
+            self.writing[event.key] = event
+            return event.task_id
         if isinstance(event, Plan):
             self.plan = event
             self._add_problems(event.task_ids)
         elif isinstance(event, Generating):
             self._add_problems(event.task_ids)
-            self.generating = f"writing {event.count} {event.kind}s"
-            self.generating_since = time.monotonic()
-            self.generating_left = event.count
             if event.kind == "draft":
                 self.drafting.update(event.task_ids)
         elif isinstance(event, PairSaved):
             self.pairs.update(event.counts)
-        elif isinstance(event, Progress):
-            self.progress = event
-        elif isinstance(event, TrainStep):
-            self.train = (self.train + [event])[-MAX_TRAIN_POINTS:]
-            self.generating = ""
-        elif isinstance(event, StageStarted):
-            self.stage = event.stage
-        elif isinstance(event, StageFinished):
-            self.generating = ""
         return None
 
+    def finish(self) -> None:
+        self.done = True
+        self.writing.clear()  # outputs a stopped job never finished
+
     def status(self, task_id: str) -> str:
-        return problem_status(
-            self.attempts.get(task_id, []), task_id in self.drafting, self.plan.rounds, self.finished
-        )
+        return problem_status(self.attempts.get(task_id, []), task_id in self.drafting, self.plan.rounds, self.done)
 
     def counters(self) -> Counters:
         results = [problem_result(t, self.attempts[t]) for t in self.order if _has_draft(self.attempts[t])]
@@ -144,12 +149,113 @@ class RunState:
     def history(self, task_id: str) -> list[Attempt]:
         """A problem's attempts in the order a reader follows them: each draft chain
         (draft, its repairs, its resample) in turn."""
-        order = {"draft": 0, "repair": 1, "resample": 2}
-        return sorted(self.attempts.get(task_id, []), key=lambda a: (a.sample_index, order.get(a.kind, 3), a.round))
+        return sorted(self.attempts.get(task_id, []), key=_chain_order)
 
     def parent(self, attempt: Attempt) -> Attempt | None:
         """The broken attempt a repair (or resample) started from."""
         return next((a for a in self.attempts.get(attempt.task_id, []) if a.id == attempt.parent_id), None)
+
+    def partial(self, task_id: str) -> PartialText | None:
+        """The text being written for a problem: its first chain's, when several are."""
+        texts = [p for p in self.writing.values() if p.task_id == task_id]
+        return min(texts, key=_chain_order, default=None)
+
+
+def _chain_order(item: Attempt | PartialText) -> tuple:
+    return (item.sample_index, CHAIN_ORDER.get(item.kind, len(CHAIN_ORDER)), item.round)
+
+
+@dataclass
+class RunState:
+    """A whole job: its stages (a new one at each StageStarted; the panes show `view`, the
+    newest unless the user went back to an earlier one), training and the status line."""
+
+    plan: InitVar[Plan | None] = None  # the first stage's, when known before its events
+    stages: list[StageState] = field(default_factory=list)
+    viewed: int = 0  # index of the stage the panes show
+    train: list[TrainStep] = field(default_factory=list)
+    progress: Progress | None = None
+    generating: str = ""  # what the model is writing right now, for the status line
+    generating_since: float = 0.0  # time.monotonic() when it started
+    generating_left: int = 0  # outputs of that call not reported yet
+    finished: bool = False
+
+    def __post_init__(self, plan: Plan | None) -> None:
+        self.stages.append(StageState(plan or Plan()))
+
+    @property
+    def current(self) -> StageState:
+        """The stage the job's events go to."""
+        return self.stages[-1]
+
+    @property
+    def view(self) -> StageState:
+        return self.stages[self.viewed]
+
+    @property
+    def stage(self) -> str:
+        """The name of the stage running now."""
+        return self.current.name
+
+    def apply(self, event: object) -> str | None:
+        """Take one event in; returns the task id whose attempts (or text being written)
+        changed in the current stage, if any."""
+        if isinstance(event, StageStarted):
+            self._start(event.stage)
+        elif isinstance(event, StageFinished):
+            self.current.finish()
+            self.generating = ""
+        elif isinstance(event, Plan) and self.current.name:  # the plan of a stage still to start
+            self._open(StageState(event))
+        elif isinstance(event, Progress):
+            self.progress = event
+        elif isinstance(event, TrainStep):
+            self.train = (self.train + [event])[-MAX_TRAIN_POINTS:]
+            self.generating = ""
+        else:
+            self._follow_generating(event)
+            return self.current.apply(event)
+        return None
+
+    def _follow_generating(self, event: object) -> None:
+        """The status line's "writing N drafts" lasts until the N outputs are reported."""
+        if isinstance(event, Generating):
+            self.generating = f"writing {event.count} {event.kind}s"
+            self.generating_since = time.monotonic()
+            self.generating_left = event.count
+        elif isinstance(event, AttemptFinished) and not event.resumed:
+            self.generating_left -= 1
+            if self.generating_left <= 0:
+                self.generating = ""
+
+    def _start(self, name: str) -> None:
+        """A stage is named by its StageStarted: the stage opened by its plan, or a new one."""
+        if self.current.name:
+            self.current.finish()
+            self._open(StageState())
+        self.current.name = name
+
+    def _open(self, stage: StageState) -> None:
+        following = self.viewed == len(self.stages) - 1
+        self.stages.append(stage)
+        if following:
+            self.viewed = len(self.stages) - 1
+
+    def label(self, index: int) -> str:
+        """A stage's name, numbered when the job ran a stage of that name before."""
+        name = self.stages[index].name or "run"
+        earlier = sum(s.name == self.stages[index].name for s in self.stages[:index])
+        return f"{name} #{earlier + 1}" if earlier else name
+
+    def view_title(self) -> str:
+        """Which stage the panes show, and of how many."""
+        label = self.label(self.viewed)
+        return f"stage {self.viewed + 1}/{len(self.stages)} · {label}" if len(self.stages) > 1 else label
+
+    def finish(self) -> None:
+        """The job has ended: no stage waits for more attempts."""
+        self.finished = True
+        self.current.finish()
 
 
 def _has_draft(attempts: list[Attempt]) -> bool:

@@ -11,7 +11,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
 from mlx_repair.tui import render
-from mlx_repair.tui.state import RunState
+from mlx_repair.tui.state import StageState
 
 
 class HistoryScreen(ModalScreen):
@@ -26,7 +26,7 @@ class HistoryScreen(ModalScreen):
     }
     """
 
-    def __init__(self, state: RunState, task_id: str) -> None:
+    def __init__(self, state: StageState, task_id: str) -> None:
         super().__init__()
         self.state = state
         self.task_id = task_id

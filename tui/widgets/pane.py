@@ -27,7 +27,11 @@ class Pane(VerticalScroll, can_focus=True):
     def compose(self) -> ComposeResult:
         yield Static()
 
-    def show(self, renderable: RenderableType, subtitle: str = "") -> None:
+    def show(self, renderable: RenderableType, subtitle: str = "", at_end: bool = False) -> None:
+        """Show from the top, or (`at_end`, for text that grows) its newest lines."""
         self.query_one(Static).update(renderable)
         self.border_title = f"{self._title} · {subtitle}" if subtitle else self._title
-        self.scroll_home(animate=False)
+        if at_end:  # once laid out: the new text's height is not known yet
+            self.call_after_refresh(self.scroll_end, animate=False)
+        else:
+            self.scroll_home(animate=False)
