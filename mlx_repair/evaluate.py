@@ -88,4 +88,9 @@ def gains_over_cold(rows: list[ProblemResult], attr: str) -> list[str]:
 
 def format_metric(key: str, value: float, n: int) -> str:
     label = METRIC_LABELS.get(key, key)
-    return f"{label:<36} {100 * value:5.1f}%  (n={n}, {value * n:.1f} problems)"
+    return f"{label:<36} {format_value(value, n)}"
+
+
+def format_value(value: float, n: int) -> str:
+    """A rate with the n it is measured on: 3 of 10 and 30 of 100 are not the same news."""
+    return f"{100 * value:5.1f}%  (n={n}, {value * n:.1f} problems)"

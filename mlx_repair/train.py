@@ -4,8 +4,8 @@
 notices), the way the rest of the core reports progress. It writes to `out_dir`:
 - adapters.safetensors + adapter_config.json: what `mlx_lm.load(path, adapter_path=...)`
   and `mlx_lm.generate --adapter-path` read;
-- manifest.json: base model and the sha256 of its weights, data hash and split, the
-  config, losses, time and peak memory;
+- manifest.json: base model, the sha256 of its weights and its quantization, data hash
+  and split, the config, losses, time and peak memory;
 - checkpoint.safetensors: adapter weights, Adam state, step and run history.
 
 Why not `mlx_lm.tuner.train`: it cannot resume. It saves adapter weights only (not the
@@ -161,6 +161,7 @@ def train_adapter(
     base_model: str | None = None,
     callback=None,
     extra: dict | None = None,
+    quantize: int | None = None,
 ) -> Iterator[TrainStep | Log]:
     """Train an adapter into `out_dir`, resuming from its checkpoint if it has one.
 
@@ -170,6 +171,9 @@ def train_adapter(
         `dataset.write_dataset` writes them), or a `dataset.Dataset` (written to out_dir).
     callback: an optional mlx-lm `TrainingCallback`, called with mlx-lm's report dicts.
     extra: more top-level manifest entries (the run's problem split, the command, ...).
+    quantize: bits to quantize the base model to before the adapters go on (QLoRA; a
+        loaded pair is quantized in place); recorded in the manifest and the checkpoint's
+        fingerprint, so a float checkpoint never resumes on a quantized base.
 
     Yields a `TrainStep` per report (tokens/s counts answer tokens, as mlx-lm does);
     iteration 0 carries only the validation loss before training (its loss is NaN).
@@ -177,11 +181,15 @@ def train_adapter(
     """
     import mlx.core as mx
 
+    from mlx_repair.models import quantize_warning
+
     started = time.perf_counter()
     mx.reset_peak_memory()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model, tokenizer, base_model = _load(model, base_model)
+    if warning := quantize_warning(quantize):
+        yield Log(warning)
+    model, tokenizer, base_model = _load(model, base_model, quantize)
     data_dir, data_info = _data(data, out_dir)
     config = config or TrainConfig()
     train_set, valid_set, notes = _examples(data_dir, tokenizer, config)
@@ -193,7 +201,7 @@ def train_adapter(
     add_adapters(model, config)
     write_adapter_config(out_dir, config, base_model)
     optimizer = _optimizer(config)
-    fingerprint = _fingerprint(config, base_model, data_info["sha256"])
+    fingerprint = _fingerprint(config, base_model, data_info["sha256"], quantize)
     run = load_checkpoint(out_dir / CHECKPOINT_FILE, model, optimizer, fingerprint)
     if run is None:
         yield Log(f"{out_dir / CHECKPOINT_FILE}: from other settings or data; training afresh")
@@ -203,19 +211,23 @@ def train_adapter(
 
     yield from _loop(model, optimizer, train_set, valid_set, config, run, out_dir, fingerprint, callback)
     seconds = time.perf_counter() - started
-    manifest = _manifest(config, base_model, data_info, run, seconds, mx.get_peak_memory()) | (extra or {})
+    manifest = _manifest(config, base_model, quantize, data_info, run, seconds, mx.get_peak_memory()) | (extra or {})
     _atomic_write_text(out_dir / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
-def _load(model, base_model: str | None):
-    """(model, tokenizer, spec): load a spec as float32 on CPU, or take a loaded pair."""
-    if isinstance(model, (str, Path)):
-        from mlx_repair.models import load_model
+def _load(model, base_model: str | None, quantize: int | None):
+    """(model, tokenizer, spec): load a spec as float32 on CPU, or take a loaded pair;
+    then quantize it when asked."""
+    from mlx_repair.models import load_model, quantize_model
 
+    if isinstance(model, (str, Path)):
         loaded, tokenizer = load_model(str(model))
-        return loaded, tokenizer, base_model or str(model)
-    loaded, tokenizer = model
+        base_model = base_model or str(model)
+    else:
+        loaded, tokenizer = model
+    if quantize is not None:
+        quantize_model(loaded, quantize)
     return loaded, tokenizer, base_model
 
 
@@ -305,11 +317,14 @@ def _optimizer(config: TrainConfig):
     return optim.Adam(learning_rate=config.learning_rate)
 
 
-def _fingerprint(config: TrainConfig, base_model: str | None, data_sha256: str) -> str:
-    """What must match for a checkpoint to be resumed: model, data and trajectory settings."""
+def _fingerprint(config: TrainConfig, base_model: str | None, data_sha256: str, quantize: int | None) -> str:
+    """What must match for a checkpoint to be resumed: model, data and trajectory settings.
+    `quantize` is left out when unset, so checkpoints from before the option still match."""
     settings = {f.name: getattr(config, f.name) for f in fields(config) if f.name not in NOT_IN_FINGERPRINT}
-    key = json.dumps({"model": base_model, "data": data_sha256, "config": settings}, sort_keys=True)
-    return hashlib.sha256(key.encode()).hexdigest()
+    key = {"model": base_model, "data": data_sha256, "config": settings}
+    if quantize is not None:
+        key["quantize"] = quantize
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
 # ---- the loop ---------------------------------------------------------------------------
@@ -555,14 +570,14 @@ def _atomic_write_text(path: Path, text: str) -> None:
 # ---- the manifest -----------------------------------------------------------------------
 
 
-def _manifest(config, base_model, data_info: dict, run: RunState, seconds: float, peak_bytes: int) -> dict:
+def _manifest(config, base_model, quantize, data_info: dict, run: RunState, seconds: float, peak_bytes: int) -> dict:
     import mlx.core as mx
     import mlx_lm
 
     val_losses = [h["validation_loss"] for h in run.history if h["validation_loss"] is not None]
     train_losses = [h["loss"] for h in run.history if h["iteration"] > 0]
     return {
-        "base_model": base_model_info(base_model),
+        "base_model": base_model_info(base_model, quantize),
         "data": data_info,
         "train_config": asdict(config),
         "metrics": {
@@ -586,12 +601,15 @@ def _json_number(value):
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
-def base_model_info(spec: str | None) -> dict:
-    """The base model's spec, folder and the sha256 of each weights file."""
-    if spec is None:
-        return {"spec": None}
+def base_model_info(spec: str | None, quantize: int | None = None) -> dict:
+    """The base model's spec, folder and the sha256 of each weights file, and how training
+    quantized it in memory (None: it trained on the weights as they are)."""
+    from mlx_repair.config import QUANTIZE_GROUP_SIZE
     from mlx_repair.models import resolve_model
 
+    quantization = None if quantize is None else {"bits": quantize, "group_size": QUANTIZE_GROUP_SIZE}
+    if spec is None:
+        return {"spec": None, "quantization": quantization}
     resolved = resolve_model(spec)
     files = sorted(resolved.path.glob("*.safetensors"))
     return {
@@ -600,6 +618,7 @@ def base_model_info(spec: str | None) -> dict:
         "source": resolved.source,
         "path": str(resolved.path),
         "weights_sha256": {f.name: file_sha256(f) for f in files},
+        "quantization": quantization,
     }
 
 

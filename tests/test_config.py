@@ -58,3 +58,32 @@ def test_bad_files_are_one_line_errors_naming_key_and_file(tmp_path, text, messa
 def test_missing_explicit_file(tmp_path):
     with pytest.raises(UserError, match="config file not found"):
         load_config(tmp_path / "absent.toml")
+
+
+def test_quantize_changes_the_run_directory_and_unquantized_settings_stay_as_before():
+    from mlx_repair.runs import run_dir, settings_of
+
+    plain, quantized = Config(), Config()
+    quantized.run.quantize = 4
+    assert "quantize" not in settings_of(plain)["run"]  # runs from before the option resume
+    assert settings_of(quantized)["run"]["quantize"] == 4
+    directories = {run_dir(c, "eval", settings_of(c, side="eval")) for c in (plain, quantized)}
+    assert len(directories) == 2
+
+
+def test_quantize_from_a_file_must_be_offered_bits(tmp_path):
+    assert load_config(write(tmp_path, "[run]\nquantize = 8\n")).run.quantize == 8
+    with pytest.raises(UserError, match="'run.quantize' must be 4 or 8 \\(bits\\), got 3"):
+        load_config(write(tmp_path, "[run]\nquantize = 3\n"))
+
+
+@pytest.mark.parametrize("command", ["eval", "mine", "train"])
+def test_quantize_flag_is_explained_and_checked_by_argparse(command, capsys):
+    from mlx_repair.cli import main
+
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert "--quantize {4,8}" in " ".join(capsys.readouterr().out.split())
+    with pytest.raises(SystemExit) as error:
+        main([command, "--quantize", "3"])
+    assert error.value.code == 2 and "invalid choice: 3" in capsys.readouterr().err

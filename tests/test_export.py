@@ -192,6 +192,21 @@ def test_fused_export_dequantizes_a_quantized_base_on_request(tiny_model_dir, tm
     assert_same_logits(check.mlx_logits(out, None, batches), check.mlx_logits(quantized, adapter, batches))
 
 
+def test_fused_export_of_an_adapter_trained_on_a_quantized_base_uses_that_base(tiny_model_dir, batches, tmp_path):
+    from mlx_repair.models import load_model
+
+    adapter = make_adapter(tiny_model_dir, tmp_path / "adapter", report=None)
+    manifest = json.loads((adapter / "manifest.json").read_text())
+    manifest["base_model"]["quantization"] = {"bits": 4, "group_size": 64}  # as `train --quantize 4` records
+    (adapter / "manifest.json").write_text(json.dumps(manifest))
+    kept = export_adapter(adapter, "fused", tmp_path / "fused-q4")
+    assert json.loads((kept / "config.json").read_text())["quantization"] == {"group_size": 64, "bits": 4, "mode": "affine"}
+    out = export_adapter(adapter, "fused", tmp_path / "fused", dequantize=True)
+    model, _ = load_model(str(tiny_model_dir), adapter_path=adapter, quantize=4)  # what eval measured
+    trained_on = [np.array(model(mx.array([tokens]))[0]) for tokens in batches]
+    assert_same_logits(check.mlx_logits(out, None, batches), trained_on)
+
+
 def test_fused_export_refuses_another_base(tiny_model_dir, adapter_dir, tmp_path):
     other = shutil.copytree(adapter_dir, tmp_path / "adapter")
     manifest = json.loads((other / "manifest.json").read_text())

@@ -442,6 +442,41 @@ def test_smollm2_tokenizer_round_trips_humaneval(smollm2):
     assert tokenizer.encode("<|im_start|>", add_special_tokens=False) == [1]
 
 
+# ---- quantizing in memory -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "qwen3_5"])
+def test_quantized_model_has_quantized_layers_and_still_generates(arch, tiny_model_dir, tiny_qwen35_dir):
+    import mlx.nn as nn
+    from mlx_lm import stream_generate
+
+    folder = tiny_model_dir if arch == "qwen2" else tiny_qwen35_dir
+    model, tokenizer = models.load_model(str(folder), quantize=4)
+    layers = [m for _, m in model.named_modules() if isinstance(m, (nn.Linear, nn.QuantizedLinear))]
+    assert layers and all(isinstance(m, nn.QuantizedLinear) for m in layers)
+    assert all((m.bits, m.group_size) == (4, 64) for m in layers)
+    assert any(isinstance(m, nn.QuantizedEmbedding) for _, m in model.named_modules())  # the tied head too
+    assert len(list(stream_generate(model, tokenizer, "def f(x):", max_tokens=4))) >= 1
+
+
+def test_quantized_logits_stay_near_the_float_ones(tiny_model_dir):
+    base, tokenizer = models.load_model(str(tiny_model_dir))
+    tokens = mx.array([tokenizer.encode("def f(x):\n    return 2 * x\n")])
+    expected = base(tokens)
+    error = {bits: mx.abs(models.load_model(str(tiny_model_dir), quantize=bits)[0](tokens) - expected).max().item()
+             for bits in (4, 8)}
+    # the same model, rounded: 4 bits moves the logits (up to 4.7 in size here) more than 8
+    assert 0 < error[8] < error[4] < 1.5 and error[8] < 0.2
+
+
+def test_quantizing_on_the_cpu_warns_in_one_line():
+    if mx.default_device() == mx.gpu:
+        pytest.skip("Metal: quantizing is the fast path there, nothing to warn about")
+    warning = models.quantize_warning(4)
+    assert "CPU" in warning and "slower" in warning and "\n" not in warning
+    assert models.quantize_warning(None) is None
+
+
 # ---- the commands ------------------------------------------------------------------------
 
 

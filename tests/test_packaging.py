@@ -1,4 +1,5 @@
-"""A user who runs `pip install .` (not the editable install of `make`) gets every module.
+"""A user who runs `pip install .` (not the editable install of `make`) gets every module
+and every data file.
 
 setuptools only ships the packages pyproject lists, so a new subpackage that is not
 listed works in the repository and vanishes from the wheel.
@@ -18,10 +19,11 @@ def _source_files() -> set[str]:
     files = {f"mlx_repair/{p.relative_to(ROOT / 'mlx_repair')}" for p in (ROOT / "mlx_repair").rglob("*.py")}
     files |= {f"mlx_repair/tui/{p.relative_to(ROOT / 'tui')}" for p in (ROOT / "tui").rglob("*.py")}
     files |= {f"mlx_repair/tui/{p.name}" for p in (ROOT / "tui").glob("*.tcss")}
+    files |= {f"mlx_repair/data/{p.name}" for p in (ROOT / "mlx_repair" / "data").iterdir()}
     return files
 
 
-def test_wheel_holds_every_module_and_the_stylesheet(tmp_path):
+def test_wheel_holds_every_module_the_stylesheet_and_the_fresh_problems(tmp_path):
     source = tmp_path / "source"  # a copy, so the build leaves nothing in the repository
     for name in ("mlx_repair", "tui"):
         shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
@@ -34,5 +36,5 @@ def test_wheel_holds_every_module_and_the_stylesheet(tmp_path):
     )
     (wheel,) = tmp_path.glob("mlx_repair-*.whl")
     shipped = set(zipfile.ZipFile(wheel).namelist())
-    assert "mlx_repair/tui/app.tcss" in _source_files()
+    assert {"mlx_repair/tui/app.tcss", "mlx_repair/data/fresh.jsonl"} <= _source_files()
     assert _source_files() - shipped == set()

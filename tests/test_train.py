@@ -114,6 +114,32 @@ def test_qwen3_5_trains_from_a_loaded_model(tiny_qwen35_dir, data_dir, tmp_path)
     logits(tiny_qwen35_dir, out)  # loads
 
 
+def test_lora_trains_on_a_quantized_base_and_the_manifest_says_so(tiny_model_dir, data_dir, tmp_path):
+    import math
+
+    import mlx.core as mx
+    import mlx.nn as nn
+
+    from mlx_repair.models import load_model
+
+    out = tmp_path / "qlora"
+    events, manifest = run(str(tiny_model_dir), data_dir, out, TrainConfig(iters=4, **FAST), quantize=4)
+    steps = [e for e in events if isinstance(e, TrainStep)]
+    assert steps[-1].iteration == 4 and not math.isnan(steps[-1].loss)
+    assert manifest["base_model"]["quantization"] == {"bits": 4, "group_size": 64}
+    if mx.default_device() == mx.cpu:
+        assert any(isinstance(e, Log) and "quantizing to 4 bits on the CPU" in e.message for e in events)
+
+    model, tokenizer = load_model(str(tiny_model_dir), adapter_path=out, quantize=4)
+    assert isinstance(model.model.layers[-1].self_attn.q_proj.linear, nn.QuantizedLinear)  # LoRA over it
+    base, _ = load_model(str(tiny_model_dir), quantize=4)
+    tokens = mx.array([tokenizer.encode("def f(x):\n    return 2 * x\n")])
+    assert mx.abs(model(tokens) - base(tokens)).max().item() > 1e-4
+    # the checkpoint belongs to the quantized base: a float run does not resume from it
+    events, _ = run(str(tiny_model_dir), data_dir, out, TrainConfig(iters=4, **FAST))
+    assert any(isinstance(e, Log) and "afresh" in e.message for e in events)
+
+
 def test_changed_settings_train_afresh_and_a_finished_run_is_not_repeated(tiny_model_dir, data_dir, tmp_path):
     out = tmp_path / "again"
     run(str(tiny_model_dir), data_dir, out, TrainConfig(iters=2, **FAST))

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mlx_repair.commands import add_model_arguments
+
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--model", dest="run.model", metavar="MODEL", help="packaged name, .gguf file, model folder or hub id")
+    add_model_arguments(parser)
     parser.add_argument("--problems", dest="run.problems", metavar="PROBLEMS", help="'humaneval' or a HumanEval/MBPP-format JSONL")
     parser.add_argument("--split", default="train", choices=("train",), help="always the train side (kept for clarity)")
     parser.add_argument("--limit", dest="run.limit", type=int, metavar="N", help="only the first N train problems")

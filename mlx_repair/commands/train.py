@@ -22,6 +22,8 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from mlx_repair.commands import add_model_arguments
+
 # Stage sizes per preset: eval problems, mined problems, training steps (None: all).
 PIPELINE_PRESETS = {
     "cpu": {"eval_limit": 20, "mine_limit": 30},
@@ -30,7 +32,7 @@ PIPELINE_PRESETS = {
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--model", dest="run.model", metavar="MODEL", help="packaged name, .gguf file, model folder or hub id")
+    add_model_arguments(parser)
     parser.add_argument("--problems", dest="run.problems", metavar="PROBLEMS", help="'humaneval' or a HumanEval/MBPP-format JSONL")
     parser.add_argument("--preset", choices=("auto", "cpu", "default"), default="auto",
                         help="stage sizes and training steps: 'cpu' fits ~30 min on a 2-core CPU; auto picks it without Metal")
@@ -157,7 +159,7 @@ def _train(config, mine_dir: Path, out: Path, train_config, control, console):
         return None
     losses, validation = [], []
     extra = {"split": split.to_dict(), "problems": config.run.problems}
-    for event in train_adapter(config.run.model, dataset, out, train_config, extra=extra):
+    for event in train_adapter(config.run.model, dataset, out, train_config, extra=extra, quantize=config.run.quantize):
         console.show(event)
         if not isinstance(event, TrainStep):
             continue

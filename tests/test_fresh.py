@@ -1,0 +1,82 @@
+"""The packaged `fresh` problems (issue #4): a set we wrote that passes the harness checks
+HumanEval passes, and `eval --fresh`, which shows it beside the leaked set."""
+
+import doctest
+import json
+
+import pytest
+
+from mlx_repair.cases import plan_tests
+from mlx_repair.cli import main
+from mlx_repair.problems import load_problems, split_problems
+from mlx_repair.sandbox import Pool
+
+
+@pytest.fixture(scope="module")
+def fresh():
+    return load_problems("fresh")
+
+
+def test_fresh_set_is_complete_and_not_humaneval(fresh):
+    assert [p.task_id for p in fresh] == [f"Fresh/{i}" for i in range(30)]
+    assert all(p.canonical_solution and p.source == "fresh" for p in fresh)
+    humaneval = {p.entry_point for p in load_problems("humaneval")}
+    assert not humaneval & {p.entry_point for p in fresh}
+
+
+def test_canonical_solutions_pass_and_empty_bodies_fail(fresh):
+    jobs = [((p.task_id, "canonical"), p, p.canonical_solution) for p in fresh]
+    jobs += [((p.task_id, "pass"), p, "    pass\n") for p in fresh]
+    with Pool() as pool:
+        verdicts = dict(pool.run(jobs))
+    assert {k: v.feedback for k, v in verdicts.items() if k[1] == "canonical" and not v.passed} == {}
+    assert [k for k, v in verdicts.items() if k[1] == "pass" and v.passed] == []
+
+
+def test_docstring_examples_agree_with_the_canonical_solutions(fresh):
+    """The model reads the examples: a wrong one would teach it the wrong answer."""
+    for problem in fresh:
+        namespace = {}
+        exec(problem.prompt + problem.canonical_solution, namespace)
+        function = namespace[problem.entry_point]
+        examples = doctest.DocTestFinder().find(function, globs=namespace)
+        runner = doctest.DocTestRunner()
+        for example in examples:
+            runner.run(example, out=lambda text: None)
+        assert runner.summarize(verbose=False) == (0, runner.tries) and runner.tries, problem.task_id
+
+
+def test_every_problem_has_visible_and_hidden_cases(fresh):
+    for problem in fresh:
+        hidden = [case.hidden for case in plan_tests(problem).cases]
+        assert len(hidden) >= 5 and any(hidden) and not all(hidden), problem.task_id
+
+
+def test_split_puts_fresh_problems_on_both_sides(fresh):
+    split = split_problems(fresh)
+    assert split.train and split.eval
+    assert sorted(split.train + split.eval) == sorted(p.task_id for p in fresh)
+
+
+def test_eval_fresh_shows_both_results_side_by_side(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    out, run_dir = tmp_path / "result.json", tmp_path / "run"
+    args = [
+        "eval", "--model", str(tiny_model_dir), "--problems", "humaneval", "--fresh", "fresh",
+        "--limit", "1", "--max-tokens", "8", "--run-dir", str(run_dir), "--json", str(out),
+    ]
+    assert main(args) == 0
+    result = json.loads(out.read_text())
+    fresh = result.pop("fresh")
+    assert result["problems"] == "humaneval" and result["n"] == 1
+    assert fresh["problems"] == "fresh" and fresh["n"] == 1
+    assert fresh["per_problem"][0]["task_id"].startswith("Fresh/")
+    assert set(fresh) == set(result) and fresh["metrics"].keys() == result["metrics"].keys()
+    assert (result["run_dir"], fresh["run_dir"]) == (str(run_dir), f"{run_dir}-fresh")
+
+    printed = capsys.readouterr().err
+    assert "on humaneval (eval side, n=1)" in printed and "on fresh (eval side, n=1)" in printed
+    assert ", eval side: leaked vs fresh" in printed
+    assert any(line.split() == ["problems", "humaneval", "|", "fresh"] for line in printed.splitlines())
+    side_by_side = [line for line in printed.splitlines() if line.startswith("  cold pass@1") and "| " in line]
+    assert len(side_by_side) == 1 and side_by_side[0].count("(n=1,") == 2
