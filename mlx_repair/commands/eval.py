@@ -13,7 +13,6 @@ are shown side by side: a score that holds only on the leaked benchmark is memor
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import replace
 from pathlib import Path
 

@@ -13,7 +13,7 @@ from mlx_repair.commands import add_model_arguments
 
 def add_arguments(parser) -> None:
     add_model_arguments(parser)
-    parser.add_argument("--problems", dest="run.problems", metavar="PROBLEMS", help="'humaneval' or a HumanEval/MBPP-format JSONL")
+    parser.add_argument("--problems", dest="run.problems", metavar="PROBLEMS", help="'humaneval', 'fresh' or a HumanEval/MBPP-format JSONL")
     parser.add_argument("--split", default="train", choices=("train",), help="always the train side (kept for clarity)")
     parser.add_argument("--limit", dest="run.limit", type=int, metavar="N", help="only the first N train problems")
     parser.add_argument("--samples", dest="sampling.samples", type=int, metavar="N", help="drafts per problem")

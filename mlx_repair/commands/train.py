@@ -33,7 +33,7 @@ PIPELINE_PRESETS = {
 
 def add_arguments(parser) -> None:
     add_model_arguments(parser)
-    parser.add_argument("--problems", dest="run.problems", metavar="PROBLEMS", help="'humaneval' or a HumanEval/MBPP-format JSONL")
+    parser.add_argument("--problems", dest="run.problems", metavar="PROBLEMS", help="'humaneval', 'fresh' or a HumanEval/MBPP-format JSONL")
     parser.add_argument("--preset", choices=("auto", "cpu", "default"), default="auto",
                         help="stage sizes and training steps: 'cpu' fits ~30 min on a 2-core CPU; auto picks it without Metal")
     parser.add_argument("--limit", type=int, metavar="N", help="evaluate on the first N eval-side problems")
