@@ -100,12 +100,13 @@ def run_stage(config: Config, stage: str, side: str, loop_config, console, adapt
     directory = run_dir(config, stage, settings, explicit_dir)
     if warning := quantize_warning(config.run.quantize):
         console.show(Log(warning))
+    label = stage if adapter is None else f"{stage} + adapter"  # train runs "eval" twice
     started = time.perf_counter()
     writer = load_writer(config, adapter, progress=console.import_progress, listener=console.writing)
     with Store.open(directory) as store, sandbox_pool(config) as pool:
         store.start_run(stage, writer.name, config.run.problems, settings, split.to_dict())
-        console.show(StageStarted(stage, len(problems)))
+        console.show(StageStarted(label, len(problems)))
         console.follow(run_loop(problems, writer, pool, store, loop_config))
     seconds = time.perf_counter() - started
-    console.show(StageFinished(stage, seconds, writer.stats.peak_memory_gb))
+    console.show(StageFinished(label, seconds, writer.stats.peak_memory_gb))
     return StageRun(directory, problems, split, writer, seconds)
