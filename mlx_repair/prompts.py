@@ -158,7 +158,8 @@ def stop_check(problem: Problem, chat: bool) -> StopCheck:
 
 
 def fenced_function_end(entry_point: str, text: str) -> int | None:
-    """Chat answers: complete once a closed code fence holds `def entry_point(`."""
+    """Chat answers: complete once a closed code fence holds `def entry_point(`, or once
+    the fence still open holds the whole function (see `_open_fence_end`)."""
     start = _answer_start(text)
     if start is None:
         return None
@@ -166,6 +167,33 @@ def fenced_function_end(entry_point: str, text: str) -> int | None:
     for block in CLOSED_FENCE.finditer(text, start):
         if defines.search(block.group(1)):
             return block.end()
+    return _open_fence_end(text, start, entry_point)
+
+
+def _open_fence_end(text: str, start: int, entry_point: str) -> int | None:
+    """Inside a fence still open: complete at the first column-0 line after the function
+    that is not a helper it calls, provided the code before it parses. Small models go on
+    writing test harnesses in the same block (a third of Qwen 0.5B's HumanEval tokens);
+    extraction drops them anyway."""
+    if text.count("```", start) % 2 == 0:
+        return None
+    code_start = text.find("\n", text.rfind("```", start)) + 1
+    if code_start == 0:
+        return None
+    code = text[code_start:]
+    function = re.search(rf"^(?:async\s+)?def\s+{re.escape(entry_point)}\s*\(.*\n", code, re.M)
+    if function is None:
+        return None
+    offset = function.end()
+    while (end := completion_end(code[offset:])) is not None:
+        cut = offset + end
+        try:
+            ast.parse(code[:cut])
+            return code_start + cut
+        except SyntaxError:  # e.g. a signature over several lines puts `) -> T:` at column 0
+            offset = code.find("\n", cut) + 1
+            if offset == 0:
+                return None
     return None
 
 

@@ -243,10 +243,28 @@ def test_chat_stop_waits_for_a_closed_fence_defining_the_entry_point():
     usage = fence("print(1)")
     answer = f"{usage}\n{fence(SOLUTION)}\nThis works"
     end = answer.index("This works") - 1
-    assert stop(answer[: end - 1]) is None  # fence not closed yet
+    assert stop(answer[: answer.index("return False")]) is None  # function not finished
     assert stop(answer) == end
     assert fenced_function_end("below_zero", f"<think>{fence(SOLUTION)}") is None
     assert fenced_function_end("below_zero", f"<think>x</think>{fence(SOLUTION)}") is not None
+
+
+def test_chat_stop_ends_an_open_fence_at_the_code_after_the_function():
+    stop = stop_check(PROBLEM, chat=True)
+    opened = "Here it is:\n```python\nfrom typing import List\n\n"
+    harness = "\n# Test cases\nassert below_zero([-1])\n"
+    answer = opened + SOLUTION + harness
+    assert stop(answer) == answer.index("# Test cases")
+    assert stop(opened + SOLUTION + "\n`") == len(opened + SOLUTION) + 1  # the fence closing
+    with_helper = opened + SOLUTION.replace("balance < 0", "is_neg(balance)")
+    with_helper += "\ndef is_neg(x):\n    return x < 0\n"
+    assert stop(with_helper) is None  # a helper the function calls is part of it
+    assert stop(with_helper + "\nprint(1)") == len(with_helper) + 1
+    long_signature = SOLUTION.replace("operations: List[int]) -> bool:", "\n    operations: List[int],\n) -> bool:")
+    assert stop(opened + long_signature) is None  # `) -> bool:` at column 0 is not the end
+    assert stop(opened + long_signature + "\nprint(1)") == len(opened + long_signature) + 1
+    cut = stop(answer)
+    assert run(extract_code(answer[:cut], PROBLEM))([-1]) is True
 
 
 def test_completion_stop_at_a_new_top_level_line_unless_a_used_helper():
