@@ -52,8 +52,10 @@ class MixConfig:
     # that repairs stay the majority with tens of pairs.
     keep_ratio: float = 0.5
     solve_ratio: float = 0.25
-    # Fixes nearly identical to the broken code teach little and may be trivial edits.
-    include_near_copies: bool = False
+    # A near-copy fix passed hidden tests its broken code failed: a one-line bug fix (the
+    # only repair Qwen 0.5B found in the cpu preset's mining was `return 0` -> `return n ** 2`).
+    # Kept by default; False trains on larger edits only.
+    include_near_copies: bool = True
     # Share of the mined problems held out for validation (at least one when there are two).
     valid_fraction: float = 0.15
     control: str | None = None  # None, or "garbage": the same-shape control
@@ -100,7 +102,11 @@ def build_dataset(store: Store, problems: Iterable[Problem], config: MixConfig |
             f"{store.path}: pairs of {len(missing)} problems not in the given problem set "
             f"(e.g. {missing[0]}); pass the problems the run was mined on"
         )
-    train_tasks, valid_tasks = split_tasks(sorted({p.task_id for p in pairs}), config)
+    # Validation problems are drawn from those with the pairs being trained on: with one
+    # mined repair, holding its problem out would leave nothing to train.
+    trained = "garbage" if config.control == "garbage" else "repair"
+    _, valid_tasks = split_tasks(sorted({p.task_id for p in pairs if p.kind == trained}), config)
+    train_tasks = sorted({p.task_id for p in pairs} - set(valid_tasks))
     sides = {
         side: mix([p for p in pairs if p.task_id in set(tasks)], config)
         for side, tasks in (("train", train_tasks), ("valid", valid_tasks))

@@ -69,7 +69,7 @@ def store(tmp_path):
 
 
 def test_records_hold_the_exact_loop_turns_and_a_fenced_answer(store):
-    data = build_dataset(store, PROBLEMS, MixConfig(keep_ratio=1.0, solve_ratio=1.0, valid_fraction=0))
+    data = build_dataset(store, PROBLEMS, MixConfig(keep_ratio=1.0, solve_ratio=1.0, valid_fraction=0, include_near_copies=False))
     by_kind = {r["kind"]: r for r in data.train}
     task = {p.task_id: p for p in PROBLEMS}
     repair, solve, keep = by_kind["repair"], by_kind["solve"], by_kind["keep"]
@@ -82,16 +82,16 @@ def test_records_hold_the_exact_loop_turns_and_a_fenced_answer(store):
     assert keep["messages"][-1]["content"] == f"```python\n{code}\n```"
 
 
-def test_near_copies_are_skipped_unless_asked(store):
+def test_near_copies_are_kept_unless_excluded(store):
+    without = build_dataset(store, PROBLEMS, MixConfig(valid_fraction=0, include_near_copies=False))
+    assert all("# 1" not in r["messages"][-1]["content"] for r in without.train if r["kind"] == "repair")
+    assert without.counts["train"]["repair"] == 10
     default = build_dataset(store, PROBLEMS, MixConfig(valid_fraction=0))
-    assert all("# 1" not in r["messages"][-1]["content"] for r in default.train if r["kind"] == "repair")
-    assert default.counts["train"]["repair"] == 10
-    with_copies = build_dataset(store, PROBLEMS, MixConfig(valid_fraction=0, include_near_copies=True))
-    assert with_copies.counts["train"]["repair"] == 20
+    assert default.counts["train"]["repair"] == 20
 
 
 def test_keep_and_solve_are_capped_at_their_ratio_of_repairs(store):
-    data = build_dataset(store, PROBLEMS, MixConfig(valid_fraction=0, keep_ratio=0.3, solve_ratio=0.2))
+    data = build_dataset(store, PROBLEMS, MixConfig(valid_fraction=0, keep_ratio=0.3, solve_ratio=0.2, include_near_copies=False))
     assert data.counts["train"] == {"repair": 10, "keep": 3, "solve": 2}
     assert data.available == {"repair": 10, "solve": 5, "keep": 5, "garbage": 20}
 
@@ -125,6 +125,23 @@ def test_validation_comes_from_other_problems_and_is_deterministic(store, tmp_pa
     assert info["split"]["valid"] == data.valid_tasks and info["sha256"] == first.sha256
     other_seed = prepare_dataset(store, PROBLEMS, tmp_path / "c", MixConfig(seed=1))
     assert other_seed.sha256 != first.sha256
+
+
+def test_the_only_repair_is_trained_on_not_held_out(tmp_path):
+    """Validation problems come from those with repair pairs; solve/keep-only problems
+    do not count, so one mined repair cannot end up alone in validation."""
+    with Store.open(tmp_path / "run") as store:
+        store.start_run("r", "tiny", "test", {}, {"train": [p.task_id for p in PROBLEMS], "eval": []})
+        head = "def f0(x):\n    return"
+        broken = _attempt(store, "T/0", "draft", 0, f"{head} 3 * x\n", False)
+        fixed = _attempt(store, "T/0", "repair", 0, f"{head} 2 * x\n", True)
+        store.add_pair(Pair("T/0", "repair", fixed.id, FEEDBACK, broken.id))
+        for p in PROBLEMS[1:]:
+            good = _attempt(store, p.task_id, "draft", 0, f"def {p.entry_point}(x):\n    return x + x\n", True)
+            store.add_pair(Pair(p.task_id, "solve", good.id, ""))
+        data = build_dataset(store, PROBLEMS, MixConfig(valid_fraction=0.5))
+    assert data.valid_tasks == [] and "T/0" in data.train_tasks
+    assert data.counts["train"]["repair"] == 1
 
 
 def test_no_pairs_is_a_one_line_error(tmp_path):
