@@ -50,6 +50,9 @@ class Console:
         elif isinstance(event, Progress):
             self._progress(event)
         elif isinstance(event, StageStarted):
+            # Counts are per stage: the adapter's eval must not add to the base eval's.
+            self.outcomes.clear()
+            self.pairs = {}
             self._completed.discard(event.stage)
             self.line(f"== {event.stage}" + (f" ({event.total} problems)" if event.total else ""))
         elif isinstance(event, StageFinished):

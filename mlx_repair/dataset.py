@@ -60,10 +60,15 @@ class MixConfig:
     valid_fraction: float = 0.15
     control: str | None = None  # None, or "garbage": the same-shape control
     seed: int = 0
+    # Fewer trained pairs than this and no adapter is trained: LoRA memorises a handful of
+    # records (20 steps on 3 records broke 9 of 16 of Qwen 0.5B's passing eval problems).
+    min_pairs: int = 10
 
     def __post_init__(self):
         if self.control not in CONTROLS:
             raise UserError(f"control must be one of {CONTROLS}, got {self.control!r}")
+        if self.min_pairs < 1:
+            raise UserError(f"min_pairs must be at least 1, got {self.min_pairs}")
         if not 0.0 <= self.valid_fraction < 1.0:
             raise UserError(f"valid_fraction must be in [0, 1), got {self.valid_fraction}")
 
@@ -104,7 +109,7 @@ def build_dataset(store: Store, problems: Iterable[Problem], config: MixConfig |
         )
     # Validation problems are drawn from those with the pairs being trained on: with one
     # mined repair, holding its problem out would leave nothing to train.
-    trained = "garbage" if config.control == "garbage" else "repair"
+    trained = trained_kind(config)
     _, valid_tasks = split_tasks(sorted({p.task_id for p in pairs if p.kind == trained}), config)
     train_tasks = sorted({p.task_id for p in pairs} - set(valid_tasks))
     sides = {
@@ -121,6 +126,20 @@ def build_dataset(store: Store, problems: Iterable[Problem], config: MixConfig |
         available=available,
         config=asdict(config),
     )
+
+
+def trained_kind(config: MixConfig) -> str:
+    """The pair kind the adapter learns from: repairs, or garbage for the control."""
+    return "garbage" if config.control == "garbage" else "repair"
+
+
+def too_few_pairs(dataset: Dataset, config: MixConfig) -> str | None:
+    """Why this dataset is too small to train on, or None when it is big enough."""
+    kind = trained_kind(config)
+    have = dataset.counts.get("train", {}).get(kind, 0)
+    if have >= config.min_pairs:
+        return None
+    return f"{have} {kind} pairs to train on, fewer than the minimum of {config.min_pairs} (--min-pairs)"
 
 
 def split_tasks(task_ids: list[str], config: MixConfig) -> tuple[list[str], list[str]]:

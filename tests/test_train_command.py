@@ -13,7 +13,7 @@ def test_train_one_liner_end_to_end(tiny_repairer_dir, tmp_path, monkeypatch, ca
     out = tmp_path / "adapter"
     args = [
         "train", "--model", str(tiny_repairer_dir), "--problems", str(problems), "--preset", "default",
-        "--iters", "3", "--batch-size", "1", "--max-tokens", "40", "--out", str(out),
+        "--iters", "3", "--batch-size", "1", "--max-tokens", "40", "--min-pairs", "1", "--out", str(out),
     ]
     assert main(args) == 0
     printed = capsys.readouterr()
@@ -56,7 +56,27 @@ def test_train_without_any_repair_pair_ends_with_an_honest_report(tiny_model_dir
     ]
     assert main(args) == 0
     report = (out / "report.md").read_text()
-    assert "No adapter was trained" in report and "repair 0" in report and "--mine-limit" in report
+    assert "No adapter was trained" in report and "0 repair pairs to train on" in report
+    assert "repair 0" in report and "--mine-limit" in report
     assert "cold pass@1" in report and "(n=1," in report
     assert not (out / "adapters.safetensors").exists()
     assert json.loads((out / "eval-base.json").read_text())["n"] == 1
+
+
+def test_train_refuses_fewer_pairs_than_the_minimum(tiny_repairer_dir, tmp_path, monkeypatch, capsys):
+    """Real repairs were mined, but fewer than --min-pairs: no adapter, and the report and
+    the console say how many there were and what the minimum is."""
+    monkeypatch.chdir(tmp_path)
+    problems = write_problems(tmp_path / "double.jsonl", double_problems(8))
+    out = tmp_path / "adapter"
+    args = [
+        "train", "--model", str(tiny_repairer_dir), "--problems", str(problems), "--preset", "default",
+        "--max-tokens", "40", "--min-pairs", "50", "--out", str(out),
+    ]
+    assert main(args) == 0
+    report = (out / "report.md").read_text()
+    mined = json.loads((out / "eval-base.json").read_text())["split"]["train"]
+    assert "No adapter was trained" in report and "fewer than the minimum of 50" in report
+    assert f"repair {len(mined)}" in report  # the mined counts are still reported
+    assert "no adapter trained:" in capsys.readouterr().err
+    assert not (out / "adapters.safetensors").exists()

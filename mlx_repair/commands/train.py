@@ -23,6 +23,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from mlx_repair.commands import add_model_arguments
+from mlx_repair.dataset import MixConfig, too_few_pairs
 
 # Stage sizes per preset: eval problems and mined problems (None: all). On a 2-core CPU
 # every token, read or written, costs about a GFLOP (a 600-token repair prompt costs as
@@ -50,6 +51,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--learning-rate", type=float, metavar="LR")
     parser.add_argument("--batch-size", type=int, metavar="N", help="training batch size")
     parser.add_argument("--dora", action="store_true", help="train DoRA instead of LoRA")
+    parser.add_argument("--min-pairs", type=int, default=MixConfig.min_pairs, metavar="N",
+                        help=f"train only with at least N mined repair pairs (default {MixConfig.min_pairs}): "
+                             "a few records are memorised, which breaks more than it teaches")
     parser.add_argument("--control", choices=("garbage",), help="also train on same-shape garbage pairs (the control)")
     parser.add_argument("--out", metavar="DIR", help="adapter folder (default: adapters/<model>-<settings hash>)")
     parser.add_argument("--tui", action="store_true", help="watch the run in the terminal UI (q stops it; re-run to resume)")
@@ -93,15 +97,24 @@ def train_pipeline(config, args, command: str, console=None) -> Path:
 
     base = timed("evaluate base", lambda: evaluate_model(eval_config, "eval", console=console))
     mine_dir, counts = timed("mine pairs", lambda: mine(mine_config, console=console))
-    trained = timed("train adapter", lambda: _train(mine_config, mine_dir, out, train_config, None, console))
-    if trained is None:
-        return _no_adapter_report(out, base, counts, mine_dir, command)
-    losses, validation = trained
+    mix = MixConfig(min_pairs=args.min_pairs)
+    dataset = _dataset(mine_config, mine_dir, mix)
+    too_few = too_few_pairs(dataset, mix)
+    if too_few:
+        console.line(f"no adapter trained: {too_few}")
+        return _no_adapter_report(out, base, counts, mine_dir, command, too_few)
+    losses, validation = timed("train adapter", lambda: _train(mine_config, dataset, out, train_config, console))
     adapter = timed("evaluate adapter", lambda: evaluate_model(eval_config, "eval", adapter=str(out), console=console))
     control = None
     if args.control:
-        control_out = out.with_name(out.name + "-control-garbage")
-        if timed("train control", lambda: _train(mine_config, mine_dir, control_out, train_config, args.control, console)):
+        control_mix = replace(mix, control=args.control)
+        control_data = _dataset(mine_config, mine_dir, control_mix)
+        too_few = too_few_pairs(control_data, control_mix)
+        if too_few:
+            console.line(f"no control adapter trained: {too_few}")
+        else:
+            control_out = out.with_name(out.name + "-control-garbage")
+            timed("train control", lambda: _train(mine_config, control_data, control_out, train_config, console))
             control = timed("evaluate control", lambda: evaluate_model(eval_config, "eval", adapter=str(control_out), console=console))
     for name, result in (("base", base), ("adapter", adapter), ("control", control)):
         if result is not None:
@@ -143,22 +156,25 @@ def _default_out(config, args, train_config) -> Path:
     return Path("adapters") / f"{Path(config.run.model).name}-{digest}"
 
 
-def _train(config, mine_dir: Path, out: Path, train_config, control, console):
-    """Build the dataset from the mined store and train; returns (losses, validation
-    losses), or None when there is nothing to train on."""
-    from mlx_repair.dataset import MixConfig, build_dataset
-    from mlx_repair.events import TrainStep
+def _dataset(config, mine_dir: Path, mix):
+    """The mixed, split training records built from the mined store."""
+    from mlx_repair.dataset import build_dataset
     from mlx_repair.runs import problems_for
     from mlx_repair.store import Store
-    from mlx_repair.train import train_adapter
 
-    problems, split = problems_for(config, "train")
+    problems, _ = problems_for(config, "train")
     with Store.open(mine_dir) as store:
         store.select_run("mine")
-        dataset = build_dataset(store, problems, MixConfig(control=control))
-    if not dataset.train:
-        console.line(f"{mine_dir}: mining produced no usable training pairs ({control or 'repair'} pairs: 0)")
-        return None
+        return build_dataset(store, problems, mix)
+
+
+def _train(config, dataset, out: Path, train_config, console):
+    """Train on `dataset`, showing progress; returns (losses, validation losses)."""
+    from mlx_repair.events import TrainStep
+    from mlx_repair.runs import problems_for
+    from mlx_repair.train import train_adapter
+
+    _, split = problems_for(config, "train")
     losses, validation = [], []
     extra = {"split": split.to_dict(), "problems": config.run.problems}
     for event in train_adapter(config.run.model, dataset, out, train_config, extra=extra, quantize=config.run.quantize):
@@ -172,9 +188,9 @@ def _train(config, mine_dir: Path, out: Path, train_config, control, console):
     return losses, validation
 
 
-def _no_adapter_report(out: Path, base: dict, counts: dict, mine_dir: Path, command: str) -> Path:
-    """Mining found no verified repair: say so, with the base model's numbers, instead of
-    training on nothing (a finished run with an honest answer, not a crash)."""
+def _no_adapter_report(out: Path, base: dict, counts: dict, mine_dir: Path, command: str, reason: str) -> Path:
+    """Mining found too few verified repairs: say so, with the base model's numbers,
+    instead of training on them (a finished run with an honest answer, not a crash)."""
     from mlx_repair.evaluate import format_metric
 
     out.mkdir(parents=True, exist_ok=True)
@@ -184,10 +200,13 @@ def _no_adapter_report(out: Path, base: dict, counts: dict, mine_dir: Path, comm
         "",
         f"Command: `{command}`",
         "",
-        f"**No adapter was trained**: mining ({mine_dir}) produced no usable repair pairs "
-        f"({', '.join(f'{kind} {count}' for kind, count in counts.items())}). Mine more problems "
+        f"**No adapter was trained**: {reason}. Mining ({mine_dir}) found "
+        f"{', '.join(f'{kind} {count}' for kind, count in counts.items())}. "
+        "An adapter trained on a handful of records memorises them and breaks more problems "
+        "than it fixes (benchmarks/results/train_demo_qwen0.5b.md). Mine more problems "
         "(`--mine-limit N`, `--preset default`), draw more drafts per problem "
-        "(`--samples 4 --temperature 0.8`), allow more repair rounds (`--rounds 3`) or use a stronger model.",
+        "(`--samples 4 --temperature 0.8`), allow more repair rounds (`--rounds 3`), use a stronger model, "
+        "or lower `--min-pairs` to train anyway.",
         "",
         f"Base model {base['model']} on {base['problems']}, {base['side']} side:",
         "",
