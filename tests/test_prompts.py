@@ -18,6 +18,7 @@ from mlx_repair.prompts import (
     is_chat_model,
     render,
     repair_messages,
+    without_docstrings,
     repair_prompt,
     stop_check,
 )
@@ -305,3 +306,16 @@ def test_base_model_prompts_are_plain_continuations(tiny_tokenizer):
     repair = repair_prompt(tiny_tokenizer, PROBLEM, "x = 1", "Got: 1", chat=False)
     assert repair.endswith(PROMPT) and "# x = 1" in repair and "# Got: 1" in repair
     ast.parse(repair)  # the model continues valid Python
+
+
+def test_repair_shows_the_attempt_without_docstrings():
+    """The problem above already holds the docstring: the attempt's copy is dropped
+    (tokens are the cost on a CPU), its code and comments are kept."""
+    attempt = 'def below_zero(o):\n    """Doc\n    more doc."""\n    # walk\n    return 1\n'
+    user = repair_messages(PROBLEM, attempt, "Got: 1")[1]["content"]
+    shown = user.split("An attempt")[1]
+    assert "Doc" not in shown and "# walk\n    return 1" in shown
+    assert without_docstrings(attempt) == "def below_zero(o):\n    # walk\n    return 1\n"
+    only_docstring = 'def f():\n    """Just this."""\n'
+    assert without_docstrings(only_docstring) == only_docstring  # still valid code
+    assert without_docstrings("def f(:\n") == "def f(:\n"
