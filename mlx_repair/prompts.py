@@ -22,6 +22,8 @@ the explanations and test code that small models like to add.
 from __future__ import annotations
 
 import ast
+import hashlib
+import json
 import re
 import textwrap
 from dataclasses import dataclass
@@ -106,6 +108,15 @@ def without_docstrings(code: str) -> str:
             dropped.update(range(node.body[0].lineno - 1, node.body[0].end_lineno))
     lines = code.splitlines(keepends=True)
     return "".join(line for number, line in enumerate(lines) if number not in dropped)
+
+
+def fingerprint() -> str:
+    """A short hash of the prompts' wording. Runs record it, so a store filled with other
+    prompts is not resumed as if it were the same experiment."""
+    probe = Problem("probe", 'def f(x):\n    """Doc."""\n', "f", "")
+    shown = [draft_messages(probe), repair_messages(probe, "def f(x):\n    return x", "Got: 1")]
+    text = json.dumps([shown, base_repair_text(probe, "def f(x):\n    return x", "Got: 1")])
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def is_chat_model(tokenizer) -> bool:

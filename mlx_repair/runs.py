@@ -42,13 +42,11 @@ def run_dir(config: Config, stage: str, settings: dict, explicit: str | None = N
 
 
 def settings_of(config: Config, **extra) -> dict:
-    """The settings that decide a run's results (and so its directory and store). An
-    unquantized run leaves `quantize` out, so runs started before the option existed keep
-    their directory and still match their store's settings when resumed."""
-    settings = {**asdict(config), **extra}
-    if config.run.quantize is None:
-        del settings["run"]["quantize"]
-    return settings
+    """The settings that decide a run's results (and so its directory and store), the
+    prompts' wording included."""
+    from mlx_repair.prompts import fingerprint
+
+    return {**asdict(config), **extra, "prompts": fingerprint()}
 
 
 def sandbox_pool(config: Config):

@@ -60,15 +60,19 @@ def test_missing_explicit_file(tmp_path):
         load_config(tmp_path / "absent.toml")
 
 
-def test_quantize_changes_the_run_directory_and_unquantized_settings_stay_as_before():
+def test_quantize_and_the_prompts_wording_change_the_run_directory(monkeypatch):
+    """A resumed run must be the same experiment: other bits or other prompts start anew."""
+    from mlx_repair import prompts
     from mlx_repair.runs import run_dir, settings_of
 
     plain, quantized = Config(), Config()
     quantized.run.quantize = 4
-    assert "quantize" not in settings_of(plain)["run"]  # runs from before the option resume
     assert settings_of(quantized)["run"]["quantize"] == 4
-    directories = {run_dir(c, "eval", settings_of(c, side="eval")) for c in (plain, quantized)}
-    assert len(directories) == 2
+    before = run_dir(plain, "eval", settings_of(plain, side="eval"))
+    assert run_dir(quantized, "eval", settings_of(quantized, side="eval")) != before
+    assert run_dir(plain, "eval", settings_of(plain, side="eval")) == before  # stable
+    monkeypatch.setattr(prompts, "ANSWER_FORMAT", prompts.ANSWER_FORMAT + " Be brief.")
+    assert run_dir(plain, "eval", settings_of(plain, side="eval")) != before
 
 
 def test_quantize_from_a_file_must_be_offered_bits(tmp_path):
