@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mlx_repair.errors import UserError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STORE_FILE = "store.sqlite"
 PAIR_KINDS = ("repair", "solve", "keep", "garbage")
 
@@ -68,9 +68,11 @@ CREATE TABLE IF NOT EXISTS pairs (
     fixed_id INTEGER NOT NULL REFERENCES attempts(id),
     feedback TEXT NOT NULL,
     near_copy INTEGER NOT NULL,
-    created REAL NOT NULL,
-    UNIQUE (run_id, kind, broken_id, fixed_id)
+    created REAL NOT NULL
 );
+-- A solve pair has no broken attempt, and SQL's UNIQUE treats NULLs as distinct: index
+-- broken_id as 0 there, so that a resumed run cannot store the same pair twice.
+CREATE UNIQUE INDEX IF NOT EXISTS pairs_once ON pairs (run_id, kind, IFNULL(broken_id, 0), fixed_id);
 """
 
 

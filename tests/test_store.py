@@ -43,6 +43,11 @@ def test_pairs_are_counted_per_kind_and_stored_once(store):
     assert store.add_pair(pair) is False
     assert store.pair_counts() == {"repair": 1, "solve": 0, "keep": 0, "garbage": 0}
     assert store.pairs("repair")[0].broken_id == broken.id
+    # A solve pair has no broken attempt (NULL in SQL): a resumed run must not add it again.
+    solve = Pair(task_id="T/0", kind="solve", fixed_id=fixed.id, feedback="")
+    assert store.add_pair(solve) is True
+    assert store.add_pair(solve) is False
+    assert store.pair_counts()["solve"] == 1
     with pytest.raises(ValueError, match="pair kind"):
         store.add_pair(Pair(task_id="T/0", kind="bogus", fixed_id=fixed.id, feedback=""))
 
