@@ -139,7 +139,7 @@ def too_few_pairs(dataset: Dataset, config: MixConfig) -> str | None:
     have = dataset.counts.get("train", {}).get(kind, 0)
     if have >= config.min_pairs:
         return None
-    return f"{have} {kind} pairs to train on, fewer than the minimum of {config.min_pairs} (--min-pairs)"
+    return f"{kind} pairs to train on: {have}, fewer than the minimum of {config.min_pairs} (--min-pairs)"
 
 
 def split_tasks(task_ids: list[str], config: MixConfig) -> tuple[list[str], list[str]]:

@@ -105,16 +105,18 @@ def markdown(report: TrainReport, charts: list[str]) -> str:
         + ", ".join(f"{kind} {count}" for kind, count in report.pair_counts.items())
         + ".",
         "",
-        "## Time and memory",
-        "",
-        "| stage | time | peak memory |",
-        "| --- | --- | --- |",
     ]
-    lines += [f"| {s.stage} | {s.seconds / 60:.1f} min | {s.peak_memory_gb:.1f} GB |" for s in report.stages]
+    lines += stage_table(report.stages)
     lines += [""] + [f"![{Path(c).stem}]({c})" for c in charts]
     if report.notes:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in report.notes]
     return "\n".join(lines) + "\n"
+
+
+def stage_table(stages: list[StageTime]) -> list[str]:
+    """The markdown lines of the time and peak memory of each stage."""
+    lines = ["## Time and memory", "", "| stage | time | peak memory |", "| --- | --- | --- |"]
+    return lines + [f"| {s.stage} | {s.seconds / 60:.1f} min | {s.peak_memory_gb:.1f} GB |" for s in stages]
 
 
 def _cell(value: float | None, n: int) -> str:

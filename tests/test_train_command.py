@@ -56,7 +56,7 @@ def test_train_without_any_repair_pair_ends_with_an_honest_report(tiny_model_dir
     ]
     assert main(args) == 0
     report = (out / "report.md").read_text()
-    assert "No adapter was trained" in report and "0 repair pairs to train on" in report
+    assert "No adapter was trained" in report and "repair pairs to train on: 0," in report
     assert "repair 0" in report and "--mine-limit" in report
     assert "cold pass@1" in report and "(n=1," in report
     assert not (out / "adapters.safetensors").exists()
@@ -78,5 +78,6 @@ def test_train_refuses_fewer_pairs_than_the_minimum(tiny_repairer_dir, tmp_path,
     mined = json.loads((out / "eval-base.json").read_text())["split"]["train"]
     assert "No adapter was trained" in report and "fewer than the minimum of 50" in report
     assert f"repair {len(mined)}" in report  # the mined counts are still reported
+    assert "| evaluate base |" in report and "| mine pairs |" in report
     assert "no adapter trained:" in capsys.readouterr().err
     assert not (out / "adapters.safetensors").exists()

@@ -102,7 +102,7 @@ def train_pipeline(config, args, command: str, console=None) -> Path:
     too_few = too_few_pairs(dataset, mix)
     if too_few:
         console.line(f"no adapter trained: {too_few}")
-        return _no_adapter_report(out, base, counts, mine_dir, command, too_few)
+        return _no_adapter_report(out, base, counts, mine_dir, command, too_few, stages)
     losses, validation = timed("train adapter", lambda: _train(mine_config, dataset, out, train_config, console))
     adapter = timed("evaluate adapter", lambda: evaluate_model(eval_config, "eval", adapter=str(out), console=console))
     control = None
@@ -188,10 +188,11 @@ def _train(config, dataset, out: Path, train_config, console):
     return losses, validation
 
 
-def _no_adapter_report(out: Path, base: dict, counts: dict, mine_dir: Path, command: str, reason: str) -> Path:
+def _no_adapter_report(out: Path, base: dict, counts: dict, mine_dir: Path, command: str, reason: str, stages) -> Path:
     """Mining found too few verified repairs: say so, with the base model's numbers,
     instead of training on them (a finished run with an honest answer, not a crash)."""
     from mlx_repair.evaluate import format_metric
+    from mlx_repair.report import stage_table
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval-base.json").write_text(json.dumps(base, indent=2) + "\n")
@@ -212,6 +213,7 @@ def _no_adapter_report(out: Path, base: dict, counts: dict, mine_dir: Path, comm
         "",
     ]
     lines += [f"- {format_metric(key, value, base['n'])}" for key, value in base["metrics"].items()]
+    lines += [""] + stage_table(stages)
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
