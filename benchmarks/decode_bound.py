@@ -1,11 +1,14 @@
 """The ceiling on batched sampling's speed-up: the bare model forward step (no sampling,
-no stop checks, no Python loop) at batch 1 and 32, and the CPU's GEMM rate at the MLP's
-shape, so that `sampling_throughput.py`'s ratio can be read against what the hardware
-allows.
+no stop checks, no Python loop) at batch 32 against mlx-lm's single-stream
+`stream_generate`, in the same process, alternated and repeated (the machine is shared and
+noisy); plus the CPU's GEMM rate at the MLP's shape. Read `sampling_throughput.py`'s
+ratio against this one: no sampling loop can beat the bare forward.
 
-    .venv/bin/python benchmarks/decode_bound.py
+    .venv/bin/python benchmarks/decode_bound.py [--repeats 3]
 """
 
+import argparse
+import statistics
 import time
 
 from mlx_repair import blas
@@ -14,31 +17,71 @@ print(blas.preload())  # before mlx.core is imported
 
 import mlx.core as mx  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
+from mlx_lm import stream_generate  # noqa: E402
 from mlx_lm.models.cache import make_prompt_cache  # noqa: E402
+from mlx_lm.sample_utils import make_sampler  # noqa: E402
 
+from mlx_repair import prompts  # noqa: E402
 from mlx_repair.models import load_model  # noqa: E402
+from mlx_repair.problems import load_problems  # noqa: E402
 
-model, tok = load_model("qwen2.5-coder-0.5b-instruct")
-params = sum(v.size for _, v in tree_flatten(model.parameters()))
-print("params", params / 1e6, "M")
-for B in (1, 32):
+CONTEXT = 200  # KV cache length the decode steps attend over
+STEPS = 10
+
+
+def bare_forward(model, batch: int) -> float:
+    """Tokens per second of the model call alone, one token per sequence per step."""
     cache = make_prompt_cache(model)
-    x = mx.array([[1] * 200] * B)
-    model(x, cache=cache); mx.eval([c.state for c in cache])
-    y = mx.array([[2]] * B)
+    model(mx.array([[1] * CONTEXT] * batch), cache=cache)
+    mx.eval([c.state for c in cache])
+    step = mx.array([[2]] * batch)
     for _ in range(3):
-        mx.eval(model(y, cache=cache))
-    t = time.perf_counter(); steps = 10
-    for _ in range(steps):
-        mx.eval(model(y, cache=cache))
-    dt = (time.perf_counter() - t) / steps
-    print(f"batch {B}: {dt*1000:.0f} ms/step, {B/dt:.1f} tok/s, {2*params*B/dt/1e9:.1f} GFLOP/s (2*params*B)")
-# GEMM rate at the MLP up-projection's shape
-for M in (32, 256):
-    a = mx.random.normal((M, 896)); w = mx.random.normal((4864, 896))
+        mx.eval(model(step, cache=cache))
+    start = time.perf_counter()
+    for _ in range(STEPS):
+        mx.eval(model(step, cache=cache))
+    return batch * STEPS / (time.perf_counter() - start)
+
+
+def single_stream(model, tokenizer, prompt: list[int]) -> float:
+    """mlx-lm's own decode rate (prompt processing left out), greedy, 32 tokens."""
+    last = None
+    for last in stream_generate(model, tokenizer, prompt, max_tokens=32, sampler=make_sampler(0.0)):
+        pass
+    return last.generation_tps
+
+
+def gemm_rate(rows: int) -> float:
+    a, w = mx.random.normal((rows, 896)), mx.random.normal((4864, 896))
     mx.eval(a, w)
-    for _ in range(3): mx.eval(a @ w.T)
-    t = time.perf_counter(); n = 50
-    for _ in range(n): mx.eval(a @ w.T)
-    dt = (time.perf_counter() - t) / n
-    print(f"GEMM {M}x896x4864: {2*M*896*4864/dt/1e9:.1f} GFLOP/s")
+    for _ in range(3):
+        mx.eval(a @ w.T)
+    start = time.perf_counter()
+    for _ in range(50):
+        mx.eval(a @ w.T)
+    return 2 * rows * 896 * 4864 * 50 / (time.perf_counter() - start) / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    model, tokenizer = load_model("qwen2.5-coder-0.5b-instruct")
+    params = sum(v.size for _, v in tree_flatten(model.parameters()))
+    problem = load_problems("humaneval")[0]
+    prompt = prompts.encode(tokenizer, prompts.draft_prompt(tokenizer, problem))
+    single, batched = [], []
+    for _ in range(args.repeats):
+        single.append(single_stream(model, tokenizer, prompt))
+        batched.append(bare_forward(model, 32))
+    s, b = statistics.median(single), statistics.median(batched)
+    print(f"stream_generate, batch 1:  {s:.1f} tok/s  (runs: {', '.join(f'{x:.1f}' for x in single)})")
+    print(f"bare forward, batch 32:   {b:.1f} tok/s  (runs: {', '.join(f'{x:.1f}' for x in batched)}),"
+          f" {2 * params * b / 1e9:.1f} GFLOP/s at 2 x {params / 1e6:.0f}M params per token")
+    print(f"ceiling on the batch-32 speed-up: {b / s:.1f}x (medians of {args.repeats})")
+    for rows in (32, 256):
+        print(f"GEMM {rows}x896x4864: {gemm_rate(rows):.1f} GFLOP/s")
+
+
+if __name__ == "__main__":
+    main()
