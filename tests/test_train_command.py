@@ -14,10 +14,15 @@ def test_train_one_liner_end_to_end(tiny_repairer_dir, tmp_path, monkeypatch, ca
     args = [
         "train", "--model", str(tiny_repairer_dir), "--problems", str(problems), "--preset", "default",
         "--iters", "3", "--batch-size", "1", "--max-tokens", "40", "--min-pairs", "1", "--out", str(out),
+        "--control", "garbage",
     ]
     assert main(args) == 0
     printed = capsys.readouterr()
     assert f"report:  {out / 'report.md'}" in printed.out
+    # The tiny model's repairs always pass, so there is no garbage to train the control on:
+    # the run says so and goes on without it.
+    assert "no control adapter trained: garbage pairs to train on: 0," in printed.err
+    assert not out.with_name(out.name + "-control-garbage").exists()
 
     base = json.loads((out / "eval-base.json").read_text())
     adapter = json.loads((out / "eval-adapter.json").read_text())

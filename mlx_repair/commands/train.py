@@ -79,6 +79,7 @@ def train_pipeline(config, args, command: str, console=None) -> Path:
     from mlx_repair.commands.mine import mine
     from mlx_repair.console import Console
     from mlx_repair.report import StageTime, TrainReport, write_report
+    from mlx_repair.runs import problems_for
     from mlx_repair.train import preset_name
 
     console = console or Console()
@@ -97,24 +98,25 @@ def train_pipeline(config, args, command: str, console=None) -> Path:
 
     base = timed("evaluate base", lambda: evaluate_model(eval_config, "eval", console=console))
     mine_dir, counts = timed("mine pairs", lambda: mine(mine_config, console=console))
+    mined_problems, split = problems_for(mine_config, "train")
     mix = MixConfig(min_pairs=args.min_pairs)
-    dataset = _dataset(mine_config, mine_dir, mix)
+    dataset = _dataset(mined_problems, mine_dir, mix)
     too_few = too_few_pairs(dataset, mix)
     if too_few:
         console.line(f"no adapter trained: {too_few}")
         return _no_adapter_report(out, base, counts, mine_dir, command, too_few, stages)
-    losses, validation = timed("train adapter", lambda: _train(mine_config, dataset, out, train_config, console))
+    losses, validation = timed("train adapter", lambda: _train(mine_config, split, dataset, out, train_config, console))
     adapter = timed("evaluate adapter", lambda: evaluate_model(eval_config, "eval", adapter=str(out), console=console))
     control = None
     if args.control:
         control_mix = replace(mix, control=args.control)
-        control_data = _dataset(mine_config, mine_dir, control_mix)
+        control_data = _dataset(mined_problems, mine_dir, control_mix)
         too_few = too_few_pairs(control_data, control_mix)
         if too_few:
             console.line(f"no control adapter trained: {too_few}")
         else:
             control_out = out.with_name(out.name + "-control-garbage")
-            timed("train control", lambda: _train(mine_config, control_data, control_out, train_config, console))
+            timed("train control", lambda: _train(mine_config, split, control_data, control_out, train_config, console))
             control = timed("evaluate control", lambda: evaluate_model(eval_config, "eval", adapter=str(control_out), console=console))
     for name, result in (("base", base), ("adapter", adapter), ("control", control)):
         if result is not None:
@@ -156,25 +158,21 @@ def _default_out(config, args, train_config) -> Path:
     return Path("adapters") / f"{Path(config.run.model).name}-{digest}"
 
 
-def _dataset(config, mine_dir: Path, mix):
+def _dataset(problems, mine_dir: Path, mix):
     """The mixed, split training records built from the mined store."""
     from mlx_repair.dataset import build_dataset
-    from mlx_repair.runs import problems_for
     from mlx_repair.store import Store
 
-    problems, _ = problems_for(config, "train")
     with Store.open(mine_dir) as store:
         store.select_run("mine")
         return build_dataset(store, problems, mix)
 
 
-def _train(config, dataset, out: Path, train_config, console):
+def _train(config, split, dataset, out: Path, train_config, console):
     """Train on `dataset`, showing progress; returns (losses, validation losses)."""
     from mlx_repair.events import TrainStep
-    from mlx_repair.runs import problems_for
     from mlx_repair.train import train_adapter
 
-    _, split = problems_for(config, "train")
     losses, validation = [], []
     extra = {"split": split.to_dict(), "problems": config.run.problems}
     for event in train_adapter(config.run.model, dataset, out, train_config, extra=extra, quantize=config.run.quantize):
