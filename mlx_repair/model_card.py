@@ -9,7 +9,7 @@ copied from report.json and manifest.json (shipped beside the card), never recom
 
 from __future__ import annotations
 
-from mlx_repair.evaluate import METRIC_LABELS
+from mlx_repair.evaluation.metrics import METRIC_LABELS
 
 WHERE = "path/to/this/folder"  # what the usage snippets call the export when no repo id is known
 KIND_DESCRIPTIONS = {

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from mlx_repair.cli import main
-from mlx_repair.compare import compare_results
+from mlx_repair.evaluation.compare import compare_results
 from mlx_repair.errors import UserError
 
 

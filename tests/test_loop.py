@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from tiny_repairer import double_problem
 
 from mlx_repair.cases import hidden_flags
-from mlx_repair.evaluate import summarize
+from mlx_repair.evaluation.metrics import summarize
 from mlx_repair.events import AttemptFinished, PairSaved
 from mlx_repair.loop import LoopConfig, Output, run_loop
 from mlx_repair.sandbox import Pool

@@ -1,6 +1,6 @@
 import pytest
 
-from mlx_repair.stats import (
+from mlx_repair.evaluation.stats import (
     bootstrap_interval,
     mcnemar_exact,
     mean_pass_at_k,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import InitVar, dataclass, field
 
-from mlx_repair.evaluate import problem_result
+from mlx_repair.evaluation.metrics import problem_result
 from mlx_repair.events import (
     AttemptFinished,
     Generating,

@@ -13,7 +13,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from mlx_repair.compare import compare_results
+    from mlx_repair.evaluation.compare import compare_results
 
     a, b = read_result(args.a), read_result(args.b)
     comparisons = compare_results(a, b)

@@ -59,7 +59,7 @@ def run(args) -> int:
 def evaluate_model(config, side: str, adapter=None, repair: bool = True, run_dir=None, console=None) -> dict:
     """Run (or resume) the evaluation loop and return the result dict that --json writes."""
     from mlx_repair.console import Console
-    from mlx_repair.evaluate import summarize
+    from mlx_repair.evaluation.metrics import summarize
     from mlx_repair.loop import LoopConfig
     from mlx_repair.runs import run_stage
     from mlx_repair.store import Store
@@ -98,7 +98,7 @@ def evaluate_model(config, side: str, adapter=None, repair: bool = True, run_dir
 
 
 def show_result(result: dict, rows, console) -> None:
-    from mlx_repair.evaluate import format_metric, gains_over_cold
+    from mlx_repair.evaluation.metrics import format_metric, gains_over_cold
 
     n = result["n"]
     console.line(f"{result['model']} on {result['problems']} ({result['side']} side, n={n}), run in {result['run_dir']}")
@@ -116,7 +116,7 @@ def show_result(result: dict, rows, console) -> None:
 
 def show_side_by_side(result: dict, fresh: dict, console) -> None:
     """Leaked vs fresh: each metric of both sets on one line, each rate with its own n."""
-    from mlx_repair.evaluate import format_metric, format_value
+    from mlx_repair.evaluation.metrics import format_metric, format_value
 
     console.line(f"{result['model']}, {result['side']} side: leaked vs fresh")
     console.line(f"  {'problems':<36} {result['problems']:<33}| {fresh['problems']}")

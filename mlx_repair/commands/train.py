@@ -78,7 +78,7 @@ def train_pipeline(config, args, command: str, console=None) -> Path:
     from mlx_repair.commands.eval import evaluate_model
     from mlx_repair.commands.mine import mine
     from mlx_repair.console import Console
-    from mlx_repair.report import StageTime, TrainReport, write_report
+    from mlx_repair.evaluation.report import StageTime, TrainReport, write_report
     from mlx_repair.runs import problems_for
     from mlx_repair.train import preset_name
 
@@ -189,8 +189,8 @@ def _train(config, split, dataset, out: Path, train_config, console):
 def _no_adapter_report(out: Path, base: dict, counts: dict, mine_dir: Path, command: str, reason: str, stages) -> Path:
     """Mining found too few verified repairs: say so, with the base model's numbers,
     instead of training on them (a finished run with an honest answer, not a crash)."""
-    from mlx_repair.evaluate import format_metric
-    from mlx_repair.report import stage_table
+    from mlx_repair.evaluation.metrics import format_metric
+    from mlx_repair.evaluation.report import stage_table
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval-base.json").write_text(json.dumps(base, indent=2) + "\n")

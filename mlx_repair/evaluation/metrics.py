@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mlx_repair.problems import Problem
-from mlx_repair.stats import pass_at_k
+from mlx_repair.evaluation.stats import pass_at_k
 from mlx_repair.store import Attempt, Store
 
 METRIC_LABELS = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mlx_repair.errors import UserError
-from mlx_repair.stats import bootstrap_interval, moved_problems
+from mlx_repair.evaluation.stats import bootstrap_interval, moved_problems
 
 SCORES = {"cold_pass@1": "cold", "repair_pass@1": "repair", "resample_pass@2": "resample"}
 

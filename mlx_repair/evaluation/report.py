@@ -11,8 +11,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlx_repair.compare import compare_results
-from mlx_repair.evaluate import METRIC_LABELS
+from mlx_repair.evaluation.compare import compare_results
+from mlx_repair.evaluation.metrics import METRIC_LABELS
 
 
 @dataclass
