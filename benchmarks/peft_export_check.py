@@ -71,7 +71,7 @@ def random_adapter(spec: str, out_dir, num_layers: int, fine_tune_type: str = "l
 def trained_adapter(spec: str, out_dir, num_layers: int, fine_tune_type: str = "lora", steps: int = 6) -> Path:
     """An adapter trained by `train.train_adapter` for `steps` steps (the cpu preset, its
     learning rate 1e-4) on HumanEval canonical solutions."""
-    from mlx_repair.dataset import Dataset, answer_message
+    from mlx_repair.mining.dataset import Dataset, answer_message
     from mlx_repair.problems import load_problems
     from mlx_repair.prompts import draft_messages
     from mlx_repair.train import preset, train_adapter
@@ -137,7 +137,7 @@ def compare(expected: list, found: list, base: list) -> dict:
 def check(spec: str, work_dir, num_layers: int, fine_tune_type: str = "lora", train_steps: int = 0) -> dict:
     """The whole check in `work_dir`: adapter (trained when train_steps, else random), PEFT
     export, MLX and PEFT logits, comparison."""
-    from mlx_repair.export import export_adapter
+    from mlx_repair.publish.export import export_adapter
     from mlx_repair.models import resolve_model
 
     work = Path(work_dir)

@@ -85,7 +85,7 @@ MUTATIONS = (
 def synthetic_data(folder: Path, records: int) -> Path:
     """HumanEval-shaped repair records: a mutated canonical solution, feedback in the
     sandbox's format, and the canonical solution as the fix."""
-    from mlx_repair.dataset import answer_message
+    from mlx_repair.mining.dataset import answer_message
     from mlx_repair.problems import load_problems
     from mlx_repair.prompts import repair_messages
 
@@ -199,7 +199,7 @@ def child_infer_08b(data: str) -> dict:
     import mlx.core as mx
     from mlx_lm import stream_generate
 
-    from mlx_repair.dataset import read_jsonl
+    from mlx_repair.mining.dataset import read_jsonl
     from mlx_repair.prompts import render
 
     model, tokenizer = qwen35_model()

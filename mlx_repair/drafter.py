@@ -12,7 +12,7 @@ from typing import Iterator
 
 from mlx_repair import prompts
 from mlx_repair.events import PartialText, WritingListener
-from mlx_repair.loop import Output, Request
+from mlx_repair.mining.loop import Output, Request
 from mlx_repair.sampling import SamplingConfig, SamplingStats, sample
 
 # The second model call (a repair or a resample) when drafts are greedy. Greedy repair

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mlx_repair.store import Attempt, Pair
+from mlx_repair.mining.store import Attempt, Pair
 
 
 @dataclass(frozen=True)

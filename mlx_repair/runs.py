@@ -89,9 +89,9 @@ def run_stage(config: Config, stage: str, side: str, loop_config, console, adapt
     """Load the model, open (or resume) the stage's store and run the loop to the end,
     showing its events on `console`."""
     from mlx_repair.events import Log, StageFinished, StageStarted
-    from mlx_repair.loop import run_loop
+    from mlx_repair.mining.loop import run_loop
     from mlx_repair.models import quantize_warning
-    from mlx_repair.store import Store
+    from mlx_repair.mining.store import Store
 
     problems, split = problems_for(config, side)
     settings = settings_of(config, side=side, adapter=adapter, **extra)

@@ -39,7 +39,7 @@ from functools import partial
 from pathlib import Path
 from typing import Iterator
 
-from mlx_repair.dataset import (
+from mlx_repair.mining.dataset import (
     INFO_FILE,
     TRAIN_FILE,
     VALID_FILE,

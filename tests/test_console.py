@@ -4,7 +4,7 @@ import io
 
 from mlx_repair.console import Console
 from mlx_repair.events import AttemptFinished, Progress, StageStarted
-from mlx_repair.store import Attempt
+from mlx_repair.mining.store import Attempt
 
 
 def _finished(task_id: str, kind: str, passed: bool) -> AttemptFinished:

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from mlx_repair.dataset import (
+from mlx_repair.mining.dataset import (
     KEEP_FEEDBACK,
     MixConfig,
     build_dataset,
@@ -18,7 +18,7 @@ from mlx_repair.dataset import (
 from mlx_repair.errors import UserError
 from mlx_repair.problems import Problem
 from mlx_repair.prompts import draft_messages, render, repair_messages
-from mlx_repair.store import Attempt, Pair, Store
+from mlx_repair.mining.store import Attempt, Pair, Store
 
 FEEDBACK = "Test: assert candidate(2) == 4\nInput: 2\nExpected: 4\nGot: 6"
 

@@ -27,7 +27,7 @@ import mlx.core as mx  # noqa: E402
 
 from mlx_repair.cli import main  # noqa: E402
 from mlx_repair.errors import UserError  # noqa: E402
-from mlx_repair.export import export_adapter  # noqa: E402
+from mlx_repair.publish.export import export_adapter  # noqa: E402
 from mlx_repair.evaluation.report import StageTime, TrainReport  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))

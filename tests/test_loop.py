@@ -7,9 +7,9 @@ from tiny_repairer import double_problem
 from mlx_repair.cases import hidden_flags
 from mlx_repair.evaluation.metrics import summarize
 from mlx_repair.events import AttemptFinished, PairSaved
-from mlx_repair.loop import LoopConfig, Output, run_loop
+from mlx_repair.mining.loop import LoopConfig, Output, run_loop
 from mlx_repair.sandbox import Pool
-from mlx_repair.store import Store
+from mlx_repair.mining.store import Store
 
 # Four cases: which are hidden is decided by a hash; the test reads it, not assumes it.
 CASES = [(1, 2), (2, 4), (3, 6), (10, 20)]

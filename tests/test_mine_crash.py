@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from mlx_repair.store import STORE_FILE
+from mlx_repair.mining.store import STORE_FILE
 
 
 def mine_command(model_dir, run_dir):

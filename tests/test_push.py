@@ -27,8 +27,8 @@ import pytest
 
 from mlx_repair.cli import main
 from mlx_repair.errors import UserError
-from mlx_repair.export import export_adapter
-from mlx_repair.hub import push_adapter
+from mlx_repair.publish.export import export_adapter
+from mlx_repair.publish.hub import push_adapter
 from test_export import make_adapter
 
 TOKEN = "hf_fake_token_for_tests"

@@ -3,7 +3,7 @@ import sqlite3
 import pytest
 
 from mlx_repair.errors import UserError
-from mlx_repair.store import STORE_FILE, Attempt, Pair, Store
+from mlx_repair.mining.store import STORE_FILE, Attempt, Pair, Store
 
 SPLIT = {"train": ["T/0", "T/1"], "eval": ["T/2"]}
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from mlx_repair.dataset import MixConfig, prepare_dataset
+from mlx_repair.mining.dataset import MixConfig, prepare_dataset
 from mlx_repair.events import Log, TrainStep
-from mlx_repair.store import Store
+from mlx_repair.mining.store import Store
 from mlx_repair.train import CHECKPOINT_FILE, TrainConfig, preset, train_adapter
 from test_dataset import PROBLEMS, fill_store
 

@@ -20,9 +20,9 @@ from mlx_repair.events import (
     StageStarted,
     TrainStep,
 )
-from mlx_repair.loop import LoopConfig, run_loop
+from mlx_repair.mining.loop import LoopConfig, run_loop
 from mlx_repair.sandbox import Pool
-from mlx_repair.store import Attempt, Store
+from mlx_repair.mining.store import Attempt, Store
 from mlx_repair.tui import open_run
 from mlx_repair.tui.app import RepairApp
 from mlx_repair.tui.replay import store_events

@@ -26,7 +26,7 @@ from textual.widgets import Footer, Header, Log, OptionList, Static
 from textual.worker import Worker, WorkerState
 
 from mlx_repair.events import PartialText, TrainStep
-from mlx_repair.store import Attempt
+from mlx_repair.mining.store import Attempt
 from mlx_repair.tui import render
 from mlx_repair.tui.job import JobConsole, run_job
 from mlx_repair.tui.screens.history import HistoryScreen

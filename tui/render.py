@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mlx_repair.events import PartialText
-from mlx_repair.store import Attempt
+from mlx_repair.mining.store import Attempt
 
 from mlx_repair.tui.state import MARKS, Counters
 

@@ -14,7 +14,7 @@ from typing import Iterator
 
 from mlx_repair.errors import UserError
 from mlx_repair.events import AttemptFinished, Log, PairSaved, StageStarted
-from mlx_repair.store import PAIR_KINDS, STORE_FILE, Store
+from mlx_repair.mining.store import PAIR_KINDS, STORE_FILE, Store
 
 from mlx_repair.tui.state import Plan
 

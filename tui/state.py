@@ -23,7 +23,7 @@ from mlx_repair.events import (
     StageStarted,
     TrainStep,
 )
-from mlx_repair.store import PAIR_KINDS, Attempt
+from mlx_repair.mining.store import PAIR_KINDS, Attempt
 
 STATUSES = ("pending", "drafting", "passed", "failed", "repaired", "given up")
 MARKS = {

@@ -60,9 +60,9 @@ def evaluate_model(config, side: str, adapter=None, repair: bool = True, run_dir
     """Run (or resume) the evaluation loop and return the result dict that --json writes."""
     from mlx_repair.console import Console
     from mlx_repair.evaluation.metrics import summarize
-    from mlx_repair.loop import LoopConfig
+    from mlx_repair.mining.loop import LoopConfig
     from mlx_repair.runs import run_stage
-    from mlx_repair.store import Store
+    from mlx_repair.mining.store import Store
 
     console = console or Console()
     loop_config = LoopConfig(

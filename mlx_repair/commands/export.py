@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mlx_repair.export import export_adapter
+    from mlx_repair.publish.export import export_adapter
 
     out = export_adapter(args.adapter_dir, args.format, args.out, args.dequantize, args.base_model)
     print(f"wrote the {args.format} export of {args.adapter_dir} to {out}")

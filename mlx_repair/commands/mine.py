@@ -47,9 +47,9 @@ def mine_with_tui(config, run_dir=None) -> int:
 def mine(config, run_dir=None, console=None) -> tuple[Path, dict[str, int]]:
     """Mine pairs on the train side; returns the run directory and pair counts per kind."""
     from mlx_repair.console import Console
-    from mlx_repair.loop import LoopConfig
+    from mlx_repair.mining.loop import LoopConfig
     from mlx_repair.runs import run_stage
-    from mlx_repair.store import Store
+    from mlx_repair.mining.store import Store
 
     console = console or Console()
     loop_config = LoopConfig(samples=config.sampling.samples, rounds=config.repair.rounds, stage="mine")

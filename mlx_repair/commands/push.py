@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mlx_repair.hub import push_adapter
+    from mlx_repair.publish.hub import push_adapter
 
     url = push_adapter(args.adapter_dir, args.repo, args.private, args.format, base_model=args.base_model)
     print(f"pushed the {args.format} export of {args.adapter_dir}: {url}")

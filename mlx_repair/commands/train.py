@@ -23,7 +23,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from mlx_repair.commands import add_model_arguments
-from mlx_repair.dataset import MixConfig, too_few_pairs
+from mlx_repair.mining.dataset import MixConfig, too_few_pairs
 
 # Stage sizes per preset: eval problems and mined problems (None: all). On a 2-core CPU
 # every token, read or written, costs about a GFLOP (a 600-token repair prompt costs as
@@ -160,8 +160,8 @@ def _default_out(config, args, train_config) -> Path:
 
 def _dataset(problems, mine_dir: Path, mix):
     """The mixed, split training records built from the mined store."""
-    from mlx_repair.dataset import build_dataset
-    from mlx_repair.store import Store
+    from mlx_repair.mining.dataset import build_dataset
+    from mlx_repair.mining.store import Store
 
     with Store.open(mine_dir) as store:
         store.select_run("mine")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from mlx_repair.problems import Problem
 from mlx_repair.evaluation.stats import pass_at_k
-from mlx_repair.store import Attempt, Store
+from mlx_repair.mining.store import Attempt, Store
 
 METRIC_LABELS = {
     "cold_pass@1": "cold pass@1",

@@ -19,7 +19,7 @@ from typing import Iterable, Iterator, Protocol
 
 from mlx_repair.events import AttemptFinished, Generating, PairSaved, Progress
 from mlx_repair.problems import Problem
-from mlx_repair.store import Attempt, Pair, Store
+from mlx_repair.mining.store import Attempt, Pair, Store
 
 # A "fix" this similar to the broken code is kept but flagged: it may be a trivial edit.
 NEAR_COPY_RATIO = 0.98

@@ -109,7 +109,7 @@ def export_adapter(
     location: where the export will live (a hub repo id), for the card's usage snippets.
     Returns `out_dir`.
     """
-    from mlx_repair.model_card import render_card
+    from mlx_repair.publish.model_card import render_card
 
     if fmt not in FORMATS:
         raise UserError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")

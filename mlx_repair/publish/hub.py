@@ -14,7 +14,7 @@ import tempfile
 from contextlib import contextmanager
 
 from mlx_repair.errors import UserError
-from mlx_repair.export import export_adapter
+from mlx_repair.publish.export import export_adapter
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 
