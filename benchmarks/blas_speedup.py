@@ -1,4 +1,4 @@
-"""How much preloading Debian's OpenBLAS speeds up MLX on Linux CPUs (see mlx_repair/blas.py).
+"""How much preloading Debian's OpenBLAS speeds up MLX on Linux CPUs (see mlx_repair/model/blas.py).
 
 Runs the same measurements in two child processes of one run, with and without the
 preload (MLX_REPAIR_NO_OPENBLAS=1), because the BLAS is fixed once mlx.core is loaded:
@@ -25,13 +25,13 @@ from pathlib import Path
 
 
 def child(args: argparse.Namespace) -> None:
-    from mlx_repair import blas
+    from mlx_repair.model import blas
 
     status = blas.preload()
     import mlx.core as mx
     import numpy as np
 
-    from mlx_repair.models import load_model
+    from mlx_repair.model.resolve import load_model
     from mlx_repair.problems import load_problems
 
     a = mx.random.normal((args.n, args.n))

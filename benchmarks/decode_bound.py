@@ -11,7 +11,7 @@ import argparse
 import statistics
 import time
 
-from mlx_repair import blas
+from mlx_repair.model import blas
 
 print(blas.preload())  # before mlx.core is imported
 
@@ -22,7 +22,7 @@ from mlx_lm.models.cache import make_prompt_cache  # noqa: E402
 from mlx_lm.sample_utils import make_sampler  # noqa: E402
 
 from mlx_repair import prompts  # noqa: E402
-from mlx_repair.models import load_model  # noqa: E402
+from mlx_repair.model.resolve import load_model  # noqa: E402
 from mlx_repair.problems import load_problems  # noqa: E402
 
 CONTEXT = 200  # KV cache length the decode steps attend over

@@ -36,14 +36,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlx_repair import blas
+from mlx_repair.model import blas
 
 blas.preload()
 
 import mlx.core as mx  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mlx_repair import gguf_import, models  # noqa: E402
+from mlx_repair.model import gguf_import, resolve  # noqa: E402
 from mlx_repair.problems import load_problems  # noqa: E402
 
 LOGIT_PROMPTS = 6  # HumanEval prompts whose logits are compared at every position
@@ -68,14 +68,14 @@ class TokenizerResult:
 
 def gguf_file(name: str, scratch: Path) -> Path:
     """The packaged model's GGUF file (Qwen's parts joined and sha256-checked)."""
-    model = models.PACKAGED[name]
+    model = resolve.PACKAGED[name]
     parts = model.part_paths()
     if parts is None:
         sys.exit(f"{name} is not installed: {model.install}")
     if len(parts) == 1:
         return parts[0]
     joined = scratch / f"{name}.gguf"
-    models.join_verified(model, parts, joined)
+    resolve.join_verified(model, parts, joined)
     return joined
 
 
@@ -148,7 +148,7 @@ def check_model(name: str, texts: list[str], scratch: Path) -> tuple[list[LogitR
     ref_model, ref_tokenizer = reference(path)
     prompts = [ref_tokenizer.encode(t, add_special_tokens=False) for t in texts[:LOGIT_PROMPTS]]
     untied = gguf_import.import_gguf(path, scratch / f"{name}-untied", tie_embeddings=False)
-    default = models.resolve_model(name).path
+    default = resolve.resolve_model(name).path
     results = [run_variant("untied", untied, ref_model, prompts)]
     results.append(run_variant("default", default, ref_model, prompts))
     if json.loads((default / "config.json").read_text())["tie_word_embeddings"] and not (
@@ -212,7 +212,7 @@ def report(results: dict, seconds: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/import_check.md"))
-    parser.add_argument("--models", nargs="+", default=list(models.PACKAGED))
+    parser.add_argument("--models", nargs="+", default=list(resolve.PACKAGED))
     args = parser.parse_args()
     texts = [p.prompt for p in load_problems("humaneval")]
     start = time.time()

@@ -45,7 +45,7 @@ def random_adapter(spec: str, out_dir, num_layers: int, fine_tune_type: str = "l
     from mlx_lm.tuner.utils import linear_to_lora_layers
     from mlx_lm.utils import save_config
 
-    from mlx_repair.models import resolve_model
+    from mlx_repair.model.resolve import resolve_model
     from mlx_repair.train import base_model_info
 
     out = Path(out_dir)
@@ -138,7 +138,7 @@ def check(spec: str, work_dir, num_layers: int, fine_tune_type: str = "lora", tr
     """The whole check in `work_dir`: adapter (trained when train_steps, else random), PEFT
     export, MLX and PEFT logits, comparison."""
     from mlx_repair.publish.export import export_adapter
-    from mlx_repair.models import resolve_model
+    from mlx_repair.model.resolve import resolve_model
 
     work = Path(work_dir)
     if train_steps:
@@ -176,7 +176,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "peft_export_check.md"))
     args = parser.parse_args()
 
-    from mlx_repair import blas
+    from mlx_repair.model import blas
 
     blas.preload()
 

@@ -22,11 +22,11 @@ several minutes there; a tiny test model takes seconds:
 from __future__ import annotations
 
 try:  # OpenBLAS must be loaded before mlx.core is imported (DESIGN.md: ~10x prefill)
-    from mlx_repair import blas
+    from mlx_repair.model import blas
 
     BLAS = blas.preload().name
 except ImportError:
-    BLAS = "reference (mlx_repair.blas not available)"
+    BLAS = "reference (mlx_repair.model.blas not available)"
 
 import argparse
 import json
@@ -79,13 +79,13 @@ def setup_arg_parser() -> argparse.ArgumentParser:
 
 
 def load(spec: str | None):
-    """The model through mlx_repair.models (packaged names, GGUF, folders), or, before
+    """The model through mlx_repair.model.resolve (packaged names, GGUF, folders), or, before
     that module exists, an MLX folder through mlx_lm.load."""
     try:
-        from mlx_repair.models import DEFAULT_MODEL, load_model
+        from mlx_repair.model.resolve import DEFAULT_MODEL, load_model
     except ImportError:
         if spec is None:
-            raise SystemExit("--model PATH is required until mlx_repair.models exists")
+            raise SystemExit("--model PATH is required until mlx_repair.model.resolve exists")
         import mlx_lm
 
         return spec, *mlx_lm.load(spec)

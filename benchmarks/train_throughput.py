@@ -28,11 +28,11 @@ Slow on a 2-core CPU (Qwen 0.5B: ~20 s per step):
 from __future__ import annotations
 
 try:  # OpenBLAS must be loaded before mlx.core is imported (DESIGN.md: ~10x training)
-    from mlx_repair import blas
+    from mlx_repair.model import blas
 
     BLAS = blas.preload().name
 except ImportError:
-    BLAS = "reference (mlx_repair.blas not available)"
+    BLAS = "reference (mlx_repair.model.blas not available)"
 
 import argparse
 import json
@@ -139,7 +139,7 @@ def child_mlx_lm(model: str, data: str, records: int, num_layers: int) -> dict:
     import mlx_lm.lora
     from mlx_lm.tuner.callbacks import TrainingCallback
 
-    from mlx_repair.models import resolve_model
+    from mlx_repair.model.resolve import resolve_model
 
     reports = []
 
@@ -168,7 +168,7 @@ def qwen35_model():
     import mlx.core as mx
     from mlx_lm.models import qwen3_5
 
-    from mlx_repair.models import default_dtype, load_model
+    from mlx_repair.model.resolve import default_dtype, load_model
 
     _, tokenizer = load_model(DEFAULT_MODEL)
     model = qwen3_5.Model(qwen3_5.ModelArgs.from_dict(QWEN35_08B))

@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-from mlx_repair import blas
+from mlx_repair.model import blas
 from mlx_repair.errors import UserError
 
 COMMANDS = {

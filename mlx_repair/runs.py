@@ -60,7 +60,7 @@ def load_writer(config: Config, adapter: str | None = None, progress=None, liste
     """Load the model (importing a GGUF on first use, reported to `progress(done, total,
     name)`) and wrap it for the loop; `listener` (a `WritingListener`) sees outputs grow."""
     from mlx_repair.drafter import MLXWriter, WriterSampling
-    from mlx_repair.models import load_model
+    from mlx_repair.model.resolve import load_model
     from mlx_repair.sampling import SamplingConfig
 
     bits = config.run.quantize
@@ -90,7 +90,7 @@ def run_stage(config: Config, stage: str, side: str, loop_config, console, adapt
     showing its events on `console`."""
     from mlx_repair.events import Log, StageFinished, StageStarted
     from mlx_repair.mining.loop import run_loop
-    from mlx_repair.models import quantize_warning
+    from mlx_repair.model.resolve import quantize_warning
     from mlx_repair.mining.store import Store
 
     problems, split = problems_for(config, side)

@@ -181,7 +181,7 @@ def train_adapter(
     """
     import mlx.core as mx
 
-    from mlx_repair.models import quantize_warning
+    from mlx_repair.model.resolve import quantize_warning
 
     started = time.perf_counter()
     mx.reset_peak_memory()
@@ -219,7 +219,7 @@ def train_adapter(
 def _load(model, base_model: str | None, quantize: int | None):
     """(model, tokenizer, spec): load a spec as float32 on CPU, or take a loaded pair;
     then quantize it when asked."""
-    from mlx_repair.models import load_model, quantize_model
+    from mlx_repair.model.resolve import load_model, quantize_model
 
     if isinstance(model, (str, Path)):
         loaded, tokenizer = load_model(str(model))
@@ -605,7 +605,7 @@ def base_model_info(spec: str | None, quantize: int | None = None) -> dict:
     """The base model's spec, folder and the sha256 of each weights file, and how training
     quantized it in memory (None: it trained on the weights as they are)."""
     from mlx_repair.config import QUANTIZE_GROUP_SIZE
-    from mlx_repair.models import resolve_model
+    from mlx_repair.model.resolve import resolve_model
 
     quantization = None if quantize is None else {"bits": quantize, "group_size": QUANTIZE_GROUP_SIZE}
     if spec is None:
@@ -624,7 +624,7 @@ def base_model_info(spec: str | None, quantize: int | None = None) -> dict:
 
 def file_sha256(path: Path) -> str:
     """sha256 of a (large) file, cached by path, size and mtime: a 2 GB model hashes once."""
-    from mlx_repair.models import cache_root
+    from mlx_repair.model.resolve import cache_root
 
     cache_path = cache_root().parent / "sha256-cache.json"
     stat = path.stat()

@@ -2,7 +2,7 @@
 
 import pytest
 
-from mlx_repair import blas
+from mlx_repair.model import blas
 
 blas.preload()  # before anything imports mlx.core: tests run several times faster on Linux
 

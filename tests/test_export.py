@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlx_repair import blas
+from mlx_repair.model import blas
 
 blas.preload()
 
@@ -193,7 +193,7 @@ def test_fused_export_dequantizes_a_quantized_base_on_request(tiny_model_dir, tm
 
 
 def test_fused_export_of_an_adapter_trained_on_a_quantized_base_uses_that_base(tiny_model_dir, batches, tmp_path):
-    from mlx_repair.models import load_model
+    from mlx_repair.model.resolve import load_model
 
     adapter = make_adapter(tiny_model_dir, tmp_path / "adapter", report=None)
     manifest = json.loads((adapter / "manifest.json").read_text())
@@ -295,7 +295,7 @@ def test_fused_export_loads_in_transformers(adapter_dir, batches, expected, tmp_
 def test_transformers_and_peft_give_the_mlx_logits_on_the_packaged_qwen(tmp_path):
     """The same check on Qwen2.5-Coder-0.5B with an adapter trained for 2 steps (~3 min;
     benchmarks/peft_export_check.py records longer runs)."""
-    from mlx_repair.models import DEFAULT_MODEL, PACKAGED
+    from mlx_repair.model.resolve import DEFAULT_MODEL, PACKAGED
 
     if PACKAGED[DEFAULT_MODEL].part_paths() is None:
         pytest.skip(f"{DEFAULT_MODEL} is not installed (make models)")

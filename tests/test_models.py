@@ -17,14 +17,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlx_repair import blas
+from mlx_repair.model import blas
 
 blas.preload()
 
 import gguf  # noqa: E402
 import mlx.core as mx  # noqa: E402
 
-from mlx_repair import gguf_import, models  # noqa: E402
+from mlx_repair.model import gguf_import, resolve  # noqa: E402
 from mlx_repair.errors import UserError  # noqa: E402
 
 CORPUS = [
@@ -312,22 +312,22 @@ def test_tokenizer_is_rebuilt_identically(tmp_path, arch):
 def test_gguf_cache_reused_and_refreshed_on_change(tmp_path, monkeypatch):
     path, _ = write_gguf(tmp_path / "m.gguf", "llama")
     cache = tmp_path / "cache"
-    first = models.resolve_model(str(path), cache_dir=cache)
+    first = resolve.resolve_model(str(path), cache_dir=cache)
     assert first.source == "gguf" and (first.path / "model.safetensors").is_file()
     calls = []
     real_import = gguf_import.import_gguf
     monkeypatch.setattr(
         gguf_import, "import_gguf", lambda *a, **k: calls.append(a) or real_import(*a, **k)
     )
-    assert models.resolve_model(str(path), cache_dir=cache).path == first.path
+    assert resolve.resolve_model(str(path), cache_dir=cache).path == first.path
     assert calls == []
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
-    second = models.resolve_model(str(path), cache_dir=cache)
+    second = resolve.resolve_model(str(path), cache_dir=cache)
     assert len(calls) == 1 and second.path != first.path
     assert not first.path.exists()  # the stale import is gone
     assert [p.name for p in cache.iterdir()] == [second.path.name]  # no half-built leftovers
-    assert any(info.cached == second.path for info in models.list_models(cache))
+    assert any(info.cached == second.path for info in resolve.list_models(cache))
 
 
 def test_failed_import_leaves_no_folder(tmp_path, monkeypatch):
@@ -338,7 +338,7 @@ def test_failed_import_leaves_no_folder(tmp_path, monkeypatch):
 
     monkeypatch.setattr(gguf_import, "_write_json", crash)
     with pytest.raises(RuntimeError):
-        models.resolve_model(str(path), cache_dir=tmp_path / "cache")
+        resolve.resolve_model(str(path), cache_dir=tmp_path / "cache")
     assert list((tmp_path / "cache").iterdir()) == []
 
 
@@ -348,7 +348,7 @@ def test_bad_specs_are_user_errors(tmp_path):
     specs = ["missing.gguf", "junk.gguf", "empty"]
     for spec in [str(tmp_path / name) for name in specs] + ["no-such-model"]:
         with pytest.raises(UserError):
-            models.resolve_model(spec, cache_dir=tmp_path / "cache")
+            resolve.resolve_model(spec, cache_dir=tmp_path / "cache")
 
 
 def test_unsupported_architecture_is_a_user_error(tmp_path):
@@ -359,7 +359,7 @@ def test_unsupported_architecture_is_a_user_error(tmp_path):
     writer.write_tensors_to_file()
     writer.close()
     with pytest.raises(UserError, match="phi2"):
-        models.resolve_model(str(tmp_path / "phi.gguf"), cache_dir=tmp_path / "cache")
+        resolve.resolve_model(str(tmp_path / "phi.gguf"), cache_dir=tmp_path / "cache")
 
 
 def test_offline_hub_id_is_a_user_error(tmp_path, monkeypatch):
@@ -373,29 +373,29 @@ def test_offline_hub_id_is_a_user_error(tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub, "snapshot_download", no_network)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(UserError, match="HF_HUB_OFFLINE"):
-        models.resolve_model("someone/some-model", cache_dir=tmp_path)
+        resolve.resolve_model("someone/some-model", cache_dir=tmp_path)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     with pytest.raises(UserError, match="cannot download hub model someone/some-model"):
-        models.resolve_model("someone/some-model", cache_dir=tmp_path)
+        resolve.resolve_model("someone/some-model", cache_dir=tmp_path)
 
 
 def test_packaged_file_with_wrong_hash_is_refused(tmp_path):
     parts = [tmp_path / "a.bin", tmp_path / "b.bin"]
     for part in parts:
         part.write_bytes(b"x" * 10)
-    fake = models.PackagedModel("fake", "", (), 20, "0" * 64, "reinstall")
+    fake = resolve.PackagedModel("fake", "", (), 20, "0" * 64, "reinstall")
     with pytest.raises(UserError, match="not the pinned one"):
-        models.join_verified(fake, parts, tmp_path / "joined.gguf")
+        resolve.join_verified(fake, parts, tmp_path / "joined.gguf")
     assert not (tmp_path / "joined.gguf").exists()
 
 
 def test_missing_packaged_model_is_a_user_error(tmp_path, monkeypatch):
-    missing = models.PackagedModel(
+    missing = resolve.PackagedModel(
         "gone", "", (("no_such_module_xyz", "f.gguf"),), 1, "0" * 64, "pip install it"
     )
-    monkeypatch.setitem(models.PACKAGED, "gone", missing)
+    monkeypatch.setitem(resolve.PACKAGED, "gone", missing)
     with pytest.raises(UserError, match="not installed; install it with: pip install it"):
-        models.resolve_model("gone", cache_dir=tmp_path)
+        resolve.resolve_model("gone", cache_dir=tmp_path)
 
 
 # ---- the packaged SmolLM2, end to end ----------------------------------------------------
@@ -403,12 +403,12 @@ def test_missing_packaged_model_is_a_user_error(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def smollm2(tmp_path_factory):
-    assert models.PACKAGED["smollm2-135m-instruct"].part_paths(), (
+    assert resolve.PACKAGED["smollm2-135m-instruct"].part_paths(), (
         "packaged SmolLM2 not installed: make models-test"
     )
     cache = tmp_path_factory.mktemp("cache")
-    resolved = models.resolve_model("smollm2-135m-instruct", cache_dir=cache)
-    model, tokenizer = models.load_model("smollm2-135m-instruct", cache_dir=cache)
+    resolved = resolve.resolve_model("smollm2-135m-instruct", cache_dir=cache)
+    model, tokenizer = resolve.load_model("smollm2-135m-instruct", cache_dir=cache)
     return resolved, model, tokenizer
 
 
@@ -451,7 +451,7 @@ def test_quantized_model_has_quantized_layers_and_still_generates(arch, tiny_mod
     from mlx_lm import stream_generate
 
     folder = tiny_model_dir if arch == "qwen2" else tiny_qwen35_dir
-    model, tokenizer = models.load_model(str(folder), quantize=4)
+    model, tokenizer = resolve.load_model(str(folder), quantize=4)
     layers = [m for _, m in model.named_modules() if isinstance(m, (nn.Linear, nn.QuantizedLinear))]
     assert layers and all(isinstance(m, nn.QuantizedLinear) for m in layers)
     assert all((m.bits, m.group_size) == (4, 64) for m in layers)
@@ -460,10 +460,10 @@ def test_quantized_model_has_quantized_layers_and_still_generates(arch, tiny_mod
 
 
 def test_quantized_logits_stay_near_the_float_ones(tiny_model_dir):
-    base, tokenizer = models.load_model(str(tiny_model_dir))
+    base, tokenizer = resolve.load_model(str(tiny_model_dir))
     tokens = mx.array([tokenizer.encode("def f(x):\n    return 2 * x\n")])
     expected = base(tokens)
-    error = {bits: mx.abs(models.load_model(str(tiny_model_dir), quantize=bits)[0](tokens) - expected).max().item()
+    error = {bits: mx.abs(resolve.load_model(str(tiny_model_dir), quantize=bits)[0](tokens) - expected).max().item()
              for bits in (4, 8)}
     # the same model, rounded: 4 bits moves the logits (up to 4.7 in size here) more than 8
     assert 0 < error[8] < error[4] < 1.5 and error[8] < 0.2
@@ -472,9 +472,9 @@ def test_quantized_logits_stay_near_the_float_ones(tiny_model_dir):
 def test_quantizing_on_the_cpu_warns_in_one_line():
     if mx.default_device() == mx.gpu:
         pytest.skip("Metal: quantizing is the fast path there, nothing to warn about")
-    warning = models.quantize_warning(4)
+    warning = resolve.quantize_warning(4)
     assert "CPU" in warning and "slower" in warning and "\n" not in warning
-    assert models.quantize_warning(None) is None
+    assert resolve.quantize_warning(None) is None
 
 
 # ---- the commands ------------------------------------------------------------------------
@@ -519,7 +519,7 @@ def test_blas_preload_state(code, env, expected):
         pytest.skip("macOS: MLX uses Accelerate, nothing to preload")
     if expected == "openblas" and not all(path.exists() for path in blas.LIBRARIES):
         pytest.skip("Debian's libopenblas0-pthread is not installed")
-    script = code + "from mlx_repair import blas; print(blas.preload().name)"
+    script = code + "from mlx_repair.model import blas; print(blas.preload().name)"
     environment = {k: v for k, v in os.environ.items() if k != "MLX_REPAIR_NO_OPENBLAS"} | env
     result = subprocess.run([sys.executable, "-c", script], env=environment,
                             capture_output=True, text=True, check=True)

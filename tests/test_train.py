@@ -120,7 +120,7 @@ def test_lora_trains_on_a_quantized_base_and_the_manifest_says_so(tiny_model_dir
     import mlx.core as mx
     import mlx.nn as nn
 
-    from mlx_repair.models import load_model
+    from mlx_repair.model.resolve import load_model
 
     out = tmp_path / "qlora"
     events, manifest = run(str(tiny_model_dir), data_dir, out, TrainConfig(iters=4, **FAST), quantize=4)
@@ -187,7 +187,7 @@ def test_presets_and_fitting():
 
 CHILD = """
 import sys
-from mlx_repair import blas
+from mlx_repair.model import blas
 blas.preload()
 import time
 from mlx_lm.tuner.callbacks import TrainingCallback

@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def check_mlx() -> tuple[bool, str, str]:
-    from mlx_repair import blas
+    from mlx_repair.model import blas
 
     blas.preload()  # no-op if the CLI already did it; must precede mlx.core
     try:
@@ -39,7 +39,7 @@ def check_mlx() -> tuple[bool, str, str]:
 
 
 def check_blas() -> tuple[bool, str, str]:
-    from mlx_repair import blas
+    from mlx_repair.model import blas
 
     status = blas.status()
     return status.name != "reference", f"BLAS: {status.name}", status.detail
@@ -65,7 +65,7 @@ def check_humaneval() -> tuple[bool, str, str]:
 
 
 def check_packaged(verify: bool) -> list[tuple[bool, str, str]]:
-    from mlx_repair.models import PACKAGED
+    from mlx_repair.model.resolve import PACKAGED
 
     checks = []
     for model in PACKAGED.values():

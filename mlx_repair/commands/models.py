@@ -17,22 +17,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mlx_repair import models
+    from mlx_repair.model import resolve
 
     if args.prepare:
-        resolved = models.resolve_model(args.prepare, progress=_print_progress)
+        resolved = resolve.resolve_model(args.prepare, progress=_print_progress)
         print(f"{resolved.name}: {resolved.path}")
     rows = [("NAME", "SOURCE", "STATE", "SIZE", "DTYPE", "WHERE / NOTE")]
-    for info in models.list_models():
+    for info in resolve.list_models():
         state = "cached" if info.cached else "installed" if info.installed else "missing"
         where = str(info.cached) if info.cached else info.description
         size = f"{info.size / 1e6:.0f} MB" if info.size else "-"
-        default = " (default)" if info.name == models.DEFAULT_MODEL else ""
+        default = " (default)" if info.name == resolve.DEFAULT_MODEL else ""
         rows.append((info.name + default, info.source, state, size, info.dtype, where))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)), row[-1])
-    print(f"\ncache: {models.cache_root()}  (set MLX_REPAIR_CACHE to move it)")
+    print(f"\ncache: {resolve.cache_root()}  (set MLX_REPAIR_CACHE to move it)")
     print("also accepted by --model: a .gguf file, a local MLX/Hugging Face folder, a hub id")
     return 0
 

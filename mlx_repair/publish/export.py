@@ -270,7 +270,7 @@ def write_fused(adapter: Adapter, out: Path, dequantize: bool) -> None:
     from mlx.utils import tree_unflatten
     from mlx_lm.utils import dequantize_model, load, load_adapters, save
 
-    from mlx_repair.models import quantize_model
+    from mlx_repair.model.resolve import quantize_model
 
     base = str(_verified_base(adapter))
     model, tokenizer, config = load(base, return_config=True)
@@ -290,7 +290,7 @@ def write_fused(adapter: Adapter, out: Path, dequantize: bool) -> None:
 def _verified_base(adapter: Adapter) -> Path:
     """The local base folder, refused when its weights are not those the manifest hashed:
     fusing into other weights gives a model that was never trained or evaluated."""
-    from mlx_repair.models import resolve_model
+    from mlx_repair.model.resolve import resolve_model
     from mlx_repair.train import file_sha256
 
     recorded = adapter.manifest.get("base_model", {})

@@ -29,10 +29,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlx_repair import gguf_import
 from mlx_repair.config import QUANTIZE_GROUP_SIZE
 from mlx_repair.errors import UserError
-from mlx_repair.gguf_import import Progress
+from mlx_repair.model import gguf_import
+from mlx_repair.model.gguf_import import Progress
 
 
 @dataclass(frozen=True)
