@@ -21,7 +21,7 @@ from mlx_lm import stream_generate  # noqa: E402
 from mlx_lm.models.cache import make_prompt_cache  # noqa: E402
 from mlx_lm.sample_utils import make_sampler  # noqa: E402
 
-from mlx_repair import prompts  # noqa: E402
+from mlx_repair.generation import prompts  # noqa: E402
 from mlx_repair.model.resolve import load_model  # noqa: E402
 from mlx_repair.problems import load_problems  # noqa: E402
 

@@ -73,7 +73,7 @@ def trained_adapter(spec: str, out_dir, num_layers: int, fine_tune_type: str = "
     learning rate 1e-4) on HumanEval canonical solutions."""
     from mlx_repair.mining.dataset import Dataset, answer_message
     from mlx_repair.problems import load_problems
-    from mlx_repair.prompts import draft_messages
+    from mlx_repair.generation.prompts import draft_messages
     from mlx_repair.train import preset, train_adapter
 
     problems = load_problems("humaneval")[:12]

@@ -1,4 +1,4 @@
-"""Aggregate generation throughput of `mlx_repair.sampling.sample` at batch 1, 8, 16, 32
+"""Aggregate generation throughput of `mlx_repair.generation.sampling.sample` at batch 1, 8, 16, 32
 against mlx-lm's single-stream `stream_generate`: same model, same process, same sampler.
 
 Generation on a CPU is memory bound, so a batch reads the weights once for many
@@ -39,8 +39,8 @@ from mlx_lm import stream_generate
 from mlx_lm.sample_utils import make_sampler
 
 from mlx_repair.problems import load_problems
-from mlx_repair.prompts import draft_prompt, encode
-from mlx_repair.sampling import SamplingConfig, SamplingStats, sample
+from mlx_repair.generation.prompts import draft_prompt, encode
+from mlx_repair.generation.sampling import SamplingConfig, SamplingStats, sample
 
 
 @dataclass

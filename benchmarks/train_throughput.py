@@ -87,7 +87,7 @@ def synthetic_data(folder: Path, records: int) -> Path:
     sandbox's format, and the canonical solution as the fix."""
     from mlx_repair.mining.dataset import answer_message
     from mlx_repair.problems import load_problems
-    from mlx_repair.prompts import repair_messages
+    from mlx_repair.generation.prompts import repair_messages
 
     rows = []
     for problem in load_problems("humaneval"):
@@ -200,7 +200,7 @@ def child_infer_08b(data: str) -> dict:
     from mlx_lm import stream_generate
 
     from mlx_repair.mining.dataset import read_jsonl
-    from mlx_repair.prompts import render
+    from mlx_repair.generation.prompts import render
 
     model, tokenizer = qwen35_model()
     mx.reset_peak_memory()

@@ -44,7 +44,7 @@ def run_dir(config: Config, stage: str, settings: dict, explicit: str | None = N
 def settings_of(config: Config, **extra) -> dict:
     """The settings that decide a run's results (and so its directory and store), the
     prompts' wording included."""
-    from mlx_repair.prompts import fingerprint
+    from mlx_repair.generation.prompts import fingerprint
 
     return {**asdict(config), **extra, "prompts": fingerprint()}
 
@@ -59,9 +59,9 @@ def sandbox_pool(config: Config):
 def load_writer(config: Config, adapter: str | None = None, progress=None, listener=None):
     """Load the model (importing a GGUF on first use, reported to `progress(done, total,
     name)`) and wrap it for the loop; `listener` (a `WritingListener`) sees outputs grow."""
-    from mlx_repair.drafter import MLXWriter, WriterSampling
+    from mlx_repair.generation.writer import MLXWriter, WriterSampling
     from mlx_repair.model.resolve import load_model
-    from mlx_repair.sampling import SamplingConfig
+    from mlx_repair.generation.sampling import SamplingConfig
 
     bits = config.run.quantize
     model, tokenizer = load_model(config.run.model, adapter_path=adapter, quantize=bits, progress=progress)

@@ -17,7 +17,7 @@ from mlx_repair.mining.dataset import (
 )
 from mlx_repair.errors import UserError
 from mlx_repair.problems import Problem
-from mlx_repair.prompts import draft_messages, render, repair_messages
+from mlx_repair.generation.prompts import draft_messages, render, repair_messages
 from mlx_repair.mining.store import Attempt, Pair, Store
 
 FEEDBACK = "Test: assert candidate(2) == 4\nInput: 2\nExpected: 4\nGot: 6"

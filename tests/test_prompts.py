@@ -1,5 +1,5 @@
-"""Code extraction traps (DESIGN.md: a harness that cut code at the first closing brace and
-failed unused imports undercounted a base model by 10 points), stop checks, and prompts
+"""Code extraction traps (a harness that cuts code at the first closing brace, or fails
+unused imports, undercounts a model), stop checks, and prompts
 rendered through a real chat template."""
 
 import ast
@@ -8,20 +8,18 @@ import textwrap
 import pytest
 
 from mlx_repair.problems import Problem
-from mlx_repair.prompts import (
-    completion_end,
+from mlx_repair.generation.extract import extract_code
+from mlx_repair.generation.prompts import (
     draft_messages,
     draft_prompt,
     encode,
-    extract_code,
-    fenced_function_end,
     is_chat_model,
     render,
     repair_messages,
-    without_docstrings,
     repair_prompt,
-    stop_check,
+    without_docstrings,
 )
+from mlx_repair.generation.stops import completion_end, fenced_function_end, stop_check
 
 PROMPT = '''from typing import List
 

@@ -6,7 +6,7 @@ import mlx_lm
 import pytest
 from mlx_lm import stream_generate
 
-from mlx_repair.sampling import SamplingConfig, SamplingStats, sample
+from mlx_repair.generation.sampling import SamplingConfig, SamplingStats, sample
 
 TEXTS = ["def foo(x):\n    return", "import math\n\nclass Solution:\n    def solve(self, text", "x"]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tiny_models import build_tiny_model
 
-from mlx_repair import prompts
+from mlx_repair.generation import prompts
 from mlx_repair.cases import hidden_flags
 from mlx_repair.problems import Problem
 

@@ -31,7 +31,7 @@ from typing import Iterable
 
 from mlx_repair.errors import UserError
 from mlx_repair.problems import Problem
-from mlx_repair.prompts import draft_messages, repair_messages
+from mlx_repair.generation.prompts import draft_messages, repair_messages
 from mlx_repair.mining.store import PAIR_KINDS, Attempt, Pair, Store
 
 TRAIN_FILE = "train.jsonl"

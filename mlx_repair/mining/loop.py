@@ -46,7 +46,7 @@ class Output:
 
 
 class Writer(Protocol):
-    """The model side: turns requests into code. `drafter.MLXWriter` is the real one;
+    """The model side: turns requests into code. `generation.writer.MLXWriter` is the real one;
     tests may script one."""
 
     name: str

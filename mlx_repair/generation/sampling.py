@@ -26,7 +26,7 @@ from mlx_lm.generate import BatchGenerator
 from mlx_lm.models.cache import make_prompt_cache
 from mlx_lm.sample_utils import make_sampler
 
-from mlx_repair.prompts import StopCheck
+from mlx_repair.generation.stops import StopCheck
 
 PREFILL_STEP = 2048
 
@@ -128,7 +128,7 @@ def sample(
 ) -> Iterator[Sample]:
     """Yield n samples for every prompt (token ids), in the order they finish.
 
-    `stops` holds one stop check per prompt (see `prompts.stop_check`); `stats`, if given,
+    `stops` holds one stop check per prompt (see `stops.stop_check`); `stats`, if given,
     is updated in place so a caller can show throughput while samples stream in;
     `on_text`, if given, sees each sequence's whole text after every token (uncut: the
     finished Sample's text may be shorter, where the stop check cut it).

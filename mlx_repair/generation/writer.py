@@ -10,10 +10,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Iterator
 
-from mlx_repair import prompts
+from mlx_repair.generation import prompts
+from mlx_repair.generation.extract import extract_code
+from mlx_repair.generation.stops import stop_check
 from mlx_repair.events import PartialText, WritingListener
 from mlx_repair.mining.loop import Output, Request
-from mlx_repair.sampling import SamplingConfig, SamplingStats, sample
+from mlx_repair.generation.sampling import SamplingConfig, SamplingStats, sample
 
 # The second model call (a repair or a resample) when drafts are greedy. Greedy repair
 # mostly writes the broken code back (15 of 17 repairs of Qwen 0.5B on HumanEval), and
@@ -88,7 +90,7 @@ class MLXWriter:
         if len(sizes) > 1:
             groups = [(text, [member]) for text, members in groups for member in members]
         n = len(groups[0][1])
-        stops = [prompts.stop_check(members[0].problem, self.chat) for _, members in groups]
+        stops = [stop_check(members[0].problem, self.chat) for _, members in groups]
         samples = sample(
             self.model,
             self.tokenizer,
@@ -106,7 +108,7 @@ class MLXWriter:
                 request=request,
                 prompt=text,
                 completion=result.text,
-                code=prompts.extract_code(result.text, request.problem),
+                code=extract_code(result.text, request.problem),
                 num_tokens=result.num_tokens,
             )
 
