@@ -6,17 +6,11 @@ import math
 
 import pytest
 
-from mlx_repair.cases import (
-    CaseResult,
-    assemble,
-    feedback_text,
-    hidden_flags,
-    is_whole_program,
-    judge,
-    plan_tests,
-)
 from mlx_repair.problems import Problem, load_problems
-from mlx_repair.runner import Opaque, decode, encode, plain
+from mlx_repair.sandbox.cases import assemble, hidden_flags, is_whole_program, plan_tests
+from mlx_repair.sandbox.child import Opaque, decode, encode, plain
+from mlx_repair.sandbox.feedback import feedback_text
+from mlx_repair.sandbox.judge import CaseResult, judge
 
 PROMPT = (
     "import math\n"

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mlx_repair.cases import plan_tests
+from mlx_repair.sandbox.cases import plan_tests
 from mlx_repair.cli import main
 from mlx_repair.problems import load_problems, split_problems
 from mlx_repair.sandbox import Pool

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from mlx_repair import sandbox
 from mlx_repair.problems import Problem, load_problems
-from mlx_repair.sandbox import Limits, Pool
+from mlx_repair.sandbox import Limits, Pool, levels, processes
 
 MARK = f"987654.{secrets.randbelow(10**6)}"  # a unique `sleep` argument: findable in /proc
 LIMITS = Limits(timeout_s=3.0, cpu_s=3.0)
@@ -149,7 +148,7 @@ def _sandbox_processes() -> dict[int, str]:
         if "\nState:\tZ" in status:
             continue
         uid = int(status.split("\nUid:\t", 1)[1].split()[0])
-        if MARK in cmdline or sandbox.SANDBOX_UIDS[0] <= uid < sandbox.SANDBOX_UIDS[1]:
+        if MARK in cmdline or processes.SANDBOX_UIDS[0] <= uid < processes.SANDBOX_UIDS[1]:
             found[int(entry.name)] = f"uid={uid} {cmdline[:80]}"
     return found
 
@@ -213,7 +212,7 @@ def test_hostile_candidate_gets_the_right_verdict(outcomes, name):
     expected = candidates[name][1]
     assert verdict.status in expected, (verdict.status, verdict.error, verdict.feedback)
     assert verdict.passed == (expected == {"passed"})
-    assert verdict.isolation == sandbox.isolation()
+    assert verdict.isolation == levels.isolation()
 
 
 def test_pool_keeps_going(outcomes):
@@ -239,7 +238,7 @@ def test_host_is_untouched(outcomes, host):
 
 def test_cold_start_also_contains_fork_bombs_and_orphans(host, monkeypatch):
     """The same guarantees without the warm fork server (one bwrap per candidate)."""
-    monkeypatch.setattr(sandbox, "FORK_SERVER", False)
+    monkeypatch.setattr(processes, "FORK_SERVER", False)
     caller_dir, home_file, server = host
     candidates = hostile_candidates(caller_dir, home_file, server.getsockname()[1])
     names = ["fork_bomb", "fork_count_is_bounded", "orphans", "delete_host_files", "always_equal"]

@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 from tiny_repairer import double_problem
 
-from mlx_repair.cases import hidden_flags
+from mlx_repair.sandbox.cases import hidden_flags
 from mlx_repair.evaluation.metrics import summarize
 from mlx_repair.events import AttemptFinished, PairSaved
 from mlx_repair.mining.loop import LoopConfig, Output, run_loop

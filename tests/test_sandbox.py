@@ -7,10 +7,9 @@ import signal
 
 import pytest
 
-from mlx_repair import sandbox
 from mlx_repair.cli import main as cli_main
 from mlx_repair.problems import load_problems
-from mlx_repair.sandbox import Limits, Pool, Verdict, run_candidate
+from mlx_repair.sandbox import Limits, Pool, Verdict, levels, processes, run_candidate
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +35,7 @@ def test_all_canonical_solutions_pass(canonical_and_empty):
 def test_all_empty_bodies_fail(canonical_and_empty):
     passed = [k for k, v in canonical_and_empty.items() if k[1] == "pass" and v.passed]
     assert not passed
-    assert all(v.isolation == sandbox.isolation() for v in canonical_and_empty.values())
+    assert all(v.isolation == levels.isolation() for v in canonical_and_empty.values())
 
 
 def test_feedback_shows_real_input_expected_got(humaneval):
@@ -97,15 +96,15 @@ def test_verdict_serialises(humaneval):
     [("bwrap", False), ("unshare", False), ("rlimits-only", False)],
 )
 def test_degraded_isolation_still_judges(humaneval, monkeypatch, level, fork_server):
-    monkeypatch.setenv(sandbox.ISOLATION_ENV, level)
-    monkeypatch.setattr(sandbox, "FORK_SERVER", fork_server)
-    sandbox.isolation.cache_clear()
+    monkeypatch.setenv(levels.ISOLATION_ENV, level)
+    monkeypatch.setattr(processes, "FORK_SERVER", fork_server)
+    levels.isolation.cache_clear()
     try:
         problem = humaneval["HumanEval/0"]
         good = run_candidate(problem, problem.canonical_solution, Limits(timeout_s=20))
         bad = run_candidate(problem, "    return True\n", Limits(timeout_s=20))
     finally:
-        sandbox.isolation.cache_clear()
+        levels.isolation.cache_clear()
     assert good.passed and good.isolation == level, good.feedback
     assert not bad.passed and "Expected: False\nGot: True" in bad.feedback
 
@@ -148,10 +147,10 @@ def test_exec_command_names_the_bad_line(tmp_path, capsys, line, message):
 def test_a_dead_fork_server_is_replaced(humaneval):
     problem = humaneval["HumanEval/0"]
     assert run_candidate(problem, problem.canonical_solution).passed
-    zygote = getattr(sandbox._ZYGOTES, "zygote", None)
+    zygote = getattr(processes._ZYGOTES, "zygote", None)
     if zygote is None:
         pytest.skip("no fork server here (needs bwrap and root)")
     os.killpg(zygote.process.pid, signal.SIGKILL)
     zygote.process.wait()
     assert run_candidate(problem, problem.canonical_solution).passed
-    assert sandbox._ZYGOTES.zygote is not zygote
+    assert processes._ZYGOTES.zygote is not zygote

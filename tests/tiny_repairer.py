@@ -16,7 +16,7 @@ from pathlib import Path
 from tiny_models import build_tiny_model
 
 from mlx_repair.generation import prompts
-from mlx_repair.cases import hidden_flags
+from mlx_repair.sandbox.cases import hidden_flags
 from mlx_repair.problems import Problem
 
 WRONG = "def double(x):\n    return x * 3\n"

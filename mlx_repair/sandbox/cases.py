@@ -1,13 +1,13 @@
-"""Test cases: the program to run, `check(candidate)` split into cases, judging, feedback.
+"""Test cases: the program to run, and a problem's `check(candidate)` split into cases.
 
 Pure parent-side logic, no processes. A problem's `check(candidate)` is split into one case
 per top-level `assert` of a recognised shape (`candidate(x) == y`, `is True`, `not
 candidate(x)`, `abs(candidate(x) - y) < tol`, `math.isclose`). For those the child only
-evaluates the candidate-side expressions; `judge` compares the decoded values here, in
-trusted code. Statements of any other shape (loops, helper calls) become one case each, run
-with their asserts rewritten into calls that compare plain values and survive `python -O`.
-A check body that cannot be split at all (e.g. it returns early) is one case: the whole
-`check(candidate)`.
+evaluates the candidate-side expressions; `judge` compares the decoded values in the
+parent, in trusted code. Statements of any other shape (loops, helper calls) become one
+case each, run with their asserts rewritten into calls that compare plain values and
+survive `python -O`. A check body that cannot be split at all (e.g. it returns early) is
+one case: the whole `check(candidate)`.
 
 Each case is deterministically visible (may be shown in feedback) or hidden (held back to
 verify a repair on tests it never saw).
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import math
 import operator
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -25,15 +24,14 @@ from typing import Any
 
 from mlx_repair.errors import UserError
 from mlx_repair.problems import Problem
-from mlx_repair.runner import TEST_FILE, Opaque, decode
+from mlx_repair.sandbox.child import TEST_FILE
 
 HIDDEN_SEED = "mlx-repair-hidden-v1"
 HIDDEN_FRACTION = 0.5
 VALUE_CHARS = 300  # one Input/Expected/Got value in feedback
-CASE_CHARS = 900  # one case's block in feedback
-FEEDBACK_CHARS = 2400  # all of the feedback
 ASSERT_EQUAL = "__mlx_assert_equal__"
 ASSERT_TRUE = "__mlx_assert_true__"
+
 
 COMPARE_OPS = {
     ast.Eq: operator.eq,
@@ -49,20 +47,6 @@ COMPARE_OPS = {
 }
 CLOSE_FUNCTIONS = ("abs", "fabs", "math.fabs")
 ISCLOSE_FUNCTIONS = ("isclose", "math.isclose")
-
-
-@dataclass
-class CaseResult:
-    index: int
-    hidden: bool
-    passed: bool
-    source: str  # the assert's source line
-    input: str | None = None  # reprs, capped
-    expected: str | None = None
-    got: str | None = None
-    error: str | None = None  # "Type: message"
-    traceback: str | None = None  # trimmed to the candidate's own lines
-    ran: bool = True  # False when the run ended (timeout, crash) before this case
 
 
 @dataclass(frozen=True)
@@ -94,9 +78,6 @@ class TestPlan:
     test_source: str
     steps: tuple  # (kind, case index | None, code) for the child, in order
     candidate_name: str
-
-
-# --- the program ---------------------------------------------------------------------------
 
 
 def is_whole_program(completion: str, entry_point: str) -> bool:
@@ -137,9 +118,6 @@ def prompt_context(problem: Problem) -> str:
             del lines[first - 1 : node.end_lineno]
             break
     return "".join(lines)
-
-
-# --- splitting check() into cases ----------------------------------------------------------
 
 
 def hidden_flags(task_id: str, count: int) -> list[bool]:
@@ -301,8 +279,8 @@ def _make_case(index: int, hidden: bool, spec: dict, source: str, name: str) -> 
     node = spec["node"]
     if spec["kind"] == "statement":
         text = spec.get("source") or ast.get_source_segment(source, node) or ast.unparse(node)
-        return Case(index, "statement", _cap(text, VALUE_CHARS), None, hidden)
-    text = _cap(ast.get_source_segment(source, node) or ast.unparse(node), VALUE_CHARS)
+        return Case(index, "statement", cap(text, VALUE_CHARS), None, hidden)
+    text = cap(ast.get_source_segment(source, node) or ast.unparse(node), VALUE_CHARS)
     call = _first_call(node, name)
     input_text = _call_arguments(call) if call is not None else None
     operands = tuple(
@@ -334,7 +312,7 @@ def _first_call(node: ast.AST, name: str) -> ast.Call | None:
 def _call_arguments(call: ast.Call) -> str:
     parts = [ast.unparse(a) for a in call.args]
     parts += [f"{k.arg}={ast.unparse(k.value)}" if k.arg else f"**{ast.unparse(k.value)}" for k in call.keywords]
-    return _cap(", ".join(parts), VALUE_CHARS)
+    return cap(", ".join(parts), VALUE_CHARS)
 
 
 class _AssertRewriter(ast.NodeTransformer):
@@ -345,7 +323,7 @@ class _AssertRewriter(ast.NodeTransformer):
         self.source = source
 
     def visit_Assert(self, node: ast.Assert) -> ast.stmt:
-        site = _cap(ast.get_source_segment(self.source, node) or ast.unparse(node), VALUE_CHARS)
+        site = cap(ast.get_source_segment(self.source, node) or ast.unparse(node), VALUE_CHARS)
         test = node.test
         if isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq):
             name, args = ASSERT_EQUAL, [test.left, test.comparators[0]]
@@ -355,130 +333,9 @@ class _AssertRewriter(ast.NodeTransformer):
         return ast.copy_location(ast.Expr(call), node)
 
 
-# --- judging: trusted comparisons on decoded plain values ----------------------------------
+def show(value) -> str:
+    return cap(repr(value), VALUE_CHARS)
 
 
-def judge(plan: TestPlan, records: dict[int, dict], not_run_reason: str | None) -> list[CaseResult]:
-    """One CaseResult per case, from the child's records; missing records fail."""
-    results = []
-    for case in plan.cases:
-        record = records.get(case.index)
-        if record is None:
-            results.append(_missing(case, not_run_reason))
-            not_run_reason = None  # only the first missing case was running
-        else:
-            results.append(_judge_case(case, record))
-    return results
-
-
-def _base(case: Case, passed: bool, **fields) -> CaseResult:
-    return CaseResult(case.index, case.hidden, passed, case.source, case.input, **fields)
-
-
-def _missing(case: Case, reason: str | None) -> CaseResult:
-    if reason:
-        return _base(case, False, error=reason)
-    return _base(case, False, ran=False)
-
-
-def _judge_case(case: Case, record: dict) -> CaseResult:
-    if "e" in record:
-        return _base(case, False, error=record["e"], traceback=record.get("tb"))
-    if case.kind == "statement":
-        return _base(case, record.get("ok") == 1)
-    try:
-        values = _operand_values(case, record["v"])
-        passed, expected = _evaluate(case, values)
-    except Exception as error:  # a comparison the original assert would also have raised
-        return _base(case, False, error=f"{type(error).__name__}: {error}")
-    got = _show(values[case.got_index])
-    return _base(case, bool(passed), expected=expected, got=got)
-
-
-def _operand_values(case: Case, encoded: list) -> list:
-    from_child = iter(encoded)
-    values = [decode(next(from_child)) if o.child else o.literal for o in case.operands]
-    if next(from_child, None) is not None:
-        raise ValueError("the child reported more values than the case has")
-    return values
-
-
-def _evaluate(case: Case, values: list) -> tuple[bool, str]:
-    """(passed, the expected value as shown in feedback)."""
-    if case.kind == "truth":
-        got = values[0]
-        return (not isinstance(got, Opaque) and bool(got) == case.expect_true), repr(case.expect_true)
-    if case.kind == "close":
-        got, target, tolerance = values
-        _require_numbers(got, target, tolerance)
-        return case.ops[0](abs(got - target), tolerance), f"{_show(target)} (within {tolerance!r})"
-    if case.kind == "isclose":
-        got, target = values
-        _require_numbers(got, target)
-        return math.isclose(got, target, **case.keywords), f"{_show(target)} (math.isclose)"
-    passed = all(op(a, b) for op, a, b in zip(case.ops, values, values[1:]))
-    others = [v for i, v in enumerate(values) if i != case.got_index]
-    expected = _show(others[0]) if len(others) == 1 else case.source
-    return passed, expected
-
-
-def _require_numbers(*values) -> None:
-    for value in values:
-        if type(value) not in (int, float, bool, complex):
-            raise TypeError(f"expected a number, got {type(value).__name__}: {_show(value)}")
-
-
-def _show(value) -> str:
-    return _cap(repr(value), VALUE_CHARS)
-
-
-def _cap(text: str, limit: int) -> str:
+def cap(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-# --- feedback: what the model is shown -----------------------------------------------------
-
-
-def feedback_text(verdict_or_cases, visible_only: bool = True, max_chars: int = FEEDBACK_CHARS) -> str:
-    """Failing cases as Input/Expected/Got (or error and trimmed traceback), capped.
-
-    Takes a Verdict (its `error` — syntax error, timeout, crash — comes first) or a list
-    of CaseResult. With visible_only, hidden cases never appear, not even their count.
-    """
-    cases = getattr(verdict_or_cases, "cases", verdict_or_cases)
-    run_error = getattr(verdict_or_cases, "error", None)
-    shown = [c for c in cases if not (visible_only and c.hidden)]
-    failing = [c for c in shown if not c.passed and c.ran]
-    not_run = sum(1 for c in shown if not c.ran)
-    blocks = [_cap(run_error, CASE_CHARS)] if run_error else []
-    blocks += [_case_block(c, run_error) for c in failing]
-    text, used = "", 0
-    for block in blocks:
-        if text and len(text) + len(block) + 2 > max_chars:
-            break
-        text = f"{text}\n\n{block}" if text else _cap(block, max_chars)
-        used += 1
-    notes = []
-    if used < len(blocks):
-        notes.append(f"({len(blocks) - used} more failing tests not shown)")
-    if not_run:
-        notes.append(f"({not_run} tests did not run)")
-    if not blocks and not notes and any(not c.passed for c in cases):
-        notes.append("The shown tests passed, but the solution failed other tests.")
-    return "\n".join([text, *notes]).strip()
-
-
-def _case_block(case: CaseResult, run_error: str | None = None) -> str:
-    lines = [f"Test: {case.source}"]
-    if case.input is not None:
-        lines.append(f"Input: {case.input}")
-    if case.error is not None and case.error == run_error:
-        lines.append("(this test was running when the run ended)")
-    elif case.error is not None:
-        lines.append(case.traceback or f"Error: {case.error}")
-    else:
-        if case.expected is not None:
-            lines.append(f"Expected: {case.expected}")
-        if case.got is not None:
-            lines.append(f"Got: {case.got}")
-    return _cap("\n".join(lines), CASE_CHARS)
