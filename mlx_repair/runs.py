@@ -13,7 +13,8 @@ from pathlib import Path
 
 from mlx_repair.config import Config
 from mlx_repair.errors import UserError
-from mlx_repair.problems import Problem, Split, load_problems, select, split_problems
+from mlx_repair.problems import Problem, load_problems
+from mlx_repair.problems.split import Split, select, split_problems
 
 
 def problems_for(config: Config, side: str) -> tuple[list[Problem], Split]:

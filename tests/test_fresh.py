@@ -8,7 +8,8 @@ import pytest
 
 from mlx_repair.sandbox.cases import plan_tests
 from mlx_repair.cli import main
-from mlx_repair.problems import load_problems, split_problems
+from mlx_repair.problems import load_problems
+from mlx_repair.problems.split import split_problems
 from mlx_repair.sandbox import Pool
 
 

@@ -19,7 +19,7 @@ def _source_files() -> set[str]:
     files = {f"mlx_repair/{p.relative_to(ROOT / 'mlx_repair')}" for p in (ROOT / "mlx_repair").rglob("*.py")}
     files |= {f"mlx_repair/tui/{p.relative_to(ROOT / 'tui')}" for p in (ROOT / "tui").rglob("*.py")}
     files |= {f"mlx_repair/tui/{p.name}" for p in (ROOT / "tui").glob("*.tcss")}
-    files |= {f"mlx_repair/data/{p.name}" for p in (ROOT / "mlx_repair" / "data").iterdir()}
+    files |= {f"mlx_repair/problems/data/{p.name}" for p in (ROOT / "mlx_repair" / "problems" / "data").iterdir()}
     return files
 
 
@@ -36,5 +36,5 @@ def test_wheel_holds_every_module_the_stylesheet_and_the_fresh_problems(tmp_path
     )
     (wheel,) = tmp_path.glob("mlx_repair-*.whl")
     shipped = set(zipfile.ZipFile(wheel).namelist())
-    assert {"mlx_repair/tui/app.tcss", "mlx_repair/data/fresh.jsonl"} <= _source_files()
+    assert {"mlx_repair/tui/app.tcss", "mlx_repair/problems/data/fresh.jsonl"} <= _source_files()
     assert _source_files() - shipped == set()

@@ -3,13 +3,8 @@ import json
 
 import pytest
 
-from mlx_repair.problems import (
-    ProblemsError,
-    is_eval_task,
-    load_problems,
-    select,
-    split_problems,
-)
+from mlx_repair.problems import ProblemsError, load_problems
+from mlx_repair.problems.split import is_eval_task, select, split_problems
 
 
 def write_jsonl(path, records, gz=False):
