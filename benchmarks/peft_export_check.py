@@ -46,7 +46,7 @@ def random_adapter(spec: str, out_dir, num_layers: int, fine_tune_type: str = "l
     from mlx_lm.utils import save_config
 
     from mlx_repair.model.resolve import resolve_model
-    from mlx_repair.train import base_model_info
+    from mlx_repair.training.manifest import base_model_info
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -74,7 +74,8 @@ def trained_adapter(spec: str, out_dir, num_layers: int, fine_tune_type: str = "
     from mlx_repair.mining.dataset import Dataset, answer_message
     from mlx_repair.problems import load_problems
     from mlx_repair.generation.prompts import draft_messages
-    from mlx_repair.train import preset, train_adapter
+    from mlx_repair.training.config import preset
+    from mlx_repair.training.lora import train_adapter
 
     problems = load_problems("humaneval")[:12]
     records = [{"messages": draft_messages(p) + [answer_message(p.prompt + p.canonical_solution)]} for p in problems]

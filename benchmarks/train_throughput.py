@@ -2,7 +2,7 @@
 the peak memory of a Qwen3.5-0.8B-class model.
 
 compare (default): the same data and settings trained twice, each in a fresh process
-with OpenBLAS preloaded: once with `mlx_repair.train.train_adapter`, once with mlx-lm's
+with OpenBLAS preloaded: once with `mlx_repair.training.lora.train_adapter`, once with mlx-lm's
 own `lora` command (`mlx_lm.lora.main()` with `--train --data DIR`, observed through a
 training callback for its reports). Both run batch 1 for two epochs and report once per
 epoch; the second epoch is compared (both have processed exactly the same records by
@@ -120,7 +120,8 @@ def _mutate(code: str, prompt: str) -> str | None:
 
 def child_ours(model: str, data: str, records: int, num_layers: int) -> dict:
     from mlx_repair.events import TrainStep
-    from mlx_repair.train import TrainConfig, train_adapter
+    from mlx_repair.training.config import TrainConfig
+    from mlx_repair.training.lora import train_adapter
 
     config = TrainConfig(
         num_layers=num_layers, batch_size=1, iters=2 * records, steps_per_report=records,
@@ -181,7 +182,8 @@ def child_train_08b(data: str, grad_checkpoint: int) -> dict:
     from mlx.utils import tree_flatten
 
     from mlx_repair.events import TrainStep
-    from mlx_repair.train import preset, train_adapter
+    from mlx_repair.training.config import preset
+    from mlx_repair.training.lora import train_adapter
 
     model, tokenizer = qwen35_model()
     weights = [v for _, v in tree_flatten(model.parameters())]

@@ -15,7 +15,9 @@ import pytest
 from mlx_repair.mining.dataset import MixConfig, prepare_dataset
 from mlx_repair.events import Log, TrainStep
 from mlx_repair.mining.store import Store
-from mlx_repair.train import CHECKPOINT_FILE, TrainConfig, preset, train_adapter
+from mlx_repair.training.checkpoints import CHECKPOINT_FILE
+from mlx_repair.training.config import TrainConfig, preset
+from mlx_repair.training.lora import train_adapter
 from test_dataset import PROBLEMS, fill_store
 
 FAST = dict(batch_size=2, learning_rate=1e-3, steps_per_report=2, steps_per_eval=4, save_every=2)
@@ -156,7 +158,7 @@ def test_answer_loss_equals_mlx_lm_default_loss(arch, tiny_model_dir, tiny_qwen3
     from mlx_lm import load
     from mlx_lm.tuner.trainer import default_loss
 
-    from mlx_repair.train import _backbone_and_head, answer_loss
+    from mlx_repair.training.lora import _backbone_and_head, answer_loss
 
     model, _ = load(str(tiny_model_dir if arch == "qwen2" else tiny_qwen35_dir))
     assert _backbone_and_head(model) is not None  # the projection is split off, not skipped
@@ -173,7 +175,7 @@ def test_presets_and_fitting():
     assert cpu.batch_size == 1 and cpu.iters == 12 and cpu.rank == TrainConfig().rank
     assert preset("auto") == preset("cpu")  # these tests run on mlx[cpu]
     from mlx_repair.errors import UserError
-    from mlx_repair.train import fit_config
+    from mlx_repair.training.config import fit_config
 
     with pytest.raises(UserError):
         preset("gpu-farm")
@@ -191,7 +193,8 @@ from mlx_repair.model import blas
 blas.preload()
 import time
 from mlx_lm.tuner.callbacks import TrainingCallback
-from mlx_repair.train import TrainConfig, train_adapter
+from mlx_repair.training.config import TrainConfig
+from mlx_repair.training.lora import train_adapter
 
 class Slow(TrainingCallback):
     def on_train_loss_report(self, info):

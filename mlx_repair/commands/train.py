@@ -80,7 +80,7 @@ def train_pipeline(config, args, command: str, console=None) -> Path:
     from mlx_repair.console import Console
     from mlx_repair.evaluation.report import StageTime, TrainReport, write_report
     from mlx_repair.runs import problems_for
-    from mlx_repair.train import preset_name
+    from mlx_repair.training.config import preset_name
 
     console = console or Console()
     sizes = PIPELINE_PRESETS[preset_name(args.preset)]
@@ -130,7 +130,7 @@ def train_pipeline(config, args, command: str, console=None) -> Path:
 
 
 def _train_config(args):
-    from mlx_repair.train import preset
+    from mlx_repair.training.config import preset
 
     return preset(
         args.preset,
@@ -171,7 +171,7 @@ def _dataset(problems, mine_dir: Path, mix):
 def _train(config, split, dataset, out: Path, train_config, console):
     """Train on `dataset`, showing progress; returns (losses, validation losses)."""
     from mlx_repair.events import TrainStep
-    from mlx_repair.train import train_adapter
+    from mlx_repair.training.lora import train_adapter
 
     losses, validation = [], []
     extra = {"split": split.to_dict(), "problems": config.run.problems}

@@ -291,7 +291,7 @@ def _verified_base(adapter: Adapter) -> Path:
     """The local base folder, refused when its weights are not those the manifest hashed:
     fusing into other weights gives a model that was never trained or evaluated."""
     from mlx_repair.model.resolve import resolve_model
-    from mlx_repair.train import file_sha256
+    from mlx_repair.training.manifest import file_sha256
 
     recorded = adapter.manifest.get("base_model", {})
     path = Path(recorded["path"]) if recorded.get("path") and Path(recorded["path"]).is_dir() else None
