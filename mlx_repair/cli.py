@@ -1,8 +1,8 @@
 """The `mlx-repair` command: a thin dispatcher over one module per subcommand.
 
-Each module in `mlx_repair.commands` has `HELP` (one line), `add_arguments(parser)` and
-`run(args) -> int`, like mlx-lm's `setup_arg_parser()` / `main()`. Modules are imported
-only when their subcommand runs, so `mlx-repair exec` never pays for MLX.
+Each module in `mlx_repair.commands` has `add_arguments(parser)` and `run(args) -> int`,
+like mlx-lm's `setup_arg_parser()` / `main()`; `COMMANDS` below holds their one-line help.
+Command modules import the core only inside `run`, so `mlx-repair exec` never pays for MLX.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ COMMANDS = {
 }
 
 
-def build_parser(available: dict[str, str]) -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlx-repair",
         description="Make a small local code model measurably better at your tests.",
@@ -41,11 +41,11 @@ def build_parser(available: dict[str, str]) -> argparse.ArgumentParser:
         help="settings file (default: ./mlx-repair.toml when present); flags override it",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, help_text in available.items():
+    for name, help_text in COMMANDS.items():
         module = _command_module(name)
         command = sub.add_parser(name, help=help_text, description=help_text, parents=[common])
         module.add_arguments(command)
-        command.set_defaults(run=module.run)
+        command.set_defaults(handler=module.run)  # not `run`: a command may have a --run flag
     return parser
 
 
@@ -53,26 +53,12 @@ def _command_module(name: str):
     return importlib.import_module(f"mlx_repair.commands.{name.replace('-', '_')}")
 
 
-def available_commands() -> dict[str, str]:
-    """The subcommands whose module is installed (all of them in a finished tree)."""
-    found = {}
-    for name, help_text in COMMANDS.items():
-        try:
-            _command_module(name)
-        except ModuleNotFoundError as error:
-            if error.name != f"mlx_repair.commands.{name}":
-                raise
-            continue
-        found[name] = help_text
-    return found
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser(available_commands())
+    parser = build_parser()
     args = parser.parse_args(argv)
     blas.preload()  # before any command imports mlx.core: ~10x faster CPU matmuls on Linux
     try:
-        return args.run(args) or 0
+        return args.handler(args) or 0
     except UserError as error:
         print(f"mlx-repair {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -37,7 +37,7 @@ QUANTIZE_GROUP_SIZE = 64  # mlx-lm's default for affine quantization
 class RunSection:
     model: str = DEFAULT_MODEL
     problems: str = "humaneval"
-    # Fraction of task ids held out for evaluation; decided per id by a hash (problems.py).
+    # Fraction of task ids held out for evaluation; decided per id by a hash (problems/split.py).
     eval_fraction: float = 0.5
     limit: int | None = None
     out_dir: str = "runs"
@@ -58,9 +58,10 @@ class SamplingSection:
 
 @dataclass
 class SandboxSection:
-    timeout_s: float = 10.0
+    timeout_s: float = 10.0  # wall clock per candidate
+    cpu_s: float | None = None  # CPU seconds per candidate (None: the same as timeout_s)
     memory_mb: int = 1024
-    workers: int | None = None
+    workers: int | None = None  # candidates at once (None: one per core)
 
 
 @dataclass
@@ -69,11 +70,32 @@ class RepairSection:
 
 
 @dataclass
+class TrainSection:
+    """`mlx-repair train`: stage sizes, LoRA settings and the data mix. None means what the
+    preset gives (`training.config.PRESETS`, and the stage sizes in `pipeline.train`)."""
+
+    preset: str = "auto"  # "auto", "cpu" or "default"
+    eval_limit: int | None = None  # evaluate on the first N eval-side problems
+    mine_limit: int | None = None  # mine the first N train-side problems
+    iters: int | None = None
+    rank: int | None = None
+    layers: int | None = None  # the last N transformer blocks get adapters (-1: all)
+    learning_rate: float | None = None
+    batch_size: int | None = None
+    dora: bool = False
+    min_pairs: int = 10  # fewer mined repair pairs than this and no adapter is trained
+    keep_ratio: float = 0.5  # keep records per repair record
+    solve_ratio: float = 0.25  # solve records per repair record
+    control: str | None = None  # "garbage": also train and evaluate the same-shape control
+
+
+@dataclass
 class Config:
     run: RunSection = field(default_factory=RunSection)
     sampling: SamplingSection = field(default_factory=SamplingSection)
     sandbox: SandboxSection = field(default_factory=SandboxSection)
     repair: RepairSection = field(default_factory=RepairSection)
+    train: TrainSection = field(default_factory=TrainSection)
 
 
 def load_config(path: str | Path | None = None) -> Config:

@@ -63,7 +63,7 @@ def test_missing_explicit_file(tmp_path):
 def test_quantize_and_the_prompts_wording_change_the_run_directory(monkeypatch):
     """A resumed run must be the same experiment: other bits or other prompts start anew."""
     from mlx_repair.generation import prompts
-    from mlx_repair.runs import run_dir, settings_of
+    from mlx_repair.pipeline.stages import run_dir, settings_of
 
     plain, quantized = Config(), Config()
     quantized.run.quantize = 4

@@ -227,7 +227,7 @@ def test_quitting_mid_run_leaves_a_store_that_resumes_without_duplicates(tmp_pat
 
 def test_the_mine_command_runs_under_the_app_with_a_tiny_model(tiny_model_dir, tmp_path):
     """`mine --tui`'s job, unchanged: model loading, the real writer, sandbox and store."""
-    from mlx_repair.commands.mine import mine
+    from mlx_repair.pipeline.mine import mine
     from mlx_repair.config import Config
 
     config = Config()

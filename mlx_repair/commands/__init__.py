@@ -1,4 +1,8 @@
-"""One module per `mlx-repair` subcommand: HELP, add_arguments(parser), run(args) -> int."""
+"""One module per `mlx-repair` subcommand: add_arguments(parser) and run(args) -> int.
+
+The flags that several commands share, and the way a job runs (printed, or under the
+TUI with `--tui`), live here once. A flag whose `dest` is "section.key" overrides that
+key of the config file (config.py)."""
 
 from mlx_repair.config import QUANTIZE_BITS, QUANTIZE_GROUP_SIZE
 
@@ -12,3 +16,42 @@ def add_model_arguments(parser) -> None:
         "as mlx-lm): less memory and faster on Metal; on the CPU, where weights stay float32, MLX's "
         "quantized matmuls are 3-10x slower, so use it there only when memory is short",
     )
+    parser.add_argument("--problems", dest="run.problems", metavar="PROBLEMS", help="'humaneval', 'fresh' or a HumanEval/MBPP-format JSONL")
+
+
+def add_sampling_arguments(parser, when: str = "") -> None:
+    """--samples, --temperature and --max-tokens; `when` says which stage they apply to."""
+    suffix = f" {when}" if when else ""
+    parser.add_argument("--samples", dest="sampling.samples", type=int, metavar="N", help=f"drafts per problem{suffix} (pass@k needs >= 2k)")
+    parser.add_argument("--temperature", dest="sampling.temperature", type=float, metavar="T", help=f"sampling temperature{suffix} (0, the default, is greedy)")
+    parser.add_argument("--max-tokens", dest="sampling.max_tokens", type=int, metavar="N", help="tokens per model output")
+
+
+def add_job_arguments(parser, stage: str) -> None:
+    """--run-dir and --tui, for the commands that run a resumable job."""
+    parser.add_argument("--run-dir", metavar="DIR", help=f"store the run here (default: runs/{stage}-<model>-<settings hash>)")
+    parser.add_argument("--tui", action="store_true", help="watch the run in the terminal UI (q stops it; re-run to resume)")
+
+
+def run_job(args, title: str, job, plan=None, done=None) -> int:
+    """Read the config (file, then flags) and run `job(config, console)`: printed, or
+    drawn by the TUI with --tui (`plan(config)` tells the app which problems to expect).
+    `done(result)` then prints what the job made, on stdout, once it finished."""
+    from mlx_repair.config import config_from_args
+    from mlx_repair.console import Console
+
+    config = config_from_args(args)
+    results = []
+
+    def work(console):
+        results.append(job(config, console))
+
+    if getattr(args, "tui", False):
+        from mlx_repair.tui import run_with_tui
+
+        code = run_with_tui(work, title, plan(config) if plan else None)
+    else:
+        code = work(Console()) or 0
+    if results and done:
+        done(results[0])
+    return code

@@ -7,8 +7,6 @@ import shutil
 import subprocess
 import sys
 
-HELP = "Check this machine: MLX, BLAS, sandbox isolation, packaged models and data."
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(

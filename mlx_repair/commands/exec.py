@@ -13,7 +13,6 @@ from pathlib import Path
 
 from mlx_repair.errors import UserError
 
-HELP = "Run completions against a problem set's tests in the sandbox and write verdicts."
 VERDICT_FIELDS = ("task_id", "passed", "status", "feedback", "isolation")
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "List the models mlx-repair can use, where they are cached, size and dtype."
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(

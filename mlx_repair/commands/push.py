@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "Export an adapter and upload it to a Hugging Face hub repo (created if needed)."
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("adapter_dir", metavar="ADAPTER_DIR", help="a folder written by `mlx-repair train`")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlx_repair.evaluation.compare import compare_results
-from mlx_repair.evaluation.metrics import METRIC_LABELS
+from mlx_repair.evaluation.metrics import METRIC_LABELS, format_metric
 
 
 @dataclass
@@ -160,3 +160,42 @@ def _charts(report: TrainReport, directory: Path) -> list[str]:
     plt.close(figure)
     names.append("metrics.png")
     return names
+
+
+def write_no_adapter_report(out: Path, base: dict, counts: dict, mine_dir: Path, command: str, reason: str, stages) -> Path:
+    """Mining found too few verified repairs: say so, with the base model's numbers,
+    instead of training on them (a finished run with an honest answer, not a crash)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "eval-base.json").write_text(json.dumps(base, indent=2) + "\n")
+    lines = [
+        "# mlx-repair training report",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"**No adapter was trained**: {reason}. Mining ({mine_dir}) found "
+        f"{', '.join(f'{kind} {count}' for kind, count in counts.items())}. "
+        "An adapter trained on a handful of records memorises them and breaks more problems "
+        "than it fixes (benchmarks/results/train_demo_qwen0.5b.md). Mine more problems "
+        "(`--mine-limit N`, `--preset default`), draw more drafts per problem "
+        "(`--samples 4 --temperature 0.8`), allow more repair rounds (`--rounds 3`), use a stronger model, "
+        "or lower `--min-pairs` to train anyway.",
+        "",
+        f"Base model {base['model']} on {base['problems']}, {base['side']} side:",
+        "",
+    ]
+    lines += [f"- {format_metric(key, value, base['n'])}" for key, value in base["metrics"].items()]
+    lines += [""] + stage_table(stages)
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def report_notes(n: int, counts: dict) -> list[str]:
+    """How much one problem weighs, and how far the pair count is from where training helps."""
+    notes = [f"Each eval problem is {100 / n:.1f} points: read differences as problems moved, not percentages."]
+    if counts.get("repair", 0) < 100:
+        notes.append(
+            f"{counts.get('repair', 0)} repair pairs: public results found fewer than ~100 pairs can hurt "
+            "sampling diversity; treat any gain as preliminary."
+        )
+    return notes

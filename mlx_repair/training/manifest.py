@@ -76,11 +76,8 @@ def file_sha256(path: Path) -> str:
     key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
     if key not in cache:
-        digest = hashlib.sha256()
         with open(path, "rb") as source:
-            while chunk := source.read(1 << 22):
-                digest.update(chunk)
-        cache[key] = digest.hexdigest()
+            cache[key] = hashlib.file_digest(source, "sha256").hexdigest()
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(cache_path, json.dumps(cache, indent=1))
     return cache[key]

@@ -53,7 +53,8 @@ def settings_of(config: Config, **extra) -> dict:
 def sandbox_pool(config: Config):
     from mlx_repair.sandbox import Limits, Pool
 
-    limits = Limits(timeout_s=config.sandbox.timeout_s, memory_mb=config.sandbox.memory_mb)
+    s = config.sandbox
+    limits = Limits(timeout_s=s.timeout_s, cpu_s=s.cpu_s or s.timeout_s, memory_mb=s.memory_mb)
     return Pool(workers=config.sandbox.workers, limits=limits)
 
 

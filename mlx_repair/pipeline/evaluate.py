@@ -1,0 +1,95 @@
+"""Evaluation: run (or resume) the loop on one side of a problem set and summarise it.
+
+By default every problem gets one greedy draft; each failing draft gets one repair turn
+(feedback from the visible cases, verified on all cases) and one independent resample at
+the same cost, so that `repair_pass@1` is read beside its budget-matched baseline
+`resample_pass@2`. With a fresh set beside it, the same model is measured with the same
+settings on problems it cannot have seen in training: a score that holds only on the
+leaked benchmark is memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from mlx_repair.console import Console
+from mlx_repair.evaluation.metrics import format_metric, format_value, gains_over_cold, summarize
+from mlx_repair.mining.loop import LoopConfig
+from mlx_repair.mining.store import Store
+from mlx_repair.pipeline.stages import run_stage
+
+
+def evaluate_model(config, side: str, adapter=None, repair: bool = True, run_dir=None, console=None) -> dict:
+    """Run (or resume) the evaluation loop and return the result dict that --json writes."""
+    console = console or Console()
+    loop_config = LoopConfig(
+        samples=config.sampling.samples,
+        rounds=1 if repair else 0,
+        resample=repair,
+        save_pairs=False,
+        stage="eval",
+    )
+    done = run_stage(config, "eval", side, loop_config, console, adapter, run_dir, repair=repair)
+    with Store.open(done.directory) as store:
+        store.select_run("eval")
+        metrics, rows = summarize(store, done.problems)
+    writer = done.writer
+    result = {
+        "model": writer.name,
+        "adapter": adapter,
+        "problems": config.run.problems,
+        "side": side,
+        "n": len(rows),
+        "metrics": metrics,
+        "per_problem": [r.to_dict() for r in rows],
+        "split": done.split.to_dict(),
+        "sampling": writer.sampling_for("draft"),
+        "seconds": round(done.seconds, 1),
+        "generated_tokens": writer.stats.generated_tokens,
+        "tokens_per_second": round(writer.stats.tokens_per_second, 2),
+        "peak_memory_gb": round(writer.stats.peak_memory_gb, 2),
+        "run_dir": str(done.directory),
+    }
+    show_result(result, rows, console)
+    return result
+
+
+def evaluate_with_fresh(config, side: str, fresh: str | None, adapter=None, repair=True, run_dir=None, console=None) -> dict:
+    """`evaluate_model`, then (when `fresh` names a set) the same on the fresh set, shown
+    side by side; the fresh result is the main one's "fresh" entry."""
+    console = console or Console()
+    options = dict(adapter=adapter, repair=repair, console=console)
+    result = evaluate_model(config, side, run_dir=run_dir, **options)
+    if fresh:
+        fresh_config = replace(config, run=replace(config.run, problems=fresh))
+        # An explicit run directory holds the main run's store; the fresh run needs its own.
+        fresh_dir = run_dir and f"{Path(run_dir)}-fresh"
+        result["fresh"] = evaluate_model(fresh_config, side, run_dir=fresh_dir, **options)
+        show_side_by_side(result, result["fresh"], console)
+    return result
+
+
+def show_result(result: dict, rows, console) -> None:
+    n = result["n"]
+    console.line(f"{result['model']} on {result['problems']} ({result['side']} side, n={n}), run in {result['run_dir']}")
+    for key, value in result["metrics"].items():
+        console.line("  " + format_metric(key, value, n))
+    for attr, label, metric in (("repair", "repair", "repair_pass@1"), ("resample", "resampling", "resample_pass@2")):
+        if metric in result["metrics"]:
+            gained = gains_over_cold(rows, attr)
+            console.line(f"  gained over cold by {label}: {len(gained)} problems {' '.join(gained)}".rstrip())
+    console.line(
+        f"  {result['generated_tokens']} tokens generated in {result['seconds']:.0f}s "
+        f"({result['tokens_per_second']:.1f} tok/s while generating), peak {result['peak_memory_gb']:.1f} GB"
+    )
+
+
+def show_side_by_side(result: dict, fresh: dict, console) -> None:
+    """Leaked vs fresh: each metric of both sets on one line, each rate with its own n."""
+    console.line(f"{result['model']}, {result['side']} side: leaked vs fresh")
+    console.line(f"  {'problems':<36} {result['problems']:<33}| {fresh['problems']}")
+    for key, value in result["metrics"].items():
+        if key in fresh["metrics"]:
+            leaked = format_metric(key, value, result["n"])
+            console.line(f"  {leaked:<70}| {format_value(fresh['metrics'][key], fresh['n'])}")

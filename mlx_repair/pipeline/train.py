@@ -1,0 +1,159 @@
+"""The whole `train` job: evaluate the base on the eval side -> mine pairs on the train
+side -> train a LoRA adapter -> evaluate base + adapter on the eval side -> write the
+report. With `train.control = "garbage"`, a second adapter trained the same way on
+same-shape garbage pairs is evaluated too, and the report puts the three side by side.
+
+Every stage resumes: re-running the same command skips what is done. The `cpu` preset
+(chosen automatically without Metal) evaluates and mines fewer problems and trains
+fewer steps, so the run fits a 2-core CPU; its numbers rest on few problems, and the
+report says how few.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from mlx_repair.console import Console
+from mlx_repair.evaluation.report import StageTime, TrainReport, report_notes, write_no_adapter_report, write_report
+from mlx_repair.events import TrainStep
+from mlx_repair.mining.dataset import MixConfig, build_dataset, too_few_pairs
+from mlx_repair.mining.store import Store
+from mlx_repair.pipeline.evaluate import evaluate_model
+from mlx_repair.pipeline.mine import mine
+from mlx_repair.pipeline.stages import problems_for, settings_of
+from mlx_repair.training.config import TrainConfig, preset, preset_name
+from mlx_repair.training.lora import train_adapter
+
+# Stage sizes per preset: eval problems and mined problems (None: all). On a 2-core CPU
+# every token, read or written, costs about a GFLOP (a 600-token repair prompt costs as
+# much as 600 generated tokens), so the cpu preset keeps the stages small there.
+PIPELINE_PRESETS = {
+    "cpu": {"eval_limit": 16, "mine_limit": 24},
+    "default": {"eval_limit": None, "mine_limit": None},
+}
+# Settings that never change what a run computes, left out of the adapter folder's name.
+NOT_RESULT_SETTINGS = (("sandbox", "workers"), ("run", "out_dir"))
+
+
+def train_pipeline(config, command: str, out: str | Path | None = None, console=None) -> Path:
+    """Run every stage (each resumes) and return the path of report.md."""
+    console = console or Console()
+    train_config = train_config_of(config)
+    mix = mix_of(config)
+    control_mix = replace(mix, control=config.train.control) if config.train.control else None
+    sizes = PIPELINE_PRESETS[preset_name(config.train.preset)]
+    console.line(f"preset {preset_name(config.train.preset)} ({_preset_reason(config.train.preset)})")
+    eval_config = _with_limit(_greedy(config), config.train.eval_limit or sizes["eval_limit"])
+    mine_config = _with_limit(config, config.train.mine_limit or sizes["mine_limit"])
+    out = Path(out or default_out(config, train_config))
+    stages: list[StageTime] = []
+
+    def timed(stage: str, work):
+        started = time.perf_counter()
+        result = work()
+        stages.append(StageTime(stage, time.perf_counter() - started, _peak_memory_gb()))
+        return result
+
+    base = timed("evaluate base", lambda: evaluate_model(eval_config, "eval", console=console))
+    mine_dir, counts = timed("mine pairs", lambda: mine(mine_config, console=console))
+    mined_problems, split = problems_for(mine_config, "train")
+    dataset = _dataset(mined_problems, mine_dir, mix)
+    too_few = too_few_pairs(dataset, mix)
+    if too_few:
+        console.line(f"no adapter trained: {too_few}")
+        return write_no_adapter_report(out, base, counts, mine_dir, command, too_few, stages)
+    losses, validation = timed("train adapter", lambda: _train(mine_config, split, dataset, out, train_config, console))
+    adapter = timed("evaluate adapter", lambda: evaluate_model(eval_config, "eval", adapter=str(out), console=console))
+    control = None
+    if control_mix is not None:
+        control_data = _dataset(mined_problems, mine_dir, control_mix)
+        too_few = too_few_pairs(control_data, control_mix)
+        if too_few:
+            console.line(f"no control adapter trained: {too_few}")
+        else:
+            control_out = out.with_name(out.name + "-control-garbage")
+            timed("train control", lambda: _train(mine_config, split, control_data, control_out, train_config, console))
+            control = timed("evaluate control", lambda: evaluate_model(eval_config, "eval", adapter=str(control_out), console=console))
+    for name, result in (("base", base), ("adapter", adapter), ("control", control)):
+        if result is not None:
+            (out / f"eval-{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    report = TrainReport(
+        base=base, adapter=adapter, control=control, pair_counts=counts, losses=losses,
+        validation_losses=validation, stages=stages, command=command,
+        notes=report_notes(base["n"], counts),
+    )
+    return write_report(report, out)
+
+
+def train_config_of(config) -> TrainConfig:
+    """The LoRA settings: the preset's, with what `[train]` (or a flag) sets."""
+    t = config.train
+    return preset(
+        t.preset, iters=t.iters, rank=t.rank, num_layers=t.layers, learning_rate=t.learning_rate,
+        batch_size=t.batch_size, fine_tune_type="dora" if t.dora else None,
+    )
+
+
+def mix_of(config) -> MixConfig:
+    t = config.train
+    return MixConfig(min_pairs=t.min_pairs, keep_ratio=t.keep_ratio, solve_ratio=t.solve_ratio)
+
+
+def default_out(config, train_config: TrainConfig) -> Path:
+    """adapters/<model>-<hash>: a hash of the settings that change the result only, so
+    the same command in another process finds the same folder (and resumes)."""
+    settings = settings_of(config, train=asdict(train_config))
+    for section, key in NOT_RESULT_SETTINGS:
+        settings[section].pop(key, None)
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    return Path("adapters") / f"{Path(config.run.model).name}-{digest}"
+
+
+def _preset_reason(name: str) -> str:
+    if name != "auto":
+        return "asked for"
+    return "auto: MLX runs on the CPU" if preset_name(name) == "cpu" else "auto: MLX runs on a GPU"
+
+
+def _greedy(config):
+    """Evaluation is always one greedy draft per problem, whatever mining samples."""
+    return replace(config, sampling=replace(config.sampling, samples=1, temperature=0.0))
+
+
+def _with_limit(config, limit):
+    return replace(config, run=replace(config.run, limit=limit if limit is not None else config.run.limit))
+
+
+def _dataset(problems, mine_dir: Path, mix):
+    """The mixed, split training records built from the mined store."""
+    with Store.open(mine_dir) as store:
+        store.select_run("mine")
+        return build_dataset(store, problems, mix)
+
+
+def _train(config, split, dataset, out: Path, train_config, console):
+    """Train on `dataset`, showing progress; returns (losses, validation losses)."""
+    losses, validation = [], []
+    extra = {"split": split.to_dict(), "problems": config.run.problems}
+    for event in train_adapter(config.run.model, dataset, out, train_config, extra=extra, quantize=config.run.quantize):
+        console.show(event)
+        if not isinstance(event, TrainStep):
+            continue
+        if event.iteration > 0 and not math.isnan(event.loss):  # step 0 only validates
+            losses.append((event.iteration, event.loss))
+        if event.validation_loss is not None:
+            validation.append((event.iteration, event.validation_loss))
+    return losses, validation
+
+
+def _peak_memory_gb() -> float:
+    import mlx.core as mx
+
+    peak = mx.get_peak_memory() / 1e9
+    mx.reset_peak_memory()
+    return peak
