@@ -2,13 +2,19 @@
 (with a scripted writer, as in test_loop.py), replayed from their store or live."""
 
 import asyncio
+import os
+import shutil
+import subprocess
+import sys
 import math
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from rich.console import Console
 
+from mlx_repair.cli import main
 from mlx_repair.errors import UserError
 from mlx_repair.events import (
     AttemptFinished,
@@ -541,3 +547,31 @@ def test_the_text_being_written_shows_live_then_gives_way_to_the_attempt():
             assert shows_code(app, RIGHT) and "```" not in text_of(app, "code")
 
     asyncio.run(scenario())
+
+
+def test_tui_on_a_store_with_an_unknown_run_names_the_runs_it_holds(finished_run, capsys):
+    assert main(["tui", str(finished_run), "--run", "nope"]) == 2
+    assert "no run named 'nope' (it holds mine)" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux for a real terminal")
+def test_tui_draws_a_stored_run_in_a_real_terminal(finished_run, tmp_path):
+    session = f"mlx-repair-test-{os.getpid()}"
+    command = f"{sys.executable} -m mlx_repair.cli tui {finished_run} --run mine"
+    env = {**os.environ, "TERM": "xterm-256color"}
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "40", command], check=True, env=env, cwd=Path(__file__).resolve().parents[1])
+    try:
+        screen = ""
+        deadline = time.monotonic() + 60
+        while "T/pass" not in screen and time.monotonic() < deadline:
+            time.sleep(0.5)
+            screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
+        assert "T/pass" in screen, screen
+        assert "mlx-repair — mine" in screen
+        subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
+        deadline = time.monotonic() + 20
+        while subprocess.run(["tmux", "has-session", "-t", session], capture_output=True).returncode == 0:
+            assert time.monotonic() < deadline, "q did not end the app"
+            time.sleep(0.2)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
