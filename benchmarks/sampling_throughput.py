@@ -12,8 +12,8 @@ Two rates per row: "wall" counts prefill time too (what a user waits for; with f
 generated tokens per prompt it is dominated by prefill), "decode" leaves it out (the
 batching gain itself). Peak memory includes the weights.
 
-Real Qwen 0.5B decodes ~2.5 tok/s single stream on this CPU, so the defaults take
-several minutes there; a tiny test model takes seconds:
+Real Qwen 0.5B decodes a few tokens per second single stream on a 2-core CPU, so the
+defaults take several minutes there; a tiny test model takes seconds:
     .venv/bin/python benchmarks/sampling_throughput.py                      # packaged Qwen
     .venv/bin/python benchmarks/sampling_throughput.py --model smollm2-135m-instruct
     .venv/bin/python benchmarks/sampling_throughput.py --model path/to/mlx-folder --n 8
@@ -21,7 +21,7 @@ several minutes there; a tiny test model takes seconds:
 
 from __future__ import annotations
 
-try:  # OpenBLAS must be loaded before mlx.core is imported (DESIGN.md: ~10x prefill)
+try:  # OpenBLAS must be loaded before mlx.core is imported (benchmarks/results/blas_speedup.md)
     from mlx_repair.model import blas
 
     BLAS = blas.preload().name

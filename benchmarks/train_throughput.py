@@ -27,7 +27,7 @@ Slow on a 2-core CPU (Qwen 0.5B: ~20 s per step):
 
 from __future__ import annotations
 
-try:  # OpenBLAS must be loaded before mlx.core is imported (DESIGN.md: ~10x training)
+try:  # OpenBLAS must be loaded before mlx.core is imported (benchmarks/results/blas_speedup.md)
     from mlx_repair.model import blas
 
     BLAS = blas.preload().name

@@ -56,7 +56,7 @@ def _command_module(name: str):
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    blas.preload()  # before any command imports mlx.core: ~10x faster CPU matmuls on Linux
+    blas.preload()  # before any command imports mlx.core (Linux CPUs: OpenBLAS, see model/blas.py)
     try:
         return args.handler(args) or 0
     except UserError as error:

@@ -39,10 +39,8 @@ def repair_messages(problem: Problem, code: str, feedback: str) -> list[dict]:
     One user turn (not a replayed conversation) so that a mined pair becomes one training
     example whose prompt is exactly what the loop showed the model. The attempt is shown
     without its docstrings (the problem above holds them) and the model is told not to
-    write failing code again. On 21 failed Qwen 0.5B eval drafts this prompt took 13%
-    fewer prompt tokens and 21% fewer written ones than the old one, and wrote the failing
-    code back 14 times instead of 17 (0 passed either way). The wording fits a `keep`
-    pair too, whose tests all pass.
+    write failing code again (benchmarks/results/measurement_notes.md). The wording fits
+    a `keep` pair too, whose tests all pass.
     """
     user = (
         "Complete the following Python function.\n\n"

@@ -1,8 +1,9 @@
 """Batched sampling: many prompts x many samples per decoding step, over mlx-lm's BatchGenerator.
 
-Generation on a CPU is memory bound (DESIGN.md: 2.5 tok/s single stream for Qwen 0.5B,
-22.9 tok/s aggregate at batch 32), so every model call should carry as many sequences as
-fit. `sample` keeps mlx-lm's continuous batching full: each prompt is prefilled once and
+One sequence at a time leaves most of a model call's work unused: batch 32 decodes
+several times the tokens per second of a single stream
+(benchmarks/results/sampling_throughput.md), so every model call should carry as many
+sequences as fit. `sample` keeps mlx-lm's continuous batching full: each prompt is prefilled once and
 its KV cache handed to all n samples (mlx-lm copies caches when it merges them into a
 batch), a finished sequence leaves the batch at once (EOS, the caller's stop check, or
 max_tokens) and the next prompt takes its place. Samples are yielded as they finish, so
@@ -38,7 +39,7 @@ OnText = Callable[[int, int, str, int], None]
 class SamplingConfig:
     temperature: float = 0.0  # 0 is greedy decoding (then n > 1 gives n equal samples)
     # Nucleus sampling; 1.0 keeps the whole distribution. Below 1, mlx-lm sorts the whole
-    # vocabulary every step: ~0.9 s per step at batch 32 with Qwen's 152k vocabulary here.
+    # vocabulary every step, which is slow with large vocabularies on a CPU.
     top_p: float = 1.0
     max_tokens: int = 512  # per sample
     seed: int = 0
@@ -80,13 +81,6 @@ class SamplingStats:
     def tokens_per_second(self) -> float:
         """Generated tokens per second of wall time: what a user waits for."""
         return self.generated_tokens / self.seconds if self.seconds else 0.0
-
-    @property
-    def decode_tokens_per_second(self) -> float:
-        """Generated tokens per second of decoding alone (prefill time left out)."""
-        decoding = self.seconds - self.prefill_seconds
-        return self.generated_tokens / decoding if decoding > 0 else 0.0
-
 
 @dataclass
 class _Sequence:

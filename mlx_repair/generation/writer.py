@@ -17,8 +17,8 @@ from mlx_repair.events import PartialText, WritingListener
 from mlx_repair.mining.loop import Output, Request
 from mlx_repair.generation.sampling import SamplingConfig, SamplingStats, sample
 
-# The second model call (a repair or a resample) when drafts are greedy. Greedy repair
-# mostly writes the broken code back (15 of 17 repairs of Qwen 0.5B on HumanEval), and
+# The second model call (a repair or a resample) when drafts are greedy: greedy repair
+# mostly writes the broken code back (benchmarks/results/measurement_notes.md), and
 # sampling both at one temperature leaves the feedback as the only difference between them.
 SECOND_TRY_TEMPERATURE = 0.8
 

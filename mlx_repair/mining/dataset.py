@@ -7,9 +7,9 @@ the adapter is trained on the turn it will see, and whose assistant turn is the 
 assistant turn only (`tokenize`: mlx-lm's `ChatDataset` with `mask_prompt=True`): the
 model should learn to write the fix, not to predict the feedback.
 
-Why mix: training only on corrections made a model doubt correct answers (DESIGN.md),
-so `keep` pairs (passing code shown as passing -> the same code) and `solve` pairs
-(problem -> passing code) are mixed in, capped at a ratio of the repair count so the
+Why mix: in published self-training work, training only on corrections made a model
+doubt correct answers, so `keep` pairs (passing code shown as passing -> the same code)
+and `solve` pairs (problem -> passing code) are mixed in, capped at a ratio of the repair count so the
 repairs stay the bulk. `control="garbage"` is the control experiment: the same mix, with
 the repair pairs swapped for as many same-shape pairs whose "fix" fails.
 
@@ -52,8 +52,7 @@ class MixConfig:
     # that repairs stay the majority with tens of pairs.
     keep_ratio: float = 0.5
     solve_ratio: float = 0.25
-    # A near-copy fix passed hidden tests its broken code failed: a one-line bug fix (the
-    # only repair Qwen 0.5B found in the cpu preset's mining was `return 0` -> `return n ** 2`).
+    # A near-copy fix passed hidden tests its broken code failed: a one-line bug fix.
     # Kept by default; False trains on larger edits only.
     include_near_copies: bool = True
     # Share of the mined problems held out for validation (at least one when there are two).
@@ -61,7 +60,7 @@ class MixConfig:
     control: str | None = None  # None, or "garbage": the same-shape control
     seed: int = 0
     # Fewer trained pairs than this and no adapter is trained: LoRA memorises a handful of
-    # records (20 steps on 3 records broke 9 of 16 of Qwen 0.5B's passing eval problems).
+    # records and breaks more than it fixes (benchmarks/results/measurement_notes.md).
     min_pairs: int = 10
 
     def __post_init__(self):

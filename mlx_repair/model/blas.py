@@ -1,9 +1,10 @@
 """Make MLX's CPU matmuls use Debian's OpenBLAS instead of the reference BLAS it bundles.
 
-The `mlx[cpu]` wheel calls `cblas_sgemm` and LAPACK from a bundled reference library
-(~3 GFLOP/s here). Loading an optimised BLAS into the global symbol scope *before*
-`mlx.core` is imported makes libmlx bind to it instead (~80-120 GFLOP/s, identical
-logits). Nothing here matters on macOS, where MLX uses Accelerate and Metal.
+The `mlx[cpu]` wheel calls `cblas_sgemm` and LAPACK from a bundled reference library.
+Loading an optimised BLAS into the global symbol scope *before* `mlx.core` is imported
+makes libmlx bind to it instead, with the same logits; the speed-up is measured in
+benchmarks/results/blas_speedup.md. Nothing here matters on macOS, where MLX uses
+Accelerate and Metal.
 
 Call `preload()` before anything imports `mlx.core`; set MLX_REPAIR_NO_OPENBLAS=1 to
 turn it off (for a comparison, or if the library misbehaves).
@@ -13,12 +14,14 @@ from __future__ import annotations
 
 import ctypes
 import os
+import platform
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 DISABLE_ENV = "MLX_REPAIR_NO_OPENBLAS"
-LIBRARY_DIR = Path("/usr/lib/x86_64-linux-gnu")
+# Debian and Ubuntu keep libraries per architecture: x86_64-linux-gnu, aarch64-linux-gnu, ...
+LIBRARY_DIR = Path(f"/usr/lib/{platform.machine()}-linux-gnu")
 # libopenblas0-pthread links against libgfortran5 for its LAPACK part; load it first so
 # the dynamic loader does not have to find it on its own.
 LIBRARIES = (
@@ -54,7 +57,7 @@ def _try_preload() -> tuple[str, str]:
         return "reference", "mlx.core was imported before the OpenBLAS preload"
     missing = [str(path) for path in LIBRARIES if not path.exists()]
     if missing:
-        return "reference", f"{missing[0]} not found; for ~25x faster matmuls: {APT_HINT}"
+        return "reference", f"{missing[0]} not found; for faster CPU matmuls: {APT_HINT}"
     try:
         for path in LIBRARIES:
             ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)

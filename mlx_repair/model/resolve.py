@@ -23,7 +23,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -99,7 +98,6 @@ PACKAGED = {
 }
 DEFAULT_MODEL = "qwen2.5-coder-0.5b-instruct"
 SOURCE_FILE = "mlx-repair-source.json"  # written into each cached import
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 @dataclass(frozen=True)
@@ -139,12 +137,26 @@ def resolve_model(
         if not (path / "config.json").is_file():
             raise UserError(f"{path}: no config.json here; not an MLX or Hugging Face model folder")
         return ResolvedModel(path.name, path, "local", default_dtype(), str(path))
-    if _HUB_ID.match(spec) and not spec.startswith((".", "~")):
+    if _is_hub_id(spec):
         return ResolvedModel(spec, _hub_snapshot(spec), "hub", default_dtype(), spec)
     raise UserError(
         f"unknown model {spec!r}: not a packaged model ({', '.join(PACKAGED)}), "
         "an existing .gguf file or model folder, or a hub id like owner/name"
     )
+
+
+def _is_hub_id(spec: str) -> bool:
+    """owner/name by huggingface-hub's own rule (a relative path like ./x is not one)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if spec.count("/") != 1 or spec.startswith((".", "~")):
+        return False
+    try:
+        validate_repo_id(spec)
+    except HFValidationError:
+        return False
+    return True
 
 
 def load_model(

@@ -41,8 +41,8 @@ class TrainConfig:
     # (whose Gated DeltaNet trains as a per-token loop) needs it to stay under 10 GB:
     # 7.4 instead of 13.5 GB in float32 (benchmarks/results/train_throughput.md).
     grad_checkpoint: bool = False
-    # Compile the step as mlx-lm does (~10% faster on Qwen 0.5B here). Hybrid models
-    # (qwen3_5's Gated DeltaNet) compiled slower and with 3x the memory on CPU: turn off.
+    # Compile the step as mlx-lm does (faster on Qwen 0.5B). Hybrid models (qwen3_5's
+    # Gated DeltaNet) compile slower and with more memory on CPU: RECURRENT_TRAINING.
     compile: bool = True
     seed: int = 0
     steps_per_report: int = 10
@@ -64,10 +64,9 @@ class TrainConfig:
 
 PRESETS = {
     "default": TrainConfig(),
-    # A 2-core CPU: a Qwen 0.5B f32 step at batch 1 takes ~15-20 s on a quiet machine
-    # (answer-only logits; several times that when other work shares the cores), so 20
-    # steps over the last 8 blocks: ~5-7 minutes. Validation on 2 records at the start
-    # and the end only; a checkpoint every 4 steps (about a minute of work at risk).
+    # A 2-core CPU: 20 steps at batch 1 over the last 8 blocks, validation on 2 records at
+    # the start and the end only, a checkpoint every 4 steps; minutes, not hours, for a
+    # 0.5B model (benchmarks/results/measurement_notes.md).
     "cpu": TrainConfig(
         num_layers=8, iters=20, batch_size=1,
         steps_per_report=2, steps_per_eval=20, val_batches=2, save_every=4,
