@@ -43,7 +43,8 @@ import tempfile
 import time
 from pathlib import Path
 
-DEFAULT_MODEL = "qwen2.5-coder-0.5b-instruct"
+from mlx_repair.config import DEFAULT_MODEL
+
 QWEN35_08B = {
     "model_type": "qwen3_5",
     "tie_word_embeddings": True,

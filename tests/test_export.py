@@ -295,7 +295,8 @@ def test_fused_export_loads_in_transformers(adapter_dir, batches, expected, tmp_
 def test_transformers_and_peft_give_the_mlx_logits_on_the_packaged_qwen(tmp_path):
     """The same check on Qwen2.5-Coder-0.5B with an adapter trained for 2 steps (~3 min;
     benchmarks/peft_export_check.py records longer runs)."""
-    from mlx_repair.model.resolve import DEFAULT_MODEL, PACKAGED
+    from mlx_repair.config import DEFAULT_MODEL
+    from mlx_repair.model.resolve import PACKAGED
 
     if PACKAGED[DEFAULT_MODEL].part_paths() is None:
         pytest.skip(f"{DEFAULT_MODEL} is not installed (make models)")

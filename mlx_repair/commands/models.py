@@ -15,6 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mlx_repair.config import DEFAULT_MODEL
     from mlx_repair.model import resolve
 
     if args.prepare:
@@ -25,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
         state = "cached" if info.cached else "installed" if info.installed else "missing"
         where = str(info.cached) if info.cached else info.description
         size = f"{info.size / 1e6:.0f} MB" if info.size else "-"
-        default = " (default)" if info.name == resolve.DEFAULT_MODEL else ""
+        default = " (default)" if info.name == DEFAULT_MODEL else ""
         rows.append((info.name + default, info.source, state, size, info.dtype, where))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mlx_repair.problems import Problem
-from mlx_repair.evaluation.stats import pass_at_k
+from mlx_repair.evaluation.stats import mean_pass_at_k
 from mlx_repair.mining.store import Attempt, Store
 
 METRIC_LABELS = {
@@ -76,7 +76,7 @@ def summarize(store: Store, problems: list[Problem]) -> tuple[dict, list[Problem
     samples = min(r.drafts for r in rows)
     for k in (2, 5, 10, 20, 50, 100):
         if samples >= 2 * k:
-            metrics[f"pass@{k}"] = sum(pass_at_k(r.drafts, r.drafts_passed, k) for r in rows) / n
+            metrics[f"pass@{k}"] = mean_pass_at_k([(r.drafts, r.drafts_passed) for r in rows], k)
     metrics["oracle"] = sum(r.oracle for r in rows) / n
     return metrics, rows
 
@@ -93,4 +93,17 @@ def format_metric(key: str, value: float, n: int) -> str:
 
 def format_value(value: float, n: int) -> str:
     """A rate with the n it is measured on: 3 of 10 and 30 of 100 are not the same news."""
-    return f"{100 * value:5.1f}%  (n={n}, {value * n:.1f} problems)"
+    count = problem_count(value, n)
+    return f"{100 * value:5.1f}%  (n={n}, {count} problem{'' if count == '1' else 's'})"
+
+
+def format_rate(value: float | None, n: int) -> str:
+    """A table cell: the rate and its problems out of n ("-" when not measured)."""
+    return "-" if value is None else f"{100 * value:.1f}% ({problem_count(value, n)}/{n})"
+
+
+def problem_count(value: float, n: int) -> str:
+    """How many problems a rate over n is: whole, or with one decimal when it is a mean
+    over several samples per problem (pass@k)."""
+    count = value * n
+    return f"{count:.0f}" if abs(count - round(count)) < 1e-6 else f"{count:.1f}"

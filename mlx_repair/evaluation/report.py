@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlx_repair.evaluation.compare import compare_results
-from mlx_repair.evaluation.metrics import METRIC_LABELS, format_metric
+from mlx_repair.evaluation.metrics import METRIC_LABELS, format_metric, format_rate
 
 
 @dataclass
@@ -84,7 +84,7 @@ def markdown(report: TrainReport, charts: list[str]) -> str:
         "| --- | " + " | ".join("---" for _ in systems) + " |",
     ]
     for key in report.base["metrics"]:
-        cells = [_cell(result["metrics"].get(key), n) for _, result in systems]
+        cells = [format_rate(result["metrics"].get(key), n) for _, result in systems]
         lines.append(f"| {METRIC_LABELS.get(key, key)} | " + " | ".join(cells) + " |")
     lines += ["", "## What moved", ""]
     for name, comparisons in report.comparisons().items():
@@ -117,12 +117,6 @@ def stage_table(stages: list[StageTime]) -> list[str]:
     """The markdown lines of the time and peak memory of each stage."""
     lines = ["## Time and memory", "", "| stage | time | peak memory |", "| --- | --- | --- |"]
     return lines + [f"| {s.stage} | {s.seconds / 60:.1f} min | {s.peak_memory_gb:.1f} GB |" for s in stages]
-
-
-def _cell(value: float | None, n: int) -> str:
-    if value is None:
-        return "-"
-    return f"{100 * value:.1f}% ({value * n:.0f}/{n})"
 
 
 def _charts(report: TrainReport, directory: Path) -> list[str]:

@@ -96,7 +96,6 @@ PACKAGED = {
         ),
     )
 }
-DEFAULT_MODEL = "qwen2.5-coder-0.5b-instruct"
 SOURCE_FILE = "mlx-repair-source.json"  # written into each cached import
 
 

@@ -9,7 +9,7 @@ copied from report.json and manifest.json (shipped beside the card), never recom
 
 from __future__ import annotations
 
-from mlx_repair.evaluation.metrics import METRIC_LABELS
+from mlx_repair.evaluation.metrics import METRIC_LABELS, format_rate
 
 WHERE = "path/to/this/folder"  # what the usage snippets call the export when no repo id is known
 KIND_DESCRIPTIONS = {
@@ -50,17 +50,16 @@ def render_card(
 
 
 def _front_matter(fmt: str, base_id: str | None, kind: str) -> str:
-    lines = ["---"]
-    if base_id:
-        lines.append(f"base_model: {base_id}")
-    lines += [
-        f"library_name: {'peft' if fmt == 'peft' else 'mlx'}",
-        "pipeline_tag: text-generation",
-        "tags:",
-        *(f"- {tag}" for tag in ("mlx", "mlx-repair", kind.lower(), "code", "self-repair")),
-        "---",
-    ]
-    return "\n".join(lines)
+    """The hub's YAML metadata block, written by huggingface-hub's own ModelCardData."""
+    from huggingface_hub import ModelCardData
+
+    data = ModelCardData(
+        base_model=base_id,
+        library_name="peft" if fmt == "peft" else "mlx",
+        pipeline_tag="text-generation",
+        tags=["mlx", "mlx-repair", kind.lower(), "code", "self-repair"],
+    )
+    return f"---\n{data.to_yaml()}\n---"
 
 
 def _base_section(manifest: dict, base_id: str | None) -> str:
@@ -145,14 +144,10 @@ def _evaluation_section(report: dict | None) -> str:
         "| --- | " + " | ".join("---" for _ in systems) + " |",
     ]
     for key in report["base"]:
-        cells = [_rate(metrics.get(key), n) for _, metrics in systems]
+        cells = [format_rate(metrics.get(key), n) for _, metrics in systems]
         lines.append(f"| {METRIC_LABELS.get(key, key)} | " + " | ".join(cells) + " |")
     lines += ["", *_comparison_table(report), "", _baseline_note(report), "", _control_note(report)]
     return "\n".join(lines)
-
-
-def _rate(value: float | None, n: int) -> str:
-    return "-" if value is None else f"{100 * value:.1f}% ({value * n:.0f}/{n})"
 
 
 def _comparison_table(report: dict) -> list[str]:
