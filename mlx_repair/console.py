@@ -11,12 +11,10 @@ from typing import Iterable, TextIO
 from mlx_repair.events import (
     AttemptFinished,
     Generating,
-    Log,
     PairSaved,
     Progress,
-    StageFinished,
     StageStarted,
-    TrainStep,
+    event_line,
 )
 
 PLAIN_EVERY_S = 30.0  # without a terminal, a progress line at most this often
@@ -49,25 +47,15 @@ class Console:
             self.pairs = dict(event.counts)
         elif isinstance(event, Progress):
             self._progress(event)
-        elif isinstance(event, StageStarted):
+        elif isinstance(event, Generating):
+            self._progress_text(f"writing {event.count} {event.kind}s ...", force=False)
+        if isinstance(event, StageStarted):
             # Counts are per stage: the adapter's eval must not add to the base eval's.
             self.outcomes.clear()
             self.pairs = {}
             self._completed.discard(event.stage)
-            self.line(f"== {event.stage}" + (f" ({event.total} problems)" if event.total else ""))
-        elif isinstance(event, StageFinished):
-            memory = f", peak {event.peak_memory_gb:.1f} GB" if event.peak_memory_gb else ""
-            self.line(f"== {event.stage} done in {_duration(event.seconds)}{memory}")
-        elif isinstance(event, Generating):
-            self._progress_text(f"writing {event.count} {event.kind}s ...", force=False)
-        elif isinstance(event, TrainStep):
-            validation = "" if event.validation_loss is None else f" val {event.validation_loss:.3f}"
-            self.line(
-                f"iter {event.iteration:>5}  loss {event.loss:.3f}{validation}  "
-                f"{event.tokens_per_second:.0f} tok/s  peak {event.peak_memory_gb:.1f} GB"
-            )
-        elif isinstance(event, Log):
-            self.line(event.message)
+        if (text := event_line(event)) is not None:
+            self.line(text)
 
     def line(self, text: str) -> None:
         self._end_line()
@@ -108,8 +96,3 @@ class Console:
         if self._line_open:
             print(file=self.stream, flush=True)
             self._line_open = False
-
-
-def _duration(seconds: float) -> str:
-    minutes, seconds = divmod(int(round(seconds)), 60)
-    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"

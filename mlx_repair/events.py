@@ -94,3 +94,27 @@ class TrainStep:
 @dataclass(frozen=True)
 class Log:
     message: str
+
+
+def event_line(event: object) -> str | None:
+    """The one line that the console and the TUI's log both show for a stage, training
+    or log event (None for the events each of them draws its own way)."""
+    if isinstance(event, Log):
+        return event.message
+    if isinstance(event, StageStarted):
+        return f"== {event.stage}" + (f" ({event.total} problems)" if event.total else "")
+    if isinstance(event, StageFinished):
+        memory = f", peak {event.peak_memory_gb:.1f} GB" if event.peak_memory_gb else ""
+        return f"== {event.stage} done in {duration(event.seconds)}{memory}"
+    if isinstance(event, TrainStep):
+        validation = "" if event.validation_loss is None else f" val {event.validation_loss:.3f}"
+        return (
+            f"iter {event.iteration:>5}  loss {event.loss:.3f}{validation}  "
+            f"{event.tokens_per_second:.0f} tok/s  peak {event.peak_memory_gb:.1f} GB"
+        )
+    return None
+
+
+def duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"

@@ -15,13 +15,13 @@ from mlx_repair.evaluation.metrics import problem_result
 from mlx_repair.events import (
     AttemptFinished,
     Generating,
-    Log,
     PairSaved,
     PartialText,
     Progress,
     StageFinished,
     StageStarted,
     TrainStep,
+    event_line,
 )
 from mlx_repair.mining.store import PAIR_KINDS, Attempt
 
@@ -264,13 +264,10 @@ def _has_draft(attempts: list[Attempt]) -> bool:
 
 def log_line(event: object) -> str | None:
     """The events worth a line in the log pane, as the line."""
-    if isinstance(event, Log):
-        return event.message
-    if isinstance(event, StageStarted):
-        return f"== {event.stage}" + (f" ({event.total} problems)" if event.total else "")
-    if isinstance(event, StageFinished):
-        memory = f", peak {event.peak_memory_gb:.1f} GB" if event.peak_memory_gb else ""
-        return f"== {event.stage} done in {event.seconds:.0f}s{memory}"
+    if isinstance(event, TrainStep):
+        return None  # the training pane draws it
+    if (text := event_line(event)) is not None:
+        return text
     if isinstance(event, Generating):
         return f"writing {event.count} {event.kind}s: {' '.join(event.task_ids[:6])}" + (" …" if len(event.task_ids) > 6 else "")
     if isinstance(event, AttemptFinished) and not event.resumed:
