@@ -91,3 +91,20 @@ def test_quantize_flag_is_explained_and_checked_by_argparse(command, capsys):
     with pytest.raises(SystemExit) as error:
         main([command, "--quantize", "3"])
     assert error.value.code == 2 and "invalid choice: 3" in capsys.readouterr().err
+
+
+def test_the_readme_config_example_is_valid_and_train_settings_reach_training(tmp_path):
+    from pathlib import Path
+
+    from mlx_repair.cli import build_parser
+    from mlx_repair.config import config_from_args
+    from mlx_repair.pipeline.train import mix_of, train_config_of
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    example = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    path = write(tmp_path, example.replace("iters = 20", "iters = 7"))
+    config = config_from_args(build_parser().parse_args(["train", "--config", str(path)]))
+    assert (train_config_of(config).iters, train_config_of(config).rank, mix_of(config).min_pairs) == (7, 8, 10)
+    flagged = config_from_args(build_parser().parse_args(["train", "--config", str(path), "--iters", "9", "--dora"]))
+    assert train_config_of(flagged).iters == 9 and train_config_of(flagged).fine_tune_type == "dora"
+    assert config.sandbox.cpu_s == 10.0

@@ -1,0 +1,2 @@
+"""LoRA/DoRA training on the mined records: settings and presets, the resumable loop,
+checkpoints and the manifest."""
