@@ -26,6 +26,8 @@ COMMANDS = {
     "push": "Export an adapter and upload it to a Hugging Face hub repo (created if needed).",
     "doctor": "Check this machine: MLX, BLAS, sandbox isolation, packaged models and data.",
 }
+# The commands whose settings live in the config file; the others take no --config.
+CONFIGURED = ("train", "mine", "eval", "exec")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, help_text in COMMANDS.items():
         module = _command_module(name)
-        command = sub.add_parser(name, help=help_text, description=help_text, parents=[common])
+        parents = [common] if name in CONFIGURED else []
+        command = sub.add_parser(name, help=help_text, description=help_text, parents=parents)
         module.add_arguments(command)
         command.set_defaults(handler=module.run)  # not `run`: a command may have a --run flag
     return parser

@@ -111,10 +111,46 @@ def load_config(path: str | Path | None = None) -> Config:
         raise UserError(f"{path}: config file not found") from None
     except tomllib.TOMLDecodeError as error:
         raise UserError(f"{path}: not valid TOML ({error})") from None
-    config = _build(Config, data, path, prefix="")
-    if config.run.quantize not in (None, *QUANTIZE_BITS):
-        bits = " or ".join(map(str, QUANTIZE_BITS))
-        raise UserError(f"{path}: 'run.quantize' must be {bits} (bits), got {config.run.quantize!r}")
+    return check(_build(Config, data, path, prefix=""), f"{path}: ")
+
+
+# (key, rule, what the rule says): every setting is checked before any work starts.
+RULES = (
+    ("run.eval_fraction", lambda v: 0 < v < 1, "between 0 and 1 (exclusive)"),
+    ("run.limit", lambda v: v is None or v >= 1, "at least 1"),
+    ("run.quantize", lambda v: v in (None, *QUANTIZE_BITS), " or ".join(map(str, QUANTIZE_BITS)) + " (bits)"),
+    ("sampling.temperature", lambda v: v >= 0, "0 (greedy) or more"),
+    ("sampling.top_p", lambda v: 0 < v <= 1, "in (0, 1]"),
+    ("sampling.max_tokens", lambda v: v >= 1, "at least 1"),
+    ("sampling.samples", lambda v: v >= 1, "at least 1"),
+    ("sampling.batch_size", lambda v: v >= 1, "at least 1"),
+    ("sandbox.timeout_s", lambda v: v > 0, "more than 0"),
+    ("sandbox.cpu_s", lambda v: v is None or v > 0, "more than 0"),
+    ("sandbox.memory_mb", lambda v: v >= 16, "at least 16"),
+    ("sandbox.workers", lambda v: v is None or v >= 1, "at least 1"),
+    ("repair.rounds", lambda v: 0 <= v <= 3, "0 to 3"),
+    ("train.preset", lambda v: v in ("auto", "cpu", "default"), "auto, cpu or default"),
+    ("train.eval_limit", lambda v: v is None or v >= 1, "at least 1"),
+    ("train.mine_limit", lambda v: v is None or v >= 1, "at least 1"),
+    ("train.iters", lambda v: v is None or v >= 1, "at least 1"),
+    ("train.rank", lambda v: v is None or v >= 1, "at least 1"),
+    ("train.layers", lambda v: v is None or v == -1 or v >= 1, "-1 (all) or at least 1"),
+    ("train.learning_rate", lambda v: v is None or v > 0, "more than 0"),
+    ("train.batch_size", lambda v: v is None or v >= 1, "at least 1"),
+    ("train.min_pairs", lambda v: v >= 1, "at least 1"),
+    ("train.keep_ratio", lambda v: v >= 0, "0 or more"),
+    ("train.solve_ratio", lambda v: v >= 0, "0 or more"),
+    ("train.control", lambda v: v in (None, "garbage"), "unset or \"garbage\""),
+)
+
+
+def check(config: Config, where: str = "") -> Config:
+    """`config` if every setting is in range, else a one-line error naming the key."""
+    for key, rule, expected in RULES:
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        if not rule(value):
+            raise UserError(f"{where}{key!r} must be {expected}, got {value!r}")
     return config
 
 
@@ -170,5 +206,6 @@ def apply_overrides(config: Config, values: dict) -> Config:
 
 
 def config_from_args(args) -> Config:
-    """The file named by --config (or found in the working directory), then the flags."""
-    return apply_overrides(load_config(getattr(args, "config", None)), vars(args))
+    """The file named by --config (or found in the working directory), then the flags;
+    checked again once the flags are in."""
+    return check(apply_overrides(load_config(getattr(args, "config", None)), vars(args)))

@@ -3,7 +3,9 @@
 import subprocess
 import sys
 
-from mlx_repair.cli import build_parser
+import pytest
+
+from mlx_repair.cli import build_parser, main
 from mlx_repair.config import Config
 
 
@@ -39,3 +41,35 @@ def test_every_sandbox_setting_reaches_the_pool():
     config.sandbox.cpu_s = 5.0
     with sandbox_pool(config) as pool:
         assert pool.limits.cpu_s == 5.0
+
+
+@pytest.mark.parametrize("command", ["doctor", "models"])
+def test_commands_without_settings_take_no_config_flag(command, capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([command, "--config", "x.toml"])
+    assert "unrecognized arguments: --config" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["eval", "--samples", "0"], "'sampling.samples' must be at least 1, got 0"),
+        (["mine", "--rounds", "9"], "'repair.rounds' must be 0 to 3, got 9"),
+        (["train", "--learning-rate", "0"], "'train.learning_rate' must be more than 0, got 0.0"),
+        (["eval", "--limit", "0"], "'run.limit' must be at least 1, got 0"),
+    ],
+)
+def test_bad_settings_stop_before_any_work(argv, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main([*argv, "--model", "no-such-model"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()  # no run directory left behind
+
+
+@pytest.mark.parametrize("fraction", [5.0, 0.0, 1.0])
+def test_eval_fraction_out_of_range_in_the_file_is_one_line(fraction, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mlx-repair.toml").write_text(f"[run]\neval_fraction = {fraction}\n")
+    assert main(["eval", "--model", "no-such-model"]) == 2
+    assert f"mlx-repair.toml: 'run.eval_fraction' must be between 0 and 1 (exclusive), got {fraction}" in capsys.readouterr().err

@@ -131,7 +131,7 @@ def test_exec_command_writes_verdicts(humaneval, tmp_path, capsys):
 @pytest.mark.parametrize(
     "line, message",
     [
-        ("{not json", "samples.jsonl:2: not valid JSON"),
+        ("{not json", "samples.jsonl:2: not valid JSON (Expecting property name enclosed in double quotes at column 2)"),
         ('{"task_id": "HumanEval/0"}', "samples.jsonl:2: needs string fields"),
         ('{"task_id": "Nope/1", "completion": ""}', "samples.jsonl:2: task_id 'Nope/1' is not in"),
     ],
@@ -154,3 +154,17 @@ def test_a_dead_fork_server_is_replaced(humaneval):
     zygote.process.wait()
     assert run_candidate(problem, problem.canonical_solution).passed
     assert processes._ZYGOTES.zygote is not zygote
+
+
+def test_exec_reads_the_sandbox_settings_of_the_config_file(tmp_path, capsys):
+    samples = tmp_path / "samples.jsonl"
+    spin = "    import time\n    time.sleep(3)\n    return True\n"
+    _write_lines(samples, [{"task_id": "HumanEval/0", "completion": spin}])
+    config = tmp_path / "mlx-repair.toml"
+    config.write_text("[sandbox]\ntimeout_s = 1.0\n")
+    out = tmp_path / "verdicts.jsonl"
+    assert cli_main(["exec", "humaneval", str(samples), "--out", str(out), "--config", str(config)]) == 0
+    assert json.loads(out.read_text())["status"] == "timeout"
+    config.write_text("[sandbox]\ntimeout_s = -1\n")
+    assert cli_main(["exec", "humaneval", str(samples), "--config", str(config)]) == 2
+    assert "'sandbox.timeout_s' must be more than 0, got -1" in capsys.readouterr().err

@@ -20,24 +20,21 @@ def add_arguments(parser) -> None:
     parser.add_argument("problems", metavar="PROBLEMS", help="'humaneval', 'fresh' or a problems JSONL file")
     parser.add_argument("samples", metavar="SAMPLES", type=Path, help='JSONL of {"task_id", "completion"}')
     parser.add_argument("--out", type=Path, help="verdicts JSONL (default: SAMPLES_verdicts.jsonl)")
-    parser.add_argument("--workers", type=int, default=None, help="candidates run at once (default: cores)")
-    parser.add_argument("--timeout", type=float, default=10.0, help="wall-clock seconds per candidate")
+    parser.add_argument("--workers", dest="sandbox.workers", type=int, metavar="N", help="candidates run at once (default: cores)")
+    parser.add_argument("--timeout", dest="sandbox.timeout_s", type=float, metavar="S", help="wall-clock seconds per candidate (default 10)")
 
 
 def run(args) -> int:
+    from mlx_repair.config import config_from_args
+    from mlx_repair.pipeline.stages import sandbox_pool
     from mlx_repair.problems import load_problems
-    from mlx_repair.sandbox import Limits, Pool
 
-    if args.workers is not None and args.workers < 1:
-        raise UserError(f"--workers must be at least 1, got {args.workers}")
-    if args.timeout <= 0:
-        raise UserError(f"--timeout must be positive, got {args.timeout}")
+    config = config_from_args(args)
     problems = {p.task_id: p for p in load_problems(args.problems)}
     samples = read_samples(args.samples, problems)
     out = args.out or args.samples.with_name(args.samples.name + "_verdicts.jsonl")
-    limits = Limits(timeout_s=args.timeout, cpu_s=args.timeout)
     verdicts = {}
-    with Pool(args.workers, limits) as pool:
+    with sandbox_pool(config) as pool:
         jobs = ((i, problems[task_id], completion) for i, (task_id, completion) in enumerate(samples))
         for index, verdict in pool.run(jobs):
             verdicts[index] = verdict

@@ -24,8 +24,6 @@ def problems_for(config: Config, side: str) -> tuple[list[Problem], Split]:
     split = split_problems(everything, config.run.eval_fraction)
     chosen = select(everything, split, side)
     if config.run.limit is not None:
-        if config.run.limit < 1:
-            raise UserError(f"--limit must be at least 1, got {config.run.limit}")
         chosen = chosen[: config.run.limit]
     if not chosen:
         raise UserError(f"{config.run.problems}: no problems on the {side!r} side of the split")

@@ -87,7 +87,7 @@ def read_json_lines(path: Path) -> Iterable[tuple[int, dict]]:
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError as error:
-                    raise ProblemsError(f"{path}:{line_no}: not valid JSON ({error.msg})") from None
+                    raise ProblemsError(f"{path}:{line_no}: not valid JSON ({error.msg} at column {error.colno})") from None
                 if not isinstance(record, dict):
                     raise ProblemsError(f"{path}:{line_no}: expected a JSON object per line")
                 yield line_no, record
