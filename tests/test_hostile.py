@@ -9,6 +9,7 @@ means the attack failed.
 import os
 import secrets
 import socket
+import tempfile
 import time
 from pathlib import Path
 
@@ -172,6 +173,9 @@ def host(tmp_path_factory):
     in the environment, a server on loopback."""
     caller_dir = tmp_path_factory.mktemp("caller")
     (caller_dir / "keep.txt").write_text("keep")
+    # Host-side work directories of this module's runs land here, not in the shared /tmp
+    # where other processes on the machine make their own.
+    saved_tempdir, tempfile.tempdir = tempfile.tempdir, str(tmp_path_factory.mktemp("sandbox-tmp"))
     home_file = Path.home() / f".mlx-repair-sentinel-{MARK}"
     home_file.write_text("keep")
     server = socket.create_server(("127.0.0.1", 0))
@@ -181,6 +185,7 @@ def host(tmp_path_factory):
     os.environ["HF_TOKEN"] = os.environ["AWS_SECRET_ACCESS_KEY"] = "s3cr3t"
     yield caller_dir, home_file, server
     os.chdir(saved_cwd)
+    tempfile.tempdir = saved_tempdir
     for key in ("HF_TOKEN", "AWS_SECRET_ACCESS_KEY"):
         os.environ.pop(key, None)
     server.close()
@@ -233,7 +238,7 @@ def test_host_is_untouched(outcomes, host):
     assert sorted(p.name for p in caller_dir.iterdir()) == ["keep.txt"]
     with pytest.raises(BlockingIOError):
         server.accept()  # nobody connected
-    assert not list(Path("/tmp").glob("mlx-repair-*"))
+    assert tempfile.gettempdir() != "/tmp" and not list(Path(tempfile.gettempdir()).glob("mlx-repair-*"))
 
 
 def test_cold_start_also_contains_fork_bombs_and_orphans(host, monkeypatch):

@@ -196,14 +196,21 @@ from mlx_lm.tuner.callbacks import TrainingCallback
 from mlx_repair.training.config import TrainConfig
 from mlx_repair.training.lora import train_adapter
 
-class Slow(TrainingCallback):
-    def on_train_loss_report(self, info):
-        time.sleep(0.25)  # gives the test time to kill between checkpoints
+class StopAfterCheckpoint(TrainingCallback):
+    # Past step 7 the checkpoint of step 6 is on disk: say so, then wait to be killed.
 
-model, data, out, slow = sys.argv[1:5]
+    def __init__(self, marker):
+        self.marker = marker
+
+    def on_train_loss_report(self, info):
+        if info["iteration"] >= 7:
+            open(self.marker, "w").close()
+            time.sleep(3600)
+
+model, data, out, marker = sys.argv[1:5]
 config = TrainConfig(iters=12, batch_size=2, learning_rate=1e-3, dropout=0.1, steps_per_report=1,
                      steps_per_eval=7, save_every=3)
-for event in train_adapter(model, data, out, config, callback=Slow() if slow == "1" else None):
+for event in train_adapter(model, data, out, config, callback=StopAfterCheckpoint(marker) if marker else None):
     print(event, flush=True)
 """
 
@@ -215,22 +222,24 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_adapter(tiny_model_dir, d
     script.write_text(textwrap.dedent(CHILD))
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
 
-    def start(out, slow):
-        argv = [sys.executable, str(script), str(tiny_model_dir), str(data_dir), str(out), slow]
+    def start(out, marker=""):
+        argv = [sys.executable, str(script), str(tiny_model_dir), str(data_dir), str(out), str(marker)]
         return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
-    whole = start(tmp_path / "whole", "0")  # runs alongside, on the other core
-    killed = start(tmp_path / "killed", "1")
-    checkpoint = tmp_path / "killed" / CHECKPOINT_FILE
-    deadline = time.monotonic() + 60
-    while _checkpoint_step(checkpoint) < 6 and killed.poll() is None and time.monotonic() < deadline:
+    whole = start(tmp_path / "whole")  # runs alongside, on the other core
+    marker = tmp_path / "checkpointed"
+    killed = start(tmp_path / "killed", marker)
+    # Kill at a point the child reports (a checkpoint on disk), not after a guessed delay,
+    # so a busy machine only makes the test slower.
+    deadline = time.monotonic() + 600
+    while not marker.exists() and killed.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     killed.send_signal(signal.SIGKILL)
     killed.wait()
-    interrupted_at = _checkpoint_step(checkpoint)
-    assert killed.returncode == -signal.SIGKILL and 0 < interrupted_at < 12, killed.stdout.read()
+    interrupted_at = _checkpoint_step(tmp_path / "killed" / CHECKPOINT_FILE)
+    assert marker.exists() and killed.returncode == -signal.SIGKILL and interrupted_at == 6, killed.stdout.read()
 
-    resumed = start(tmp_path / "killed", "0")
+    resumed = start(tmp_path / "killed")
     output = resumed.communicate(timeout=120)[0]
     assert resumed.returncode == 0, output
     assert f"resuming from step {interrupted_at} of 12" in output
