@@ -81,3 +81,9 @@ def test_eval_fresh_shows_both_results_side_by_side(tiny_model_dir, tmp_path, mo
     assert any(line.split() == ["problems", "humaneval", "|", "fresh"] for line in printed.splitlines())
     side_by_side = [line for line in printed.splitlines() if line.startswith("  cold pass@1") and "| " in line]
     assert len(side_by_side) == 1 and side_by_side[0].count("(n=1,") == 2
+
+    # The same command again resumes both runs, and says so instead of "0 tokens generated".
+    assert main(args) == 0
+    again = capsys.readouterr().err
+    assert again.count("resumed: every attempt was already stored, nothing generated") == 2
+    assert "0 tokens generated" not in again

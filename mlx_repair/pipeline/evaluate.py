@@ -48,7 +48,7 @@ def evaluate_model(config, side: str, adapter=None, repair: bool = True, run_dir
         "seconds": round(done.seconds, 1),
         "generated_tokens": writer.stats.generated_tokens,
         "tokens_per_second": round(writer.stats.tokens_per_second, 2),
-        "peak_memory_gb": round(writer.stats.peak_memory_gb, 2),
+        "peak_memory_gb": round(done.peak_memory_gb, 2),
         "run_dir": str(done.directory),
     }
     show_result(result, rows, console)
@@ -79,10 +79,13 @@ def show_result(result: dict, rows, console) -> None:
         if metric in result["metrics"]:
             gained = gains_over_cold(rows, attr)
             console.line(f"  gained over cold by {label}: {len(gained)} problems {' '.join(gained)}".rstrip())
-    console.line(
-        f"  {result['generated_tokens']} tokens generated in {result['seconds']:.0f}s "
-        f"({result['tokens_per_second']:.1f} tok/s while generating), peak {result['peak_memory_gb']:.1f} GB"
-    )
+    if result["generated_tokens"]:
+        console.line(
+            f"  {result['generated_tokens']} tokens generated in {result['seconds']:.0f}s "
+            f"({result['tokens_per_second']:.1f} tok/s while generating), peak {result['peak_memory_gb']:.1f} GB"
+        )
+    else:
+        console.line(f"  resumed: every attempt was already stored, nothing generated; peak {result['peak_memory_gb']:.1f} GB")
 
 
 def show_side_by_side(result: dict, fresh: dict, console) -> None:

@@ -83,11 +83,14 @@ class StageRun:
     split: Split
     writer: object
     seconds: float
+    peak_memory_gb: float  # the weights included, so a resumed stage that generates nothing still says
 
 
 def run_stage(config: Config, stage: str, side: str, loop_config, console, adapter=None, explicit_dir=None, **extra) -> StageRun:
     """Load the model, open (or resume) the stage's store and run the loop to the end,
     showing its events on `console`."""
+    import mlx.core as mx
+
     from mlx_repair.events import Log, StageFinished, StageStarted
     from mlx_repair.mining.loop import run_loop
     from mlx_repair.model.resolve import quantize_warning
@@ -106,5 +109,6 @@ def run_stage(config: Config, stage: str, side: str, loop_config, console, adapt
         console.show(StageStarted(label, len(problems)))
         console.follow(run_loop(problems, writer, pool, store, loop_config))
     seconds = time.perf_counter() - started
-    console.show(StageFinished(label, seconds, writer.stats.peak_memory_gb))
-    return StageRun(directory, problems, split, writer, seconds)
+    peak = max(writer.stats.peak_memory_gb, mx.get_peak_memory() / 1e9)
+    console.show(StageFinished(label, seconds, peak))
+    return StageRun(directory, problems, split, writer, seconds, peak)
