@@ -56,3 +56,27 @@ def test_sigkill_mid_run_loses_nothing_and_duplicates_nothing(tiny_model_dir, tm
     assert len(drafts) == 6
     failed_drafts = {row[1] for row in after if row[2] == "draft" and not row[6]}
     assert {row[1] for row in after if row[2] == "repair"} == failed_drafts
+
+
+def test_a_second_mine_on_the_same_run_directory_refuses_naming_the_first(tiny_model_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\nfrom pathlib import Path\nfrom mlx_repair.pipeline.stages import run_lock\n"
+         "with run_lock(Path(sys.argv[1])):\n    print('locked', flush=True)\n    time.sleep(600)\n", str(run_dir)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        command = [sys.executable, "-m", "mlx_repair.cli", "mine", "--model", str(tiny_model_dir),
+                   "--limit", "1", "--max-tokens", "8", "--run-dir", str(run_dir)]
+        second = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2
+        assert f"another mlx-repair process (pid {holder.pid}) is writing this run" in second.stderr
+        assert not (run_dir / "store.sqlite").exists()  # it refused before touching the store
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder died (SIGKILL): the kernel dropped its lock, and the run can go on.
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr

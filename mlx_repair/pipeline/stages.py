@@ -4,10 +4,13 @@ pool, and the model writer."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
 import re
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -74,6 +77,32 @@ def load_writer(config: Config, adapter: str | None = None, progress=None, liste
     return MLXWriter(model, tokenizer, name, WriterSampling.from_draft(draft), listener=listener)
 
 
+LOCK_FILE = "writer.lock"
+
+
+@contextmanager
+def run_lock(directory: Path):
+    """Be the only process writing this run: a second `mine` or `eval` on the same run
+    directory refuses at once, naming the process that holds it. The kernel drops the
+    lock when its holder dies, even by SIGKILL, so a crash never leaves a stale lock."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / LOCK_FILE, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "unknown"
+            raise UserError(
+                f"{directory}: another mlx-repair process (pid {holder}) is writing this run; "
+                "wait for it to finish, or give this one another --run-dir"
+            ) from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
+        yield
+
+
 @dataclass
 class StageRun:
     """What a finished (or resumed-and-finished) loop stage leaves behind."""
@@ -103,11 +132,12 @@ def run_stage(config: Config, stage: str, side: str, loop_config, console, adapt
         console.show(Log(warning))
     label = stage if adapter is None else f"{stage} + adapter"  # train runs "eval" twice
     started = time.perf_counter()
-    writer = load_writer(config, adapter, progress=console.import_progress, listener=console.writing)
-    with Store.open(directory) as store, sandbox_pool(config) as pool:
-        store.start_run(stage, writer.name, config.run.problems, settings, split.to_dict())
-        console.show(StageStarted(label, len(problems)))
-        console.follow(run_loop(problems, writer, pool, store, loop_config))
+    with run_lock(directory):  # before the model loads: a second writer refuses at once
+        writer = load_writer(config, adapter, progress=console.import_progress, listener=console.writing)
+        with Store.open(directory) as store, sandbox_pool(config) as pool:
+            store.start_run(stage, writer.name, config.run.problems, settings, split.to_dict())
+            console.show(StageStarted(label, len(problems)))
+            console.follow(run_loop(problems, writer, pool, store, loop_config))
     seconds = time.perf_counter() - started
     peak = max(writer.stats.peak_memory_gb, mx.get_peak_memory() / 1e9)
     console.show(StageFinished(label, seconds, peak))
