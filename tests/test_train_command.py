@@ -18,7 +18,8 @@ def test_train_one_liner_end_to_end(tiny_repairer_dir, tmp_path, monkeypatch, ca
     ]
     assert main(args) == 0
     printed = capsys.readouterr()
-    assert f"report:  {out / 'report.md'}" in printed.out
+    assert f"adapter: {out}\nreport:  {out / 'report.md'}" in printed.out
+    assert "preset default (asked for)" in printed.err
     # The tiny model's repairs always pass, so there is no garbage to train the control on:
     # the run says so and goes on without it.
     assert "no control adapter trained: garbage pairs to train on: 0," in printed.err
@@ -50,7 +51,7 @@ def test_train_one_liner_end_to_end(tiny_repairer_dir, tmp_path, monkeypatch, ca
     assert json.loads((out / "eval-adapter.json").read_text())["generated_tokens"] == 0
 
 
-def test_train_without_any_repair_pair_ends_with_an_honest_report(tiny_model_dir, tmp_path, monkeypatch):
+def test_train_without_any_repair_pair_ends_with_an_honest_report(tiny_model_dir, tmp_path, monkeypatch, capsys):
     """A random model repairs nothing: the run finishes, says why no adapter exists, and
     what to try, instead of training on nothing or crashing."""
     monkeypatch.chdir(tmp_path)
@@ -66,6 +67,8 @@ def test_train_without_any_repair_pair_ends_with_an_honest_report(tiny_model_dir
     assert "cold pass@1" in report and "(n=1," in report
     assert not (out / "adapters.safetensors").exists()
     assert json.loads((out / "eval-base.json").read_text())["n"] == 1
+    printed = capsys.readouterr().out
+    assert "adapter:" not in printed and f"report:  {out / 'report.md'}" in printed  # no adapter to point at
 
 
 def test_train_refuses_fewer_pairs_than_the_minimum(tiny_repairer_dir, tmp_path, monkeypatch, capsys):
