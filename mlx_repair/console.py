@@ -14,6 +14,7 @@ from mlx_repair.events import (
     PairSaved,
     Progress,
     StageStarted,
+    duration,
     event_line,
 )
 
@@ -32,7 +33,8 @@ class Console:
         self.pairs: dict[str, int] = {}
         self._last_plain = 0.0
         self._line_open = False
-        self._completed: set[str] = set()  # stages whose final progress line was printed
+        # (stage, follow-ups asked for) whose all-done progress line was printed: once each
+        self._completed: set[tuple[str, int]] = set()
 
     def follow(self, events: Iterable[object]) -> None:
         for event in events:
@@ -53,7 +55,7 @@ class Console:
             # Counts are per stage: the adapter's eval must not add to the base eval's.
             self.outcomes.clear()
             self.pairs = {}
-            self._completed.discard(event.stage)
+            self._completed = {c for c in self._completed if c[0] != event.stage}
         if (text := event_line(event)) is not None:
             self.line(text)
 
@@ -70,16 +72,22 @@ class Console:
         filled = int(share * BAR_WIDTH)
         passed = self.outcomes[("draft", True)]
         repaired = self.outcomes[("repair", True)]
-        text = (
-            f"{event.stage} [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {event.done}/{event.total} drafts"
+        text = f"{event.stage} [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {event.done}/{event.total} drafts"
+        if event.follow_ups_total:
+            text += f"  {event.follow_ups_done}/{event.follow_ups_total} repairs+resamples"
+        text += (
             f"  passed {passed}  repaired {repaired}"
             f"  {event.generated_tokens} tok  {event.tokens_per_second:.1f} tok/s"
         )
+        if eta := _eta(event):
+            text += f"  ETA {eta}"
         if self.pairs:
             text += "  pairs " + " ".join(f"{k}={v}" for k, v in self.pairs.items() if v)
-        complete = event.done == event.total and event.stage not in self._completed
+        key = (event.stage, event.follow_ups_total)
+        all_done = event.done == event.total and event.follow_ups_done == event.follow_ups_total
+        complete = all_done and key not in self._completed
         if complete:
-            self._completed.add(event.stage)
+            self._completed.add(key)
         self._progress_text(text, force=complete)
 
     def _progress_text(self, text: str, force: bool) -> None:
@@ -96,3 +104,13 @@ class Console:
         if self._line_open:
             print(file=self.stream, flush=True)
             self._line_open = False
+
+
+def _eta(event: Progress) -> str | None:
+    """Time left if the rest goes at the pace so far: drafts and the repairs and resamples
+    asked for until now count as one step each (later failures may ask for more)."""
+    done = event.done + event.follow_ups_done
+    left = (event.total - event.done) + (event.follow_ups_total - event.follow_ups_done)
+    if not done or not left or not event.seconds:
+        return None
+    return duration(event.seconds * left / done)

@@ -76,10 +76,13 @@ class PairSaved:
 @dataclass(frozen=True)
 class Progress:
     stage: str
-    done: int
+    done: int  # drafts
     total: int
     generated_tokens: int = 0
     tokens_per_second: float = 0.0
+    follow_ups_done: int = 0  # repairs and resamples, of those asked for so far
+    follow_ups_total: int = 0
+    seconds: float = 0.0  # since the stage started
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from tiny_repairer import double_problem
 
 from mlx_repair.sandbox.cases import hidden_flags
 from mlx_repair.evaluation.metrics import summarize
-from mlx_repair.events import AttemptFinished, PairSaved
+from mlx_repair.events import AttemptFinished, PairSaved, Progress
 from mlx_repair.mining.loop import LoopConfig, Output, run_loop
 from mlx_repair.sandbox import Pool
 from mlx_repair.mining.store import Store
@@ -69,6 +69,9 @@ def test_failing_draft_is_repaired_and_becomes_a_repair_pair(tmp_path):
     assert metrics["cold_pass@1"] == 0.0 and metrics["repair_pass@1"] == 1.0
     assert metrics["resample_pass@2"] == 0.0 and metrics["oracle"] == 1.0
     assert sum(isinstance(e, PairSaved) for e in events) == 1
+    # Progress counts the repair and the resample after the draft, so the bar keeps moving.
+    progress = [(e.done, e.follow_ups_done, e.follow_ups_total) for e in events if isinstance(e, Progress)]
+    assert progress == [(1, 0, 0), (1, 1, 1), (1, 2, 2)]
 
 
 def test_a_fix_that_passes_only_the_visible_cases_is_not_a_repair(tmp_path):

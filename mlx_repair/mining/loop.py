@@ -78,11 +78,22 @@ class LoopConfig:
 class _Tally:
     done: int = 0
     tokens: int = 0
+    follow_ups_done: int = 0
+    follow_ups_total: int = 0
     started: float = field(default_factory=time.perf_counter)
+
+    def count(self, request: Request) -> None:
+        if request.kind == "draft":
+            self.done += 1
+        else:
+            self.follow_ups_done += 1
 
     def progress(self, stage: str, total: int) -> Progress:
         seconds = max(time.perf_counter() - self.started, 1e-9)
-        return Progress(stage, self.done, total, self.tokens, self.tokens / seconds)
+        return Progress(
+            stage, self.done, total, self.tokens, self.tokens / seconds,
+            self.follow_ups_done, self.follow_ups_total, seconds,
+        )
 
 
 def run_loop(
@@ -136,13 +147,13 @@ def _after_failures(chunk, store: Store, config: LoopConfig, source: tuple[str, 
 def _step(requests, writer, judge, store, config, tally, total) -> Iterator[object]:
     """Write the requests that are not stored yet, judge them, store and report all."""
     todo = []
+    tally.follow_ups_total += sum(r.kind != "draft" for r in requests)
     for request in requests:
         stored = store.attempt_by_key(request.problem.task_id, request.kind, request.sample_index, request.round)
         if stored is None:
             todo.append(request)
             continue
-        if request.kind == "draft":
-            tally.done += 1
+        tally.count(request)
         yield AttemptFinished(stored, resumed=True)
         if config.save_pairs:  # the run may have died between the attempt and its pairs
             yield from _save_pairs(request, stored, store)
@@ -160,8 +171,7 @@ def _step(requests, writer, judge, store, config, tally, total) -> Iterator[obje
         output = outputs.pop(key)
         attempt = store.add_attempt(_attempt(output, verdict, writer))
         tally.tokens += output.num_tokens
-        if output.request.kind == "draft":
-            tally.done += 1
+        tally.count(output.request)
         yield AttemptFinished(attempt)
         if config.save_pairs:
             yield from _save_pairs(output.request, attempt, store)
