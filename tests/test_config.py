@@ -108,3 +108,13 @@ def test_the_readme_config_example_is_valid_and_train_settings_reach_training(tm
     flagged = config_from_args(build_parser().parse_args(["train", "--config", str(path), "--iters", "9", "--dora"]))
     assert train_config_of(flagged).iters == 9 and train_config_of(flagged).fine_tune_type == "dora"
     assert config.sandbox.cpu_s == 10.0
+
+
+def test_training_settings_do_not_move_the_eval_and_mine_runs():
+    """Changing --iters retrains; it must not re-evaluate the base or mine again."""
+    from mlx_repair.pipeline.stages import run_dir, settings_of
+
+    plain, retrained = Config(), Config()
+    retrained.train.iters = 30
+    for stage, side in (("eval", "eval"), ("mine", "train")):
+        assert run_dir(plain, stage, settings_of(plain, side=side)) == run_dir(retrained, stage, settings_of(retrained, side=side))

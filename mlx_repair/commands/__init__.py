@@ -51,7 +51,8 @@ def run_job(args, title: str, job, plan=None, done=None) -> int:
 
         code = run_with_tui(work, title, plan(config) if plan else None)
     else:
-        code = work(Console()) or 0
+        work(Console())
+        code = 0
     if results and done:
         done(results[0])
     return code

@@ -44,11 +44,13 @@ def run_dir(config: Config, stage: str, settings: dict, explicit: str | None = N
 
 
 def settings_of(config: Config, **extra) -> dict:
-    """The settings that decide a run's results (and so its directory and store), the
-    prompts' wording included."""
+    """The settings that decide a loop stage's results (and so its directory and store),
+    the prompts' wording included. `[train]` is left out: it shapes the adapter, not the
+    drafts and repairs, and the train job reaches its stages through `run.limit`."""
     from mlx_repair.generation.prompts import fingerprint
 
-    return {**asdict(config), **extra, "prompts": fingerprint()}
+    sections = {name: value for name, value in asdict(config).items() if name != "train"}
+    return {**sections, **extra, "prompts": fingerprint()}
 
 
 def sandbox_pool(config: Config):

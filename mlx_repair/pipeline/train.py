@@ -46,8 +46,9 @@ def train_pipeline(config, command: str, out: str | Path | None = None, console=
     train_config = train_config_of(config)
     mix = mix_of(config)
     control_mix = replace(mix, control=config.train.control) if config.train.control else None
-    sizes = PIPELINE_PRESETS[preset_name(config.train.preset)]
-    console.line(f"preset {preset_name(config.train.preset)} ({_preset_reason(config.train.preset)})")
+    chosen = preset_name(config.train.preset)
+    sizes = PIPELINE_PRESETS[chosen]
+    console.line(f"preset {chosen} ({_preset_reason(config.train.preset, chosen)})")
     eval_config = _with_limit(_greedy(config), config.train.eval_limit or sizes["eval_limit"])
     mine_config = _with_limit(config, config.train.mine_limit or sizes["mine_limit"])
     out = Path(out or default_out(config, train_config))
@@ -107,17 +108,17 @@ def mix_of(config) -> MixConfig:
 def default_out(config, train_config: TrainConfig) -> Path:
     """adapters/<model>-<hash>: a hash of the settings that change the result only, so
     the same command in another process finds the same folder (and resumes)."""
-    settings = settings_of(config, train=asdict(train_config))
+    settings = settings_of(config, train=asdict(config.train), lora=asdict(train_config))
     for section, key in NOT_RESULT_SETTINGS:
         settings[section].pop(key, None)
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
     return Path("adapters") / f"{Path(config.run.model).name}-{digest}"
 
 
-def _preset_reason(name: str) -> str:
-    if name != "auto":
+def _preset_reason(asked: str, chosen: str) -> str:
+    if asked != "auto":
         return "asked for"
-    return "auto: MLX runs on the CPU" if preset_name(name) == "cpu" else "auto: MLX runs on a GPU"
+    return "auto: MLX runs on the CPU" if chosen == "cpu" else "auto: MLX runs on a GPU"
 
 
 def _greedy(config):
