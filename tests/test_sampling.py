@@ -46,9 +46,11 @@ def test_n_samples_for_every_prompt_and_stats(tiny):
     assert stats.generated_tokens == 2 * once  # one stats object totals several calls
 
 
-def test_greedy_is_deterministic_and_equals_single_stream_generate(tiny):
+@pytest.mark.parametrize("prefill_per_step", [0, 1, 256])  # the batch filled at once, or step by step
+def test_greedy_is_deterministic_and_equals_single_stream_generate(tiny, prefill_per_step):
     model, tokenizer, prompts = tiny
-    config = SamplingConfig(max_tokens=12, batch_size=4)  # 3 prompts x 2 samples: some wait
+    # 3 prompts x 2 samples: some wait
+    config = SamplingConfig(max_tokens=12, batch_size=4, prefill_per_step=prefill_per_step)
     samples = by_key(sample(model, tokenizer, prompts, n=2, config=config))
     for p, prompt in enumerate(prompts):
         expected = single_stream(model, tokenizer, prompt, max_tokens=12)
@@ -67,6 +69,48 @@ def test_seeds_reproduce_and_differ(tiny):
 
     assert texts(1) == texts(1)
     assert texts(1) != texts(2)
+
+
+def test_decoding_starts_after_the_first_prompt_and_later_prompts_join_the_batch(tiny):
+    """The first token comes after one prompt's prefill, not after every prompt's; then one
+    prompt joins per decoding step when the budget is one prompt's worth."""
+    model, tokenizer, prompts = tiny
+    tokenizer.eos_token_ids = set()  # every sequence decodes all of its max_tokens
+    prompts = prompts * 2  # 6 prompts, 12 sequences, all fitting in the batch
+    stats, seen = SamplingStats(), []
+    first_token_after = []  # prompt tokens prefilled when the first token was decoded
+
+    def on_text(prompt_index, sample_index, text, num_tokens):
+        seen.append(("token", prompt_index, sample_index))
+        if not first_token_after:
+            first_token_after.append(stats.prompt_tokens)
+
+    def on_prefill(done, tokens):
+        seen.append(("prefill", done, tokens))
+
+    config = SamplingConfig(max_tokens=10, prefill_per_step=1)
+    list(sample(model, tokenizer, prompts, n=2, config=config, stats=stats, on_text=on_text, on_prefill=on_prefill))
+    assert first_token_after == [len(prompts[0])] < [sum(map(len, prompts))]
+    prefills = [(i, event) for i, event in enumerate(seen) if event[0] == "prefill"]
+    totals = [sum(map(len, prompts[:k])) for k in range(1, 7)]
+    assert [event[1:] for _, event in prefills] == list(zip(range(1, 7), totals))
+    # Between two prefills, one decoding step: at most one token per sequence, one for each
+    # of the first prompt's (mlx-lm hands out a new sequence's first token a step later).
+    for (start, _), (end, _) in zip(prefills, prefills[1:]):
+        step = seen[start + 1 : end]
+        assert len(set(step)) == len(step) and {("token", 0, 0), ("token", 0, 1)} <= set(step)
+
+
+def test_prefilling_every_prompt_first_is_the_zero_budget(tiny):
+    """prefill_per_step=0: the whole batch is prefilled before the first token (the schedule
+    the benchmark compares against)."""
+    model, tokenizer, prompts = tiny
+    seen = []
+    config = SamplingConfig(max_tokens=4, prefill_per_step=0)
+    on_text = lambda *args: seen.append("token")  # noqa: E731
+    on_prefill = lambda done, tokens: seen.append("prefill")  # noqa: E731
+    list(sample(model, tokenizer, prompts, n=2, config=config, on_text=on_text, on_prefill=on_prefill))
+    assert seen[:4] == ["prefill"] * 3 + ["token"]
 
 
 def test_stop_checks_and_max_tokens_finish_sequences_independently(tiny):

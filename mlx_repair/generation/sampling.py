@@ -9,10 +9,15 @@ batch), a finished sequence leaves the batch at once (EOS, the caller's stop che
 max_tokens) and the next prompt takes its place. Samples are yielded as they finish, so
 the repair loop can sandbox one while the rest are still generating.
 
+Prefilling a batch's prompts costs minutes on a CPU (a prompt token costs about what a
+generated one does), so decoding does not wait for all of them: the first prompt is
+prefilled alone and decodes at once, and later prompts join the running batch a few
+hundred prompt tokens between two decoding steps (`prefill_per_step`).
+
 Reproducible: the same prompts, n and config give the same samples. Which sequences
-share a batch depends on that input too, so changing n or batch_size changes the random
-draws of temperature sampling (greedy decoding does not depend on it, up to float
-rounding in batched matmuls).
+share a batch, and from which step, depends on that input too, so changing n,
+batch_size or prefill_per_step changes the random draws of temperature sampling (greedy
+decoding does not depend on it, up to float rounding in batched matmuls).
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ PREFILL_STEP = 2048
 
 # Told (prompt_index, sample_index, text so far, tokens so far) after each token.
 OnText = Callable[[int, int, str, int], None]
+# Told (prompts prefilled, prompt tokens prefilled) by this call, after each prompt's prefill.
+OnPrefill = Callable[[int, int], None]
 
 
 @dataclass
@@ -44,6 +51,10 @@ class SamplingConfig:
     max_tokens: int = 512  # per sample
     seed: int = 0
     batch_size: int = 32  # sequences decoded together in one model call
+    # Prompt tokens prefilled between two decoding steps while sequences decode (at least
+    # one prompt): few enough that tokens keep coming, enough that the batch fills in a
+    # few steps. 0 prefills every prompt that fits in the batch before decoding starts.
+    prefill_per_step: int = 256
 
 
 @dataclass(frozen=True)
@@ -119,13 +130,15 @@ def sample(
     stops: Sequence[StopCheck | None] | None = None,
     stats: SamplingStats | None = None,
     on_text: OnText | None = None,
+    on_prefill: OnPrefill | None = None,
 ) -> Iterator[Sample]:
     """Yield n samples for every prompt (token ids), in the order they finish.
 
     `stops` holds one stop check per prompt (see `stops.stop_check`); `stats`, if given,
     is updated in place so a caller can show throughput while samples stream in;
     `on_text`, if given, sees each sequence's whole text after every token (uncut: the
-    finished Sample's text may be shorter, where the stop check cut it).
+    finished Sample's text may be shorter, where the stop check cut it); `on_prefill`,
+    if given, hears of each prompt's prefill (the minutes before the first samples).
     """
     config = config or SamplingConfig()
     stats = stats if stats is not None else SamplingStats()
@@ -146,19 +159,17 @@ def sample(
     )
     waiting = deque(enumerate(prompts))
     active: dict[int, _Sequence] = {}
+    prompt_tokens = stats.prompt_tokens  # before this call: on_prefill counts this call's
     # Wall time, the caller's between yields included: mlx-lm evaluates the next step
     # asynchronously, so that time is not idle.
     clock = time.perf_counter()
     try:
         while waiting or active:
-            while waiting and len(active) < config.batch_size:
-                index, prompt = waiting.popleft()
-                prefill_start = time.perf_counter()
-                uids = _insert(generator, model, prompt, n)
-                stats.prefill_seconds += time.perf_counter() - prefill_start
-                stats.prompt_tokens += len(prompt)
-                for k, uid in enumerate(uids):
+            for index, prompt in _next_prompts(waiting, active, config):
+                for k, uid in enumerate(_insert(generator, model, prompt, n, stats)):
                     active[uid] = _Sequence(index, k, tokenizer, stops[index], on_text)
+                if on_prefill is not None:
+                    on_prefill(len(prompts) - len(waiting), stats.prompt_tokens - prompt_tokens)
             responses = generator.next_generated()
             stats.generated_tokens += len(responses)
             stats.seconds += time.perf_counter() - clock
@@ -173,18 +184,35 @@ def sample(
         generator.close()
 
 
-def _insert(generator: BatchGenerator, model, prompt: list[int], n: int) -> list[int]:
+def _next_prompts(waiting: deque, active: dict, config: SamplingConfig) -> Iterator[tuple[int, list[int]]]:
+    """The (index, prompt) pairs to prefill before the next decoding step, taken from
+    `waiting` one at a time (the caller adds each one's sequences to `active` before the
+    next), while the batch has room and the budget is not spent, so at least one. With
+    nothing decoding, one prompt: its first tokens come after its own prefill, not after
+    the batch's; then `prefill_per_step` prompt tokens' worth per step."""
+    budget = config.prefill_per_step if active else 1
+    spent = 0
+    while waiting and len(active) < config.batch_size and not (config.prefill_per_step and spent >= budget):
+        index, prompt = waiting.popleft()
+        spent += len(prompt)
+        yield index, prompt
+
+
+def _insert(generator: BatchGenerator, model, prompt: list[int], n: int, stats: SamplingStats) -> list[int]:
     """Prefill all but the last prompt token once, and start n sequences from that cache.
 
     mlx-lm merges (copies) the caches when it batches sequences, so the n samples can
     share one cache object; each feeds the last prompt token itself to get its first token.
     """
+    start = time.perf_counter()
     cache = make_prompt_cache(model)
     with mx.stream(generator.stream):
         context = mx.array(prompt[:-1])
         for begin in range(0, context.size, PREFILL_STEP):
             model(context[None, begin : begin + PREFILL_STEP], cache=cache)
             mx.eval([c.state for c in cache])
+    stats.prefill_seconds += time.perf_counter() - start
+    stats.prompt_tokens += len(prompt)
     return generator.insert([prompt[-1:]] * n, caches=[cache] * n)
 
 
