@@ -12,8 +12,10 @@ from mlx_repair.events import (
     AttemptFinished,
     Generating,
     PairSaved,
+    Prefilling,
     Progress,
     StageStarted,
+    WritingListener,
     duration,
     event_line,
 )
@@ -22,15 +24,18 @@ PLAIN_EVERY_S = 30.0  # without a terminal, a progress line at most this often
 BAR_WIDTH = 20
 
 
-class Console:
-    # No `WritingListener`: a line per finished output is all a terminal log wants.
-    writing = None
-
+class Console(WritingListener):
     def __init__(self, stream: TextIO | None = None):
         self.stream = stream or sys.stderr
         self.live = self.stream.isatty()
+        # The writer's listener: prompt processing goes on the progress line; the text being
+        # written does not (a line per finished output is all a terminal log wants).
+        self.writing = self
         self.outcomes: Counter = Counter()
         self.pairs: dict[str, int] = {}
+        self._call = ""  # the model call under way: "writing 32 drafts"
+        self._prefill: Prefilling | None = None  # its prompts read so far
+        self._bar: Progress | None = None  # the stage's latest, extended by the prefill
         self._last_plain = 0.0
         self._line_open = False
         # (stage, follow-ups asked for) whose all-done progress line was printed: once each
@@ -50,14 +55,23 @@ class Console:
         elif isinstance(event, Progress):
             self._progress(event)
         elif isinstance(event, Generating):
-            self._progress_text(f"writing {event.count} {event.kind}s ...", force=False)
+            self._call, self._prefill = f"writing {event.count} {event.kind}s", None
+            self._progress_text(f"{self._call} ...", force=False)
+        elif isinstance(event, Prefilling):
+            self._prefill = event
+            head = f"{self._bar_text(self._bar)} " if self._bar else f"{self._call}:"
+            self._progress_text(f"{head} {event.text()}", force=False)
         if isinstance(event, StageStarted):
             # Counts are per stage: the adapter's eval must not add to the base eval's.
             self.outcomes.clear()
             self.pairs = {}
+            self._bar = None
             self._completed = {c for c in self._completed if c[0] != event.stage}
         if (text := event_line(event)) is not None:
             self.line(text)
+
+    def on_prefill(self, prefilling: Prefilling) -> None:
+        self.show(prefilling)
 
     def line(self, text: str) -> None:
         self._end_line()
@@ -68,6 +82,18 @@ class Console:
         self._progress_text(f"importing model: tensor {done}/{total} {name}", force=done == total)
 
     def _progress(self, event: Progress) -> None:
+        self._bar = event
+        text = self._bar_text(event)
+        if self._prefill and self._prefill.done < self._prefill.total:
+            text += "  " + self._prefill.text()
+        key = (event.stage, event.follow_ups_total)
+        all_done = event.done == event.total and event.follow_ups_done == event.follow_ups_total
+        complete = all_done and key not in self._completed
+        if complete:
+            self._completed.add(key)
+        self._progress_text(text, force=complete)
+
+    def _bar_text(self, event: Progress) -> str:
         share = event.done / event.total if event.total else 0.0
         filled = int(share * BAR_WIDTH)
         passed = self.outcomes[("draft", True)]
@@ -83,12 +109,7 @@ class Console:
             text += f"  ETA {eta}"
         if self.pairs:
             text += "  pairs " + " ".join(f"{k}={v}" for k, v in self.pairs.items() if v)
-        key = (event.stage, event.follow_ups_total)
-        all_done = event.done == event.total and event.follow_ups_done == event.follow_ups_total
-        complete = all_done and key not in self._completed
-        if complete:
-            self._completed.add(key)
-        self._progress_text(text, force=complete)
+        return text
 
     def _progress_text(self, text: str, force: bool) -> None:
         if self.live:

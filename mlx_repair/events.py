@@ -50,10 +50,29 @@ class PartialText:
         return (self.task_id, self.kind, self.sample_index, self.round)
 
 
+@dataclass(frozen=True)
+class Prefilling:
+    """The model has read `done` of the `total` prompts of one call (`prompt_tokens` tokens
+    so far): on a CPU, the first minutes of a call, before any output can finish. Later
+    prompts are read while the first outputs are already being written."""
+
+    kind: str  # of the requests: "draft", "repair" or "resample"
+    done: int
+    total: int
+    prompt_tokens: int
+
+    def text(self) -> str:
+        return f"prefilling {self.done}/{self.total} prompts ({self.prompt_tokens} tokens)"
+
+
 class WritingListener:
-    """Told what the model writes, token by token, to show it live; the writer calls
-    `on_text` from the thread that runs the model, so an override should be quick and
+    """Told what the model does inside one long call, to show it live: each prompt it has
+    read (`on_prefill`) and each output's text, token by token (`on_text`). The writer calls
+    them from the thread that runs the model, so an override should be quick and
     thread-safe. Does nothing by default (like mlx-lm's `TrainingCallback`)."""
+
+    def on_prefill(self, prefilling: Prefilling) -> None:
+        pass
 
     def on_text(self, partial: PartialText) -> None:
         pass

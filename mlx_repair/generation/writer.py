@@ -13,7 +13,7 @@ from typing import Iterator
 from mlx_repair.generation import prompts
 from mlx_repair.generation.extract import extract_code
 from mlx_repair.generation.stops import stop_check
-from mlx_repair.events import PartialText, WritingListener
+from mlx_repair.events import PartialText, Prefilling, WritingListener
 from mlx_repair.mining.loop import Output, Request
 from mlx_repair.generation.sampling import SamplingConfig, SamplingStats, sample
 
@@ -84,6 +84,7 @@ class MLXWriter:
         kinds = {r.kind for r in requests}
         if len(kinds) != 1:
             raise ValueError(f"one kind of request per call, got {sorted(kinds)}")
+        kind = kinds.pop()
         groups = _group_by_prompt([(self.prompt_text(r), r) for r in requests])
         # Samples per prompt are uniform except after a resumed crash; then go one by one.
         sizes = {len(members) for _, members in groups}
@@ -96,10 +97,11 @@ class MLXWriter:
             self.tokenizer,
             [prompts.encode(self.tokenizer, text) for text, _ in groups],
             n=n,
-            config=self._config(kinds.pop()),
+            config=self._config(kind),
             stops=stops,
             stats=self.stats,
             on_text=self._on_text(groups),
+            on_prefill=self._on_prefill(kind, len(groups)),
         )
         for result in samples:
             text, members = groups[result.prompt_index]
@@ -126,6 +128,13 @@ class MLXWriter:
             ))
 
         return on_text
+
+    def _on_prefill(self, kind: str, total: int):
+        """`sample`'s per-prompt callback, as `Prefilling` for the listener (None without one)."""
+        if self.listener is None:
+            return None
+        listener = self.listener
+        return lambda done, tokens: listener.on_prefill(Prefilling(kind, done, total, tokens))
 
 
 def _group_by_prompt(items: list[tuple[str, Request]]) -> list[tuple[str, list[Request]]]:
