@@ -549,6 +549,67 @@ def test_the_text_being_written_shows_live_then_gives_way_to_the_attempt():
     asyncio.run(scenario())
 
 
+def status_line(app):
+    return str(app.query_one("#counters").content).splitlines()[0]
+
+
+def test_a_job_says_it_loads_the_model_until_it_has_something_to_show():
+    go_on = threading.Event()
+
+    def loading_job(console):
+        go_on.wait(10)
+        raise RuntimeError("model file is missing")
+
+    async def scenario():
+        app = RepairApp(loading_job, "eval")
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: "loading the model" in status_line(app))
+            assert app.problems.border_title == "problems · all 0"
+            assert text_of(app, "code").startswith("loading the model …")
+            go_on.set()
+            await until(pilot, app.job_console.done.is_set)
+            assert "loading" not in status_line(app) and "loading" not in text_of(app, "code")
+
+    asyncio.run(scenario())
+
+
+def test_the_app_shows_the_prompts_being_read_before_the_first_draft(tiny_model_dir, tmp_path):
+    """`mine`'s real job on a tiny model, held inside its first model call once one prompt
+    is read: the status line and the drafting problem's pane say how far the prefill is."""
+    from mlx_repair.pipeline.mine import mine
+    from mlx_repair.config import Config
+
+    config = Config()
+    config.run.model, config.run.limit, config.run.out_dir = str(tiny_model_dir), 3, str(tmp_path)
+    config.sampling.max_tokens = 8
+    go_on = threading.Event()
+
+    async def scenario():
+        app = RepairApp(lambda console: mine(config, tmp_path / "mine", console), "mine")
+        listener = app.job_console.writing
+        on_prefill = listener.on_prefill
+
+        def held(prefilling):
+            on_prefill(prefilling)
+            if prefilling.done == 1:
+                go_on.wait(60)
+
+        listener.on_prefill = held
+        async with app.run_test(size=SIZE) as pilot:
+            try:
+                await until(pilot, lambda: "prefilling 1/3 prompts" in status_line(app), timeout=120)
+                assert not any(app.state.view.attempts.values())
+                assert app.state.view.status(app.selected_task) == "drafting"
+                code = text_of(app, "code")
+                assert "drafts: prefilling 1/3 prompts (" in code and "drafting: no attempt yet" in code
+            finally:
+                go_on.set()
+            await until(pilot, lambda: app.state.finished, timeout=120)
+            assert "prefilling" not in status_line(app)
+
+    asyncio.run(scenario())
+
+
 def test_tui_on_a_store_with_an_unknown_run_names_the_runs_it_holds(finished_run, capsys):
     assert main(["tui", str(finished_run), "--run", "nope"]) == 2
     assert "no run named 'nope' (it holds mine)" in capsys.readouterr().err

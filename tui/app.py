@@ -101,6 +101,7 @@ class RepairApp(App):
         self.problems.focus()
         self.set_interval(REFRESH_S, self.drain)
         self.set_interval(1.0, self._refresh_status)  # the clock of a long model call
+        self._show_stage()  # what the job does before its first event: loading the model
         self.run_job_worker()
 
     @work(thread=True, exit_on_error=False, name="job")
@@ -123,6 +124,8 @@ class RepairApp(App):
             log.write_line(f"job failed: {event.worker.error}")
             self.notify(str(event.worker.error), title="job failed", severity="error", timeout=30)
         self._refresh_status()
+        if not self.shown():  # an empty pane said what the job was doing
+            self._show_attempt()
 
     def drain(self) -> None:
         """Apply what the job reported since the last call, and redraw once."""
@@ -193,18 +196,25 @@ class RepairApp(App):
                 parts.append(f"{state.progress.tokens_per_second:.1f} tok/s")
         if self.paused:
             parts.append("PAUSED" + ("" if self.job_console.waiting.is_set() else " at the next event"))
-        elif state.generating and not state.finished:
-            parts.append(f"{state.generating} … {time.monotonic() - state.generating_since:.0f}s")
+        elif activity := self._activity():
+            parts.append(f"{activity} … {time.monotonic() - state.generating_since:.0f}s")
         self.counters.update(render.counters(state.view.counters(), " · ".join(parts)))
         self.counters.border_title = state.view_title()
+
+    def _activity(self) -> str:
+        """The job's activity while it runs (a job that failed or stopped does nothing)."""
+        return "" if self.job_console.done.is_set() else self.state.activity()
 
     def _show_attempt(self) -> None:
         shown = self.shown()
         code, cases, diff = self.code, self.cases, self.diff
         if not shown:
             status = self.state.view.status(self.selected_task) if self.selected_task else "no problem"
+            waiting = Text(f"{status}: no attempt yet", style="dim italic")
             for pane in (code, cases, diff):
-                pane.show(Text(f"{status}: no attempt yet", style="dim italic"))
+                pane.show(waiting)
+            if activity := self._activity():  # the first minutes of a run: say what it is doing
+                code.show(Text.assemble((f"{activity} …", "bold"), "\n", waiting))
             return
         item = shown[min(self.attempt_index, len(shown) - 1)]
         position = f"{self.attempt_index + 1}/{len(shown)}"

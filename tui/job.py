@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from mlx_repair.events import AttemptFinished, Generating, Log, PartialText, Progress, WritingListener
+from mlx_repair.events import AttemptFinished, Generating, Log, PartialText, Prefilling, Progress, WritingListener
 
 IMPORT_EVERY_S = 0.25  # a model import reports each tensor; the UI needs a few a second
 
@@ -53,6 +53,10 @@ class LatestText(WritingListener):
             self._latest[partial.key] = partial
         if not queued:
             self._events.put(_NewText(partial.key))
+
+    def on_prefill(self, prefilling: Prefilling) -> None:
+        """Queued as it is: one per prompt, seconds apart on a CPU."""
+        self._events.put(prefilling)
 
     def take(self, key: tuple) -> PartialText:
         with self._lock:

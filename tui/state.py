@@ -17,6 +17,7 @@ from mlx_repair.events import (
     Generating,
     PairSaved,
     PartialText,
+    Prefilling,
     Progress,
     StageFinished,
     StageStarted,
@@ -176,8 +177,10 @@ class RunState:
     train: list[TrainStep] = field(default_factory=list)
     progress: Progress | None = None
     generating: str = ""  # what the model is writing right now, for the status line
-    generating_since: float = 0.0  # time.monotonic() when it started
+    # time.monotonic() when it started (or the job did, while it loads the model)
+    generating_since: float = field(default_factory=time.monotonic)
     generating_left: int = 0  # outputs of that call not reported yet
+    prefilling: Prefilling | None = None  # that call's prompts read so far
     finished: bool = False
 
     def __post_init__(self, plan: Plan | None) -> None:
@@ -223,10 +226,25 @@ class RunState:
             self.generating = f"writing {event.count} {event.kind}s"
             self.generating_since = time.monotonic()
             self.generating_left = event.count
+            self.prefilling = None
+        elif isinstance(event, Prefilling):
+            self.prefilling = event
         elif isinstance(event, AttemptFinished) and not event.resumed:
             self.generating_left -= 1
             if self.generating_left <= 0:
                 self.generating = ""
+
+    def activity(self) -> str:
+        """What the running job is doing, in words ("" when no event says): loading the
+        model until its first stage starts (every job loads one first), then each model
+        call, and how far its prompts are read."""
+        reading = self.prefilling
+        if self.generating and reading and reading.done < reading.total:
+            return f"{self.generating}: {reading.text()}"
+        if self.generating:
+            return self.generating
+        started = self.current.name or self.progress or self.train
+        return "" if started or self.finished else "loading the model"
 
     def _start(self, name: str) -> None:
         """A stage is named by its StageStarted: the stage opened by its plan, or a new one."""
