@@ -27,10 +27,17 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised only on Python 3.10
     import tomli as tomllib
 
+# What a repair prompt may show (generation/prompts.py renders each).
+REPAIR_MODES = ("code", "facts", "explain")
 CONFIG_FILE = "mlx-repair.toml"
 DEFAULT_MODEL = "qwen2.5-coder-0.5b-instruct"
 QUANTIZE_BITS = (4, 8)
 QUANTIZE_GROUP_SIZE = 64  # mlx-lm's default for affine quantization
+# Isolation levels, strongest first (sandbox/levels.py runs each; named here so that
+# reading settings and building the CLI never import the sandbox). "auto" is the
+# platform's real sandbox (bwrap, sandbox-exec) or a refusal.
+ISOLATION_LEVELS = ("bwrap", "unshare", "sandbox-exec", "rlimits-only")
+ISOLATION_CHOICES = ("auto", *ISOLATION_LEVELS)
 
 
 @dataclass
@@ -62,11 +69,27 @@ class SandboxSection:
     cpu_s: float | None = None  # CPU seconds per candidate (None: the same as timeout_s)
     memory_mb: int = 1024
     workers: int | None = None  # candidates at once (None: one per core)
+    # "auto": the platform's real sandbox, or refuse to run candidates; a weaker level
+    # (e.g. "unshare") only when named here or with --isolation.
+    isolation: str = "auto"
 
 
 @dataclass
 class RepairSection:
-    rounds: int = 1
+    rounds: int = 1  # repair turns per failing draft when mining (evaluation always takes one)
+    # What a repair prompt shows: "code" (the failing attempt and its test results),
+    # "facts" (the test results only) or "explain" (facts, and the model says what they
+    # show before it writes code); generation/prompts.py.
+    prompt: str = "code"
+
+
+@dataclass
+class MineSection:
+    """Drafts per train-side problem when mining: several samples at a temperature, so
+    that failing and passing samples of one problem become repair pairs."""
+
+    samples: int = 4
+    temperature: float = 0.8
 
 
 @dataclass
@@ -86,6 +109,7 @@ class TrainSection:
     min_pairs: int = 10  # fewer mined repair pairs than this and no adapter is trained
     keep_ratio: float = 0.5  # keep records per repair record
     solve_ratio: float = 0.25  # solve records per repair record
+    pairs_per_problem: int = 2  # at most this many records of each kind per mined problem
     control: str | None = None  # "garbage": also train and evaluate the same-shape control
 
 
@@ -95,6 +119,7 @@ class Config:
     sampling: SamplingSection = field(default_factory=SamplingSection)
     sandbox: SandboxSection = field(default_factory=SandboxSection)
     repair: RepairSection = field(default_factory=RepairSection)
+    mine: MineSection = field(default_factory=MineSection)
     train: TrainSection = field(default_factory=TrainSection)
 
 
@@ -128,7 +153,11 @@ RULES = (
     ("sandbox.cpu_s", lambda v: v is None or v > 0, "more than 0"),
     ("sandbox.memory_mb", lambda v: v >= 16, "at least 16"),
     ("sandbox.workers", lambda v: v is None or v >= 1, "at least 1"),
+    ("sandbox.isolation", lambda v: v in ISOLATION_CHOICES, ", ".join(ISOLATION_CHOICES)),
     ("repair.rounds", lambda v: 0 <= v <= 3, "0 to 3"),
+    ("repair.prompt", lambda v: v in REPAIR_MODES, ", ".join(REPAIR_MODES)),
+    ("mine.samples", lambda v: v >= 1, "at least 1"),
+    ("mine.temperature", lambda v: v >= 0, "0 (greedy) or more"),
     ("train.preset", lambda v: v in ("auto", "cpu", "default"), "auto, cpu or default"),
     ("train.eval_limit", lambda v: v is None or v >= 1, "at least 1"),
     ("train.mine_limit", lambda v: v is None or v >= 1, "at least 1"),
@@ -140,6 +169,7 @@ RULES = (
     ("train.min_pairs", lambda v: v >= 1, "at least 1"),
     ("train.keep_ratio", lambda v: v >= 0, "0 or more"),
     ("train.solve_ratio", lambda v: v >= 0, "0 or more"),
+    ("train.pairs_per_problem", lambda v: v >= 1, "at least 1"),
     ("train.control", lambda v: v in (None, "garbage"), "unset or \"garbage\""),
 )
 

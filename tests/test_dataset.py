@@ -18,6 +18,7 @@ from mlx_repair.mining.dataset import (
 from mlx_repair.errors import UserError
 from mlx_repair.problems import Problem
 from mlx_repair.generation.prompts import draft_messages, render, repair_messages
+from mlx_repair.mining.pairing import pair_total
 from mlx_repair.mining.store import Attempt, Pair, Store
 
 FEEDBACK = "Test: assert candidate(2) == 4\nInput: 2\nExpected: 4\nGot: 6"
@@ -85,22 +86,22 @@ def test_records_hold_the_exact_loop_turns_and_a_fenced_answer(store):
 def test_near_copies_are_kept_unless_excluded(store):
     without = build_dataset(store, PROBLEMS, MixConfig(valid_fraction=0, include_near_copies=False))
     assert all("# 1" not in r["messages"][-1]["content"] for r in without.train if r["kind"] == "repair")
-    assert without.counts["train"]["repair"] == 10
+    assert pair_total(without.counts["train"], "repair") == 10
     default = build_dataset(store, PROBLEMS, MixConfig(valid_fraction=0))
-    assert default.counts["train"]["repair"] == 20
+    assert pair_total(default.counts["train"], "repair") == 20
 
 
 def test_keep_and_solve_are_capped_at_their_ratio_of_repairs(store):
     data = build_dataset(store, PROBLEMS, MixConfig(valid_fraction=0, keep_ratio=0.3, solve_ratio=0.2, include_near_copies=False))
-    assert data.counts["train"] == {"repair": 10, "keep": 3, "solve": 2}
-    assert data.available == {"repair": 10, "solve": 5, "keep": 5, "garbage": 20}
+    assert data.counts["train"] == {"repair": {"self-repair": 10}, "keep": {"draft": 3}, "solve": {"draft": 2}}
+    assert data.available == {"repair": {"self-repair": 10}, "solve": {"draft": 5}, "keep": {"draft": 5}, "garbage": {"self-repair": 20}}
 
 
 def test_garbage_control_swaps_repairs_for_as_many_garbage_pairs(store):
     real = build_dataset(store, PROBLEMS, MixConfig())
     control = build_dataset(store, PROBLEMS, MixConfig(control="garbage"))
-    assert control.counts["train"].get("repair", 0) == 0
-    assert control.counts["train"]["garbage"] == real.counts["train"]["repair"]
+    assert "repair" not in control.counts["train"]
+    assert pair_total(control.counts["train"], "garbage") == pair_total(real.counts["train"], "repair")
     assert control.counts["train"]["keep"] == real.counts["train"]["keep"]
     assert control.train_tasks == real.train_tasks and control.valid_tasks == real.valid_tasks
     garbage = next(r for r in control.train if r["kind"] == "garbage")
@@ -141,7 +142,7 @@ def test_the_only_repair_is_trained_on_not_held_out(tmp_path):
             store.add_pair(Pair(p.task_id, "solve", good.id, ""))
         data = build_dataset(store, PROBLEMS, MixConfig(valid_fraction=0.5))
     assert data.valid_tasks == [] and "T/0" in data.train_tasks
-    assert data.counts["train"]["repair"] == 1
+    assert pair_total(data.counts["train"], "repair") == 1
 
 
 def test_no_pairs_is_a_one_line_error(tmp_path):
@@ -182,3 +183,35 @@ def test_jsonl_reads_back_and_is_what_mlx_lm_loads(store, tmp_path, tiny_tokeniz
     train, valid, _ = load_local_dataset(tmp_path, tiny_tokenizer, SimpleNamespace(mask_prompt=True))
     assert isinstance(train, ChatDataset) and len(train) == len(read_jsonl(tmp_path / "train.jsonl"))
     assert len(valid) > 0
+
+
+def test_each_problem_gives_at_most_its_cap_of_each_kind_and_no_duplicate_records(tmp_path):
+    with Store.open(tmp_path / "run") as store:
+        store.start_run("r", "tiny", "test", {}, {"train": [p.task_id for p in PROBLEMS[:2]], "eval": []})
+        for p in PROBLEMS[:2]:
+            head = f"def {p.entry_point}(x):\n    return"
+            fixed = _attempt(store, p.task_id, "draft", 0, f"{head} 2 * x\n", True)
+            same = _attempt(store, p.task_id, "draft", 1, f"{head} 2 * x\n", True)
+            for s in range(2, 7):
+                broken = _attempt(store, p.task_id, "draft", s, f"{head} {s} * x\n", False)
+                store.add_pair(Pair(p.task_id, "repair", fixed.id, FEEDBACK, broken.id, provenance="resample"))
+            for good in (fixed, same):  # two passing drafts with the same code: one solve record
+                store.add_pair(Pair(p.task_id, "solve", good.id, ""))
+        capped = build_dataset(store, PROBLEMS, MixConfig(valid_fraction=0, pairs_per_problem=3, solve_ratio=1.0))
+        wide = build_dataset(store, PROBLEMS, MixConfig(valid_fraction=0, pairs_per_problem=10, solve_ratio=1.0))
+    for data, repairs in ((capped, 3), (wide, 5)):
+        for p in PROBLEMS[:2]:
+            kinds = [r["kind"] for r in data.train if r["task_id"] == p.task_id]
+            assert kinds.count("repair") == repairs and kinds.count("solve") == 1
+        assert all(r["provenance"] == "resample" for r in data.train if r["kind"] == "repair")
+    assert capped.counts["train"]["repair"] == {"resample": 6}
+
+
+def test_a_prompt_without_code_trains_that_prompt_and_gives_the_keep_share_to_solve(store):
+    data = build_dataset(store, PROBLEMS, MixConfig(valid_fraction=0, keep_ratio=0.3, solve_ratio=0.2, prompt_mode="facts"))
+    task = {p.task_id: p for p in PROBLEMS}
+    assert data.counts["train"] == {"repair": {"self-repair": 20}, "solve": {"draft": 5}}
+    repair = next(r for r in data.train if r["kind"] == "repair")
+    shown = repair["messages"][1]["content"]
+    assert repair["messages"][:-1] == repair_messages(task[repair["task_id"]], "unused", FEEDBACK, "facts")
+    assert "3 * x" not in shown and FEEDBACK in shown

@@ -53,7 +53,8 @@ REPORT = TrainReport(
     base=eval_result("base", cold="0000001100", repair="0000011100", resample="0000011110"),
     adapter=eval_result("adapter", cold="1111101000", repair="1111111000", resample="1111011011"),
     control=eval_result("control", cold="0000001101", repair="0000011101", resample="0000011111"),
-    pair_counts={"repair": 13, "solve": 4, "keep": 6, "garbage": 13},
+    pair_counts={"repair": {"resample": 10, "self-repair": 3}, "solve": {"draft": 4}, "keep": {"draft": 6},
+                 "garbage": {"resample": 13}},
     losses=[(1, 2.0), (2, 1.5)],
     validation_losses=[(0, 2.1), (2, 1.6)],
     stages=[StageTime("train", 180.0, 3.3)],
@@ -238,7 +239,8 @@ def test_model_card_carries_the_report_numbers(adapter_dir, tmp_path):
     assert "one repair turn reaches 70.0% and plain resampling with the same number of model calls " \
         "(pass@2) reaches 80.0%; repair does not beat resampling" in card
     assert "Garbage control: the same training" in card
-    assert "| repair | 13 |" in card and "| garbage | 13 |" in card
+    assert "| repair | 13 (resample 10, self-repair 3) |" in card and "| garbage | 13 (resample 13) |" in card
+    assert "| solve | 4 |" in card
     assert "mlx_lm.generate --model" in card and "--adapter-path" in card
     assert 'PeftModel.from_pretrained(base, "alice/tiny-repair")' in card
     assert "sha256" in card

@@ -29,7 +29,8 @@ OVERFIT = f"def double(x):\n    return {{{visible_table}}}.get(x, 0)\n"
 
 @dataclass
 class ScriptedWriter:
-    """Answers each (task, kind) with a fixed code string; records what it was asked."""
+    """Answers each (task, kind), or (task, kind, sample) where given, with a fixed code
+    string; records what it was asked."""
 
     script: dict
     name: str = "scripted"
@@ -41,7 +42,8 @@ class ScriptedWriter:
     def write(self, requests):
         for request in requests:
             self.calls.append((request.problem.task_id, request.kind, request.sample_index, request.round))
-            code = self.script[(request.problem.task_id, request.kind)]
+            key = (request.problem.task_id, request.kind)
+            code = self.script.get((*key, request.sample_index)) or self.script[key]
             yield Output(request, prompt=f"{request.kind} prompt", completion=code, code=code, num_tokens=7)
 
 
@@ -109,3 +111,42 @@ def test_a_rerun_resumes_without_asking_the_model_again_or_duplicating(tmp_path)
     assert [a.id for a in attempts_again] == [a.id for a in attempts]
     assert len(pairs_again) == len(pairs) == 2
     assert all(e.resumed for e in events if isinstance(e, AttemptFinished))
+
+
+# A second wrong draft, far from RIGHT, and one close to it.
+FAR_WRONG = "def double(x):\n    result = 0\n    for _ in range(3):\n        result += x\n    return result\n"
+
+
+def test_independent_samples_pair_up_as_resample_repairs(tmp_path):
+    """Each failing draft gets the passing draft most unlike it; a draft that passes only
+    the visible cases is never an answer; the other failing drafts make the garbage control."""
+    script = {
+        ("T/double", "draft", 0): WRONG, ("T/double", "draft", 1): RIGHT,
+        ("T/double", "draft", 2): OVERFIT, ("T/double", "draft", 3): FAR_WRONG,
+        ("T/double", "draft", 4): "def double(x):\n    return x + x\n",
+        ("T/double", "draft"): RIGHT,
+    }
+    _, events, attempts, pairs, _ = run(tmp_path, script, LoopConfig(samples=5, rounds=0))
+    by_sample = {a.sample_index: a for a in attempts}
+    passing = {by_sample[1].id, by_sample[4].id}
+    repairs = [p for p in pairs if p.kind == "repair"]
+    assert {p.broken_id for p in repairs} == {by_sample[s].id for s in (0, 2, 3)}
+    assert all(p.fixed_id in passing and p.provenance == "resample" for p in repairs)
+    assert all(p.feedback == next(a for a in attempts if a.id == p.broken_id).feedback for p in repairs)
+    # WRONG ("return 3 * x") is nearer RIGHT ("return 2 * x") than "return x + x": paired with the latter.
+    assert next(p.fixed_id for p in repairs if p.broken_id == by_sample[0].id) == by_sample[4].id
+    garbage = [p for p in pairs if p.kind == "garbage"]
+    assert len(garbage) == 3 and all(p.fixed_id not in passing and p.fixed_id != p.broken_id for p in garbage)
+    assert sum(p.kind == "solve" for p in pairs) == 2
+    assert sum(isinstance(e, PairSaved) for e in events) == len(pairs)
+
+
+def test_a_resumed_run_keeps_pairs_and_their_provenance_once(tmp_path):
+    script = {("T/double", "draft", 0): WRONG, ("T/double", "draft"): RIGHT, ("T/double", "repair"): FAR_WRONG.replace("3", "2")}
+    config = LoopConfig(samples=2, rounds=1)
+    _, _, _, pairs, _ = run(tmp_path, script, config)
+    second, _, _, pairs_again, _ = run(tmp_path, script, config)
+    assert second.calls == []
+    key = lambda p: (p.kind, p.provenance, p.broken_id, p.fixed_id)  # noqa: E731
+    assert sorted(map(key, pairs_again)) == sorted(map(key, pairs))
+    assert sorted(p.provenance for p in pairs if p.kind == "repair") == ["resample", "self-repair"]

@@ -10,7 +10,9 @@ import pytest
 from mlx_repair.problems import Problem
 from mlx_repair.generation.extract import extract_code
 from mlx_repair.generation.prompts import (
+    REPAIR_MODES,
     draft_messages,
+    fingerprint,
     draft_prompt,
     encode,
     is_chat_model,
@@ -317,3 +319,27 @@ def test_repair_shows_the_attempt_without_docstrings():
     only_docstring = 'def f():\n    """Just this."""\n'
     assert without_docstrings(only_docstring) == only_docstring  # still valid code
     assert without_docstrings("def f(:\n") == "def f(:\n"
+
+
+FAILING = "def below_zero(operations):\n    return sum(operations) < 0\n"
+FACTS = "Test: assert candidate([1, -2]) == True\nInput: [1, -2]\nExpected: True\nGot: False"
+
+
+@pytest.mark.parametrize("mode", REPAIR_MODES)
+def test_each_repair_mode_shows_what_it_promises(mode, tiny_tokenizer):
+    user = repair_messages(PROBLEM, FAILING, FACTS, mode)[1]["content"]
+    assert PROMPT.rstrip() in user and FACTS in user and "```python code block" in user
+    assert ("sum(operations) < 0" in user) == (mode == "code")
+    assert ("First say, in one or two sentences" in user) == (mode == "explain")
+    base = repair_prompt(tiny_tokenizer, PROBLEM, FAILING, FACTS, chat=False, mode=mode)
+    assert base.endswith(PROMPT) and "# Expected: True" in base
+    assert ("sum(operations)" in base) == (mode == "code")
+    ast.parse(base)
+
+
+def test_every_repair_mode_has_its_own_fingerprint():
+    prints = {mode: fingerprint(mode) for mode in REPAIR_MODES}
+    assert len(set(prints.values())) == len(REPAIR_MODES)
+    assert prints["code"] == fingerprint()  # the default mode, as before modes existed
+    with pytest.raises(ValueError, match="repair prompt mode"):
+        repair_messages(PROBLEM, FAILING, FACTS, "hint")

@@ -14,7 +14,7 @@ def test_train_one_liner_end_to_end(tiny_repairer_dir, tmp_path, monkeypatch, ca
     args = [
         "train", "--model", str(tiny_repairer_dir), "--problems", str(problems), "--preset", "default",
         "--iters", "3", "--batch-size", "1", "--max-tokens", "40", "--min-pairs", "1", "--out", str(out),
-        "--control", "garbage",
+        "--control", "garbage", "--samples", "1",
     ]
     assert main(args) == 0
     printed = capsys.readouterr()
@@ -40,7 +40,7 @@ def test_train_one_liner_end_to_end(tiny_repairer_dir, tmp_path, monkeypatch, ca
         assert (out / name).is_file(), name
 
     report = json.loads((out / "report.json").read_text())
-    assert report["pair_counts"]["repair"] == len(train_tasks)
+    assert report["pair_counts"]["repair"] == {"self-repair": len(train_tasks)}
     assert report["n"] == base["n"]
     assert [s["stage"] for s in report["stages"]] == ["evaluate base", "mine pairs", "train adapter", "evaluate adapter"]
     markdown = (out / "report.md").read_text()
@@ -79,7 +79,7 @@ def test_train_refuses_fewer_pairs_than_the_minimum(tiny_repairer_dir, tmp_path,
     out = tmp_path / "adapter"
     args = [
         "train", "--model", str(tiny_repairer_dir), "--problems", str(problems), "--preset", "default",
-        "--max-tokens", "40", "--min-pairs", "50", "--out", str(out),
+        "--max-tokens", "40", "--min-pairs", "50", "--out", str(out), "--samples", "1",
     ]
     assert main(args) == 0
     report = (out / "report.md").read_text()

@@ -239,6 +239,7 @@ def test_the_mine_command_runs_under_the_app_with_a_tiny_model(tiny_model_dir, t
     config = Config()
     config.run.model, config.run.limit, config.run.out_dir = str(tiny_model_dir), 2, str(tmp_path)
     config.sampling.max_tokens = 12
+    config.mine.samples, config.mine.temperature = 1, 0.0  # one greedy draft, as evaluation does
     run_dir = tmp_path / "mine"
 
     async def scenario():

@@ -4,7 +4,7 @@ The flags that several commands share, and the way a job runs (printed, or under
 TUI with `--tui`), live here once. A flag whose `dest` is "section.key" overrides that
 key of the config file (config.py)."""
 
-from mlx_repair.config import QUANTIZE_BITS, QUANTIZE_GROUP_SIZE
+from mlx_repair.config import QUANTIZE_BITS, QUANTIZE_GROUP_SIZE, REPAIR_MODES, MineSection, RepairSection
 
 
 def add_model_arguments(parser) -> None:
@@ -19,12 +19,36 @@ def add_model_arguments(parser) -> None:
     parser.add_argument("--problems", dest="run.problems", metavar="PROBLEMS", help="'humaneval', 'fresh' or a HumanEval/MBPP-format JSONL")
 
 
-def add_sampling_arguments(parser, when: str = "") -> None:
-    """--samples, --temperature and --max-tokens; `when` says which stage they apply to."""
-    suffix = f" {when}" if when else ""
-    parser.add_argument("--samples", dest="sampling.samples", type=int, metavar="N", help=f"drafts per problem{suffix} (pass@k needs >= 2k)")
-    parser.add_argument("--temperature", dest="sampling.temperature", type=float, metavar="T", help=f"sampling temperature{suffix} (0, the default, is greedy)")
+def add_sampling_arguments(parser) -> None:
+    """--samples, --temperature and --max-tokens of evaluation drafts ([sampling])."""
+    parser.add_argument("--samples", dest="sampling.samples", type=int, metavar="N", help="drafts per problem (pass@k needs >= 2k)")
+    parser.add_argument("--temperature", dest="sampling.temperature", type=float, metavar="T", help="sampling temperature (0, the default, is greedy)")
+    add_max_tokens_argument(parser)
+
+
+def add_mining_arguments(parser) -> None:
+    """--samples, --temperature ([mine]), --max-tokens, --rounds and --repair-prompt, for
+    the commands that mine."""
+    mine = MineSection()
+    parser.add_argument("--samples", dest="mine.samples", type=int, metavar="N",
+                        help=f"drafts per train-side problem when mining (default {mine.samples}): failing and passing "
+                             "drafts of one problem become repair pairs")
+    parser.add_argument("--temperature", dest="mine.temperature", type=float, metavar="T",
+                        help=f"sampling temperature of mined drafts (default {mine.temperature})")
+    add_max_tokens_argument(parser)
+    parser.add_argument("--rounds", dest="repair.rounds", type=int, metavar="R",
+                        help=f"the model's own repair turns per failing draft when mining, 0-3 (default {RepairSection.rounds})")
+    add_repair_prompt_argument(parser)
+
+
+def add_max_tokens_argument(parser) -> None:
     parser.add_argument("--max-tokens", dest="sampling.max_tokens", type=int, metavar="N", help="tokens per model output")
+
+
+def add_repair_prompt_argument(parser) -> None:
+    parser.add_argument("--repair-prompt", dest="repair.prompt", choices=REPAIR_MODES,
+                        help=f"what a repair prompt shows (default {RepairSection.prompt}): 'code' the failing attempt and "
+                             "its test results, 'facts' the test results only, 'explain' facts and a sentence on what they show first")
 
 
 def add_job_arguments(parser, stage: str) -> None:

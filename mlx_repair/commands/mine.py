@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-from mlx_repair.commands import add_job_arguments, add_model_arguments, add_sampling_arguments, run_job
+from mlx_repair.commands import add_job_arguments, add_mining_arguments, add_model_arguments, run_job
 
 
 def add_arguments(parser) -> None:
     add_model_arguments(parser)
     parser.add_argument("--limit", dest="run.limit", type=int, metavar="N", help="only the first N train-side problems")
-    add_sampling_arguments(parser)
-    parser.add_argument("--rounds", dest="repair.rounds", type=int, metavar="R", help="repair rounds per draft, 0-3 (default 1)")
+    add_mining_arguments(parser)
     add_job_arguments(parser, "mine")
 
 

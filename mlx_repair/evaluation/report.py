@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlx_repair.evaluation.compare import compare_results
+from mlx_repair.mining.pairing import format_pair_counts, pair_total
 from mlx_repair.evaluation.metrics import METRIC_LABELS, format_metric, format_rate
 
 
@@ -26,7 +27,7 @@ class StageTime:
 class TrainReport:
     base: dict  # `eval --json` result of the base model
     adapter: dict  # the same for base + adapter
-    pair_counts: dict[str, int]
+    pair_counts: dict[str, dict[str, int]]  # mined pairs per kind and provenance
     losses: list[tuple[int, float]]  # (iteration, training loss)
     validation_losses: list[tuple[int, float]]
     stages: list[StageTime]
@@ -101,9 +102,7 @@ def markdown(report: TrainReport, charts: list[str]) -> str:
         "",
         "## Training data",
         "",
-        "Pairs mined on the train side: "
-        + ", ".join(f"{kind} {count}" for kind, count in report.pair_counts.items())
-        + ".",
+        f"Pairs mined on the train side: {format_pair_counts(report.pair_counts)}.",
         "",
     ]
     lines += stage_table(report.stages)
@@ -167,7 +166,7 @@ def write_no_adapter_report(out: Path, base: dict, counts: dict, mine_dir: Path,
         f"Command: `{command}`",
         "",
         f"**No adapter was trained**: {reason}. Mining ({mine_dir}) found "
-        f"{', '.join(f'{kind} {count}' for kind, count in counts.items())}. "
+        f"{format_pair_counts(counts)}. "
         "An adapter trained on a handful of records memorises them and breaks more problems "
         "than it fixes (benchmarks/results/train_demo_qwen0.5b.md). Mine more problems "
         "(`--mine-limit N`, `--preset default`), draw more drafts per problem "
@@ -187,9 +186,10 @@ def write_no_adapter_report(out: Path, base: dict, counts: dict, mine_dir: Path,
 def report_notes(n: int, counts: dict) -> list[str]:
     """How much one problem weighs, and how far the pair count is from where training helps."""
     notes = [f"Each eval problem is {100 / n:.1f} points: read differences as problems moved, not percentages."]
-    if counts.get("repair", 0) < 100:
+    repairs = pair_total(counts, "repair")
+    if repairs < 100:
         notes.append(
-            f"{counts.get('repair', 0)} repair pairs: public results found fewer than ~100 pairs can hurt "
+            f"{repairs} repair pairs: public results found fewer than ~100 pairs can hurt "
             "sampling diversity; treat any gain as preliminary."
         )
     return notes

@@ -4,7 +4,15 @@ Prompts come in two shapes. Instruct models get chat messages (`draft_messages`,
 `repair_messages`) rendered with the tokenizer's own chat template; the dataset reuses
 exactly these messages, so a trained adapter sees the turn it was trained on. Base
 models get plain text that they continue: the problem prompt itself for a draft, and the
-broken code with the feedback as comments above the prompt for a repair.
+feedback (and, in `code` mode, the broken code) as comments above the prompt for a repair.
+
+A repair prompt has one of three modes (`REPAIR_MODES`, the `repair.prompt` setting):
+- `code`: the failing attempt and its test results;
+- `facts`: the test results only (input / expected / got, or the error), without the
+  failing code, which small models tend to write again;
+- `explain`: as `facts`, and the model is asked to say in a sentence or two what the
+  failing tests show before it writes the code.
+Their measurement is in benchmarks/results/repair_prompt_modes.md.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import hashlib
 import json
 import textwrap
 
+from mlx_repair.config import REPAIR_MODES
 from mlx_repair.generation.extract import DEFINING, is_docstring
 from mlx_repair.problems import Problem
 
@@ -33,24 +42,50 @@ def draft_messages(problem: Problem) -> list[dict]:
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 
 
-def repair_messages(problem: Problem, code: str, feedback: str) -> list[dict]:
-    """The chat turn that shows an attempt and what the sandbox saw, and asks for a fix.
+EXPLAIN_FIRST = (
+    "First say, in one or two sentences, what the failing tests show the function must do "
+    "differently; then write the code."
+)
+
+
+def repair_messages(problem: Problem, code: str, feedback: str, mode: str = "code") -> list[dict]:
+    """The chat turn that shows what the sandbox saw of an attempt and asks for a fix.
 
     One user turn (not a replayed conversation) so that a mined pair becomes one training
-    example whose prompt is exactly what the loop showed the model. The attempt is shown
-    without its docstrings (the problem above holds them) and the model is told not to
-    write failing code again (benchmarks/results/measurement_notes.md). The wording fits
-    a `keep` pair too, whose tests all pass.
+    example whose prompt is exactly what the loop showed the model. In `code` mode the
+    attempt is shown without its docstrings (the problem above holds them) and the model
+    is told not to write failing code again (benchmarks/results/measurement_notes.md);
+    that wording fits a `keep` pair too, whose tests all pass.
     """
-    user = (
-        "Complete the following Python function.\n\n"
-        f"```python\n{problem.prompt.rstrip()}\n```\n\n"
-        f"An attempt, with its docstring left out:\n\n```python\n{without_docstrings(code).rstrip()}\n```\n\n"
-        f"Test results:\n{feedback.rstrip()}\n\n"
-        "Where a test fails, find the mistake the results point to and correct it; "
-        f"do not write the failing code again. {ANSWER_FORMAT}"
-    )
+    _check_mode(mode)
+    task = f"Complete the following Python function.\n\n```python\n{problem.prompt.rstrip()}\n```\n\n"
+    if mode == "code":
+        user = (
+            f"{task}An attempt, with its docstring left out:\n\n"
+            f"```python\n{without_docstrings(code).rstrip()}\n```\n\n"
+            f"Test results:\n{feedback.rstrip()}\n\n"
+            "Where a test fails, find the mistake the results point to and correct it; "
+            f"do not write the failing code again. {ANSWER_FORMAT}"
+        )
+    else:
+        explain = f"{EXPLAIN_FIRST} " if mode == "explain" else ""
+        user = (
+            f"{task}An earlier attempt failed these tests:\n{feedback.rstrip()}\n\n"
+            f"Write a version that passes them. {explain}{ANSWER_FORMAT}"
+        )
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+
+
+def shows_code(mode: str) -> bool:
+    """Whether a repair prompt of this mode shows the attempt's code (only `code` does):
+    a `keep` record, passing code shown as passing, makes sense only there."""
+    return _check_mode(mode) == "code"
+
+
+def _check_mode(mode: str) -> str:
+    if mode not in REPAIR_MODES:
+        raise ValueError(f"repair prompt mode must be one of {REPAIR_MODES}, got {mode!r}")
+    return mode
 
 
 def without_docstrings(code: str) -> str:
@@ -68,12 +103,13 @@ def without_docstrings(code: str) -> str:
     return "".join(line for number, line in enumerate(lines) if number not in dropped)
 
 
-def fingerprint() -> str:
-    """A short hash of the prompts' wording. Runs record it, so a store filled with other
-    prompts is not resumed as if it were the same experiment."""
+def fingerprint(mode: str = "code") -> str:
+    """A short hash of the prompts' wording in this repair mode. Runs record it, so a
+    store filled with other prompts is not resumed as if it were the same experiment."""
     probe = Problem("probe", 'def f(x):\n    """Doc."""\n', "f", "")
-    shown = [draft_messages(probe), repair_messages(probe, "def f(x):\n    return x", "Got: 1")]
-    text = json.dumps([shown, base_repair_text(probe, "def f(x):\n    return x", "Got: 1")])
+    attempt = ("def f(x):\n    return x", "Got: 1")
+    shown = [draft_messages(probe), repair_messages(probe, *attempt, mode)]
+    text = json.dumps([shown, base_repair_text(probe, *attempt, mode)])
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -112,22 +148,24 @@ def draft_prompt(tokenizer, problem: Problem, chat: bool | None = None) -> str:
 
 
 def repair_prompt(
-    tokenizer, problem: Problem, code: str, feedback: str, chat: bool | None = None
+    tokenizer, problem: Problem, code: str, feedback: str, chat: bool | None = None, mode: str = "code"
 ) -> str:
-    """The text that asks for a repair. A base model sees the failed code and the
-    feedback as comments, then the problem prompt again, which it continues."""
+    """The text that asks for a repair. A base model sees the feedback (and in `code`
+    mode the failed code) as comments, then the problem prompt again, which it continues."""
     if _chat(tokenizer, chat):
-        return render(tokenizer, repair_messages(problem, code, feedback))
-    return base_repair_text(problem, code, feedback)
+        return render(tokenizer, repair_messages(problem, code, feedback, mode))
+    return base_repair_text(problem, code, feedback, mode)
 
 
-def base_repair_text(problem: Problem, code: str, feedback: str) -> str:
-    shown = f"{without_docstrings(code).rstrip()}\n\nTest results:\n{feedback.rstrip()}"
+def base_repair_text(problem: Problem, code: str, feedback: str, mode: str = "code") -> str:
+    """A base model cannot be asked to explain first: `explain` reads as `facts` here."""
+    results = f"Test results:\n{feedback.rstrip()}"
+    if shows_code(mode):
+        shown, heading = f"{without_docstrings(code).rstrip()}\n\n{results}", "This attempt fails its tests"
+    else:
+        shown, heading = feedback.rstrip(), "An earlier attempt failed these tests"
     commented = textwrap.indent(shown, "# ", lambda _: True)
-    return (
-        f"# This attempt fails its tests:\n{commented}\n\n"
-        f"# A corrected version:\n{problem.prompt}"
-    )
+    return f"# {heading}:\n{commented}\n\n# A corrected version:\n{problem.prompt}"
 
 
 def _chat(tokenizer, chat: bool | None) -> bool:

@@ -53,6 +53,7 @@ class MLXWriter:
         sampling: WriterSampling,
         chat: bool | None = None,
         listener: WritingListener | None = None,
+        repair_prompt: str = "code",
     ):
         self.model = model
         self.tokenizer = tokenizer
@@ -60,6 +61,7 @@ class MLXWriter:
         self.sampling = sampling
         self.chat = prompts.is_chat_model(tokenizer) if chat is None else chat
         self.listener = listener
+        self.repair_prompt = repair_prompt  # the mode of repair prompts (prompts.REPAIR_MODES)
         self.stats = SamplingStats()
 
     def sampling_for(self, kind: str) -> dict:
@@ -75,7 +77,7 @@ class MLXWriter:
         if request.kind == "repair":
             broken = request.broken
             return prompts.repair_prompt(
-                self.tokenizer, request.problem, broken.code, broken.feedback, chat=self.chat
+                self.tokenizer, request.problem, broken.code, broken.feedback, chat=self.chat, mode=self.repair_prompt
             )
         return prompts.draft_prompt(self.tokenizer, request.problem, chat=self.chat)
 

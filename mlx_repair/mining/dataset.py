@@ -10,8 +10,14 @@ model should learn to write the fix, not to predict the feedback.
 Why mix: in published self-training work, training only on corrections made a model
 doubt correct answers, so `keep` pairs (passing code shown as passing -> the same code)
 and `solve` pairs (problem -> passing code) are mixed in, capped at a ratio of the repair count so the
-repairs stay the bulk. `control="garbage"` is the control experiment: the same mix, with
-the repair pairs swapped for as many same-shape pairs whose "fix" fails.
+repairs stay the bulk. A repair prompt that does not show code (`facts`, `explain`) never
+shows passing code either, so there the keep share goes to solve records. `control="garbage"`
+is the control experiment: the same mix, with the repair pairs swapped for as many
+same-shape pairs whose "fix" fails.
+
+Each mined problem gives at most `pairs_per_problem` records of each kind (identical
+records once), so that a few problems with many failing samples do not make up most of
+the data.
 
 Validation records come from other problems than the training records (the mined task
 ids are split by a seeded hash), so validation loss measures generalisation, not recall.
@@ -31,7 +37,8 @@ from typing import Iterable
 
 from mlx_repair.errors import UserError
 from mlx_repair.problems import Problem
-from mlx_repair.generation.prompts import draft_messages, repair_messages
+from mlx_repair.generation.prompts import draft_messages, repair_messages, shows_code
+from mlx_repair.mining.pairing import kind_counts
 from mlx_repair.mining.store import PAIR_KINDS, Attempt, Pair, Store
 
 TRAIN_FILE = "train.jsonl"
@@ -52,6 +59,11 @@ class MixConfig:
     # that repairs stay the majority with tens of pairs.
     keep_ratio: float = 0.5
     solve_ratio: float = 0.25
+    # Records of each kind per mined problem, at most.
+    pairs_per_problem: int = 2
+    # The repair prompt mode of the loop that will use the adapter (prompts.REPAIR_MODES):
+    # records show exactly that prompt.
+    prompt_mode: str = "code"
     # A near-copy fix passed hidden tests its broken code failed: a one-line bug fix.
     # Kept by default; False trains on larger edits only.
     include_near_copies: bool = True
@@ -68,6 +80,8 @@ class MixConfig:
             raise UserError(f"control must be one of {CONTROLS}, got {self.control!r}")
         if self.min_pairs < 1:
             raise UserError(f"min_pairs must be at least 1, got {self.min_pairs}")
+        if self.pairs_per_problem < 1:
+            raise UserError(f"pairs_per_problem must be at least 1, got {self.pairs_per_problem}")
         if not 0.0 <= self.valid_fraction < 1.0:
             raise UserError(f"valid_fraction must be in [0, 1), got {self.valid_fraction}")
 
@@ -80,8 +94,9 @@ class Dataset:
     valid: list[dict]
     train_tasks: list[str]
     valid_tasks: list[str]
-    counts: dict = field(default_factory=dict)  # {"train": {kind: n}, "valid": {kind: n}}
-    available: dict = field(default_factory=dict)  # usable pairs per kind before mixing
+    # {"train": {kind: {provenance: n}}, "valid": ...}: records per kind and provenance
+    counts: dict = field(default_factory=dict)
+    available: dict = field(default_factory=dict)  # usable pairs per kind and provenance, before mixing
     config: dict = field(default_factory=dict)
 
 
@@ -100,6 +115,8 @@ def build_dataset(store: Store, problems: Iterable[Problem], config: MixConfig |
     by_id = {problem.task_id: problem for problem in problems}
     attempts = {attempt.id: attempt for attempt in store.attempts()}
     pairs = [p for p in store.pairs() if config.include_near_copies or not p.near_copy]
+    if not shows_code(config.prompt_mode):
+        pairs = [p for p in pairs if p.kind != "keep"]
     missing = sorted({p.task_id for p in pairs} - set(by_id))
     if missing:
         raise UserError(
@@ -112,16 +129,16 @@ def build_dataset(store: Store, problems: Iterable[Problem], config: MixConfig |
     _, valid_tasks = split_tasks(sorted({p.task_id for p in pairs if p.kind == trained}), config)
     train_tasks = sorted({p.task_id for p in pairs} - set(valid_tasks))
     sides = {
-        side: mix([p for p in pairs if p.task_id in set(tasks)], config)
+        side: mix(capped([p for p in pairs if p.task_id in set(tasks)], attempts, config), config)
         for side, tasks in (("train", train_tasks), ("valid", valid_tasks))
     }
-    available = {kind: sum(1 for p in pairs if p.kind == kind) for kind in PAIR_KINDS}
+    available = kind_counts(pairs)
     return Dataset(
-        train=[record(p, by_id[p.task_id], attempts) for p in sides["train"]],
-        valid=[record(p, by_id[p.task_id], attempts) for p in sides["valid"]],
+        train=[record(p, by_id[p.task_id], attempts, config.prompt_mode) for p in sides["train"]],
+        valid=[record(p, by_id[p.task_id], attempts, config.prompt_mode) for p in sides["valid"]],
         train_tasks=train_tasks,
         valid_tasks=valid_tasks,
-        counts={side: _kind_counts(chosen) for side, chosen in sides.items()},
+        counts={side: kind_counts(chosen) for side, chosen in sides.items()},
         available=available,
         config=asdict(config),
     )
@@ -135,7 +152,7 @@ def trained_kind(config: MixConfig) -> str:
 def too_few_pairs(dataset: Dataset, config: MixConfig) -> str | None:
     """Why this dataset is too small to train on, or None when it is big enough."""
     kind = trained_kind(config)
-    have = dataset.counts.get("train", {}).get(kind, 0)
+    have = sum(dataset.counts.get("train", {}).get(kind, {}).values())
     if have >= config.min_pairs:
         return None
     return f"{kind} pairs to train on: {have}, fewer than the minimum of {config.min_pairs} (--min-pairs)"
@@ -152,15 +169,35 @@ def split_tasks(task_ids: list[str], config: MixConfig) -> tuple[list[str], list
     return [t for t in task_ids if t not in valid], [t for t in task_ids if t in valid]
 
 
+def capped(pairs: list[Pair], attempts: dict[int, Attempt], config: MixConfig) -> list[Pair]:
+    """At most `pairs_per_problem` pairs of each kind per problem, chosen by the seed
+    among pairs that make distinct records (same broken code, same answer: one record)."""
+    rng = random.Random(config.seed)
+    chosen, seen, taken = [], set(), Counter()
+    for pair in _shuffled(pairs, rng):
+        code = attempts[pair.broken_id].code if pair.broken_id else None
+        record_key = (pair.task_id, pair.kind, code, attempts[pair.fixed_id].code)
+        if record_key in seen or taken[pair.task_id, pair.kind] >= config.pairs_per_problem:
+            continue
+        seen.add(record_key)
+        taken[pair.task_id, pair.kind] += 1
+        chosen.append(pair)
+    return chosen
+
+
 def mix(pairs: list[Pair], config: MixConfig) -> list[Pair]:
     """All repair pairs (or as many garbage pairs, for the control), plus keep and solve
-    pairs capped at their ratio of the repair count; shuffled with the seed."""
+    pairs capped at their ratio of the repair count; shuffled with the seed. Without
+    code in the repair prompt, the keep share goes to solve records."""
     rng = random.Random(config.seed)
     of = {kind: _shuffled([p for p in pairs if p.kind == kind], rng) for kind in PAIR_KINDS}
     repairs = len(of["repair"])
+    keep_ratio, solve_ratio = config.keep_ratio, config.solve_ratio
+    if not shows_code(config.prompt_mode):
+        keep_ratio, solve_ratio = 0.0, keep_ratio + solve_ratio
     chosen = of["garbage"][:repairs] if config.control == "garbage" else of["repair"]
-    chosen += of["keep"][: math.ceil(config.keep_ratio * repairs)]
-    chosen += of["solve"][: math.ceil(config.solve_ratio * repairs)]
+    chosen += of["keep"][: math.ceil(keep_ratio * repairs)]
+    chosen += of["solve"][: math.ceil(solve_ratio * repairs)]
     return _shuffled(chosen, rng)
 
 
@@ -170,25 +207,27 @@ def _shuffled(pairs: list[Pair], rng: random.Random) -> list[Pair]:
     return ordered
 
 
-def record(pair: Pair, problem: Problem, attempts: dict[int, Attempt]) -> dict:
-    """One chat record: the user turn the loop showed, the code as the answer."""
+def record(pair: Pair, problem: Problem, attempts: dict[int, Attempt], mode: str = "code") -> dict:
+    """One chat record: the user turn the loop showed (in repair prompt `mode`), the code
+    as the answer."""
     fixed = attempts[pair.fixed_id].code
     if pair.kind == "solve":
         messages = draft_messages(problem)
     elif pair.kind == "keep":
-        messages = repair_messages(problem, fixed, KEEP_FEEDBACK)
+        messages = repair_messages(problem, fixed, KEEP_FEEDBACK, mode)
     else:  # repair, garbage: the broken code and the feedback it got
-        messages = repair_messages(problem, attempts[pair.broken_id].code, pair.feedback)
-    return {"messages": [*messages, answer_message(fixed)], "task_id": pair.task_id, "kind": pair.kind}
+        messages = repair_messages(problem, attempts[pair.broken_id].code, pair.feedback, mode)
+    return {
+        "messages": [*messages, answer_message(fixed)],
+        "task_id": pair.task_id,
+        "kind": pair.kind,
+        "provenance": pair.provenance,
+    }
 
 
 def answer_message(code: str) -> dict:
     """The assistant turn: the code in the ```python fence the loop's extraction reads."""
     return {"role": "assistant", "content": f"```python\n{code.rstrip()}\n```"}
-
-
-def _kind_counts(pairs: list[Pair]) -> dict[str, int]:
-    return dict(Counter(pair.kind for pair in pairs))
 
 
 def write_dataset(dataset: Dataset, folder: str | Path) -> DatasetInfo:

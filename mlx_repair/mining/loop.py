@@ -4,7 +4,10 @@ For each problem: `samples` drafts; each runs in the sandbox. A failing attempt 
 repair prompt holding the feedback of its *visible* cases; up to `rounds` repairs follow
 one chain per draft, and each is verified on *all* cases, hidden ones included. When
 `resample` is set, every failing draft also gets one independent fresh sample: the
-budget-matched baseline (two model calls either way) that repair has to beat.
+budget-matched baseline (two model calls either way) that repair has to beat. When
+pairs are saved, the drafts of each problem are also paired with each other once all
+are judged (`pairing.sample_pairs`): with several samples per problem, that is where
+most repair pairs come from.
 
 Everything is written to the store before it is reported, keyed by (task, kind, sample,
 round), so a re-run skips what is stored and a killed run loses nothing committed.
@@ -12,17 +15,14 @@ round), so a re-run skips what is stored and a killed run loses nothing committe
 
 from __future__ import annotations
 
-import difflib
 import time
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Protocol
 
 from mlx_repair.events import AttemptFinished, Generating, PairSaved, Progress
 from mlx_repair.problems import Problem
-from mlx_repair.mining.store import Attempt, Pair, Store
-
-# A "fix" this similar to the broken code is kept but flagged: it may be a trivial edit.
-NEAR_COPY_RATIO = 0.98
+from mlx_repair.mining.pairing import attempt_pairs, sample_pairs
+from mlx_repair.mining.store import Attempt, Store
 
 
 @dataclass
@@ -106,6 +106,8 @@ def run_loop(
     for start in range(0, len(problems), config.chunk_size):
         chunk = problems[start : start + config.chunk_size]
         yield from _step(_draft_requests(chunk, config), writer, judge, store, config, tally, total)
+        if config.save_pairs:
+            yield from _save_sample_pairs(chunk, store)
         for round in range(1, config.rounds + 1):
             requests = _repair_requests(chunk, store, config, round)
             yield from _step(requests, writer, judge, store, config, tally, total)
@@ -200,28 +202,17 @@ def _attempt(output: Output, verdict, writer: Writer) -> Attempt:
 
 
 def _save_pairs(request: Request, attempt: Attempt, store: Store) -> Iterator[PairSaved]:
-    """Which training pairs an attempt makes:
-    - a passing draft: `solve` (problem -> code) and `keep` (passing code -> unchanged);
-    - a passing repair: `repair` (broken + feedback -> fix), unless the fix is the broken
-      code itself; a near-copy is kept but flagged;
-    - a failing repair: `garbage`, the same shape with a "fix" that fails (the control)."""
-    pairs = []
-    if request.kind == "draft" and attempt.passed:
-        pairs.append(Pair(attempt.task_id, "solve", attempt.id, feedback=""))
-        pairs.append(Pair(attempt.task_id, "keep", attempt.id, feedback="", broken_id=attempt.id))
-    elif request.kind == "repair" and attempt.code.strip() != request.broken.code.strip():
-        kind = "repair" if attempt.passed else "garbage"
-        similarity = difflib.SequenceMatcher(None, request.broken.code, attempt.code).ratio()
-        pairs.append(
-            Pair(
-                attempt.task_id,
-                kind,
-                attempt.id,
-                feedback=request.broken.feedback,
-                broken_id=request.broken.id,
-                near_copy=similarity >= NEAR_COPY_RATIO,
-            )
-        )
+    yield from _store_pairs(attempt_pairs(attempt, request.broken), store)
+
+
+def _save_sample_pairs(chunk: list[Problem], store: Store) -> Iterator[PairSaved]:
+    """Once every draft of the chunk is judged: pairs among each problem's drafts."""
+    for problem in chunk:
+        drafts = [a for a in store.attempts(problem.task_id) if a.kind == "draft"]
+        yield from _store_pairs(sample_pairs(drafts), store)
+
+
+def _store_pairs(pairs, store: Store) -> Iterator[PairSaved]:
     for pair in pairs:
         if store.add_pair(pair):
             yield PairSaved(pair, store.pair_counts())

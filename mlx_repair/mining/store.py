@@ -17,9 +17,13 @@ from pathlib import Path
 
 from mlx_repair.errors import UserError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 STORE_FILE = "store.sqlite"
 PAIR_KINDS = ("repair", "solve", "keep", "garbage")
+# Where a pair's answer came from: a passing draft (solve, keep), the model's repair of
+# the broken attempt it was shown (self-repair), or an independent sample of the same
+# problem (resample).
+PROVENANCES = ("draft", "self-repair", "resample")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -68,6 +72,7 @@ CREATE TABLE IF NOT EXISTS pairs (
     fixed_id INTEGER NOT NULL REFERENCES attempts(id),
     feedback TEXT NOT NULL,
     near_copy INTEGER NOT NULL,
+    provenance TEXT NOT NULL CHECK (provenance IN ('draft', 'self-repair', 'resample')),
     created REAL NOT NULL
 );
 -- A solve pair has no broken attempt, and SQL's UNIQUE treats NULLs as distinct: index
@@ -104,13 +109,22 @@ class Attempt:
 
 @dataclass
 class Pair:
+    """A training pair: the broken attempt (with its feedback) and the answer to learn.
+    Without a provenance, solve and keep pairs come from a draft and the others from a
+    self-repair, the loop's own repair turn."""
+
     task_id: str
     kind: str
     fixed_id: int
     feedback: str
     broken_id: int | None = None
     near_copy: bool = False
+    provenance: str = ""
     id: int | None = None
+
+    def __post_init__(self):
+        if not self.provenance:
+            self.provenance = "draft" if self.kind in ("solve", "keep") else "self-repair"
 
 
 class Store:
@@ -253,10 +267,12 @@ class Store:
         """Store a pair; False when the same pair was already stored (a resumed run)."""
         if pair.kind not in PAIR_KINDS:
             raise ValueError(f"pair kind must be one of {PAIR_KINDS}, got {pair.kind!r}")
+        if pair.provenance not in PROVENANCES:
+            raise ValueError(f"pair provenance must be one of {PROVENANCES}, got {pair.provenance!r}")
         with self.db:
             cursor = self.db.execute(
                 "INSERT OR IGNORE INTO pairs (run_id, task_id, kind, broken_id, fixed_id, feedback, "
-                "near_copy, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "near_copy, provenance, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     self._require_run(),
                     pair.task_id,
@@ -265,20 +281,24 @@ class Store:
                     pair.fixed_id,
                     pair.feedback,
                     int(pair.near_copy),
+                    pair.provenance,
                     time.time(),
                 ),
             )
         return cursor.rowcount == 1
 
     def pairs(self, kind: str | None = None) -> list[Pair]:
-        query = "SELECT task_id, kind, fixed_id, feedback, broken_id, near_copy, id FROM pairs WHERE run_id=?"
+        query = (
+            "SELECT task_id, kind, fixed_id, feedback, broken_id, near_copy, provenance, id "
+            "FROM pairs WHERE run_id=?"
+        )
         params: tuple = (self._require_run(),)
         if kind is not None:
             query += " AND kind=?"
             params += (kind,)
         return [
-            Pair(task_id=t, kind=k, fixed_id=f, feedback=fb, broken_id=b, near_copy=bool(n), id=i)
-            for t, k, f, fb, b, n, i in self.db.execute(query + " ORDER BY id", params)
+            Pair(task_id=t, kind=k, fixed_id=f, feedback=fb, broken_id=b, near_copy=bool(n), provenance=p, id=i)
+            for t, k, f, fb, b, n, p, i in self.db.execute(query + " ORDER BY id", params)
         ]
 
     def pair_counts(self) -> dict[str, int]:

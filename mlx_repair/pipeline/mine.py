@@ -1,15 +1,21 @@
 """Mining: run draft -> execute -> repair on the train side and store the verified pairs.
 
-Only train-side problems are ever mined (the split is by task id), so nothing learnt
-here can leak into an evaluation. Re-running with the same settings resumes the run.
+Each problem gets `mine.samples` drafts at `mine.temperature` (its own settings, so
+that evaluation stays greedy): failing and passing samples of one problem pair up as
+repair pairs (`mining.pairing`), and with `repair.rounds` > 0 each failing draft also
+gets the model's own repair. Only train-side problems are ever mined (the split is by
+task id), so nothing learnt here can leak into an evaluation. Re-running with the same
+settings resumes the run.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from mlx_repair.console import Console
 from mlx_repair.mining.loop import LoopConfig
+from mlx_repair.mining.pairing import format_pair_counts, kind_counts
 from mlx_repair.mining.store import Store
 from mlx_repair.pipeline.stages import run_stage
 
@@ -17,14 +23,21 @@ from mlx_repair.pipeline.stages import run_stage
 def mine(config, run_dir=None, console=None) -> tuple[Path, dict[str, int]]:
     """Mine pairs on the train side; returns the run directory and pair counts per kind."""
     console = console or Console()
+    config = mining_config(config)
     loop_config = LoopConfig(samples=config.sampling.samples, rounds=config.repair.rounds, stage="mine")
     done = run_stage(config, "mine", "train", loop_config, console, explicit_dir=run_dir)
     with Store.open(done.directory) as store:
         store.select_run("mine")
-        counts = store.pair_counts()
+        counts = kind_counts(store.pairs())
         near_copies = sum(p.near_copy for p in store.pairs("repair"))
     console.line(
-        f"pairs in {done.directory}: " + ", ".join(f"{kind} {count}" for kind, count in counts.items())
-        + f" ({near_copies} repair pairs flagged as near-copies) from {len(done.problems)} train problems"
+        f"pairs in {done.directory}: {format_pair_counts(counts)} ({near_copies} repair pairs flagged as "
+        f"near-copies) from {len(done.problems)} train problems"
     )
     return done.directory, counts
+
+
+def mining_config(config):
+    """`config` with the drafts' sampling set by `[mine]`."""
+    sampling = replace(config.sampling, samples=config.mine.samples, temperature=config.mine.temperature)
+    return replace(config, sampling=sampling)

@@ -46,11 +46,13 @@ def run_dir(config: Config, stage: str, settings: dict, explicit: str | None = N
 def settings_of(config: Config, **extra) -> dict:
     """The settings that decide a loop stage's results (and so its directory and store),
     the prompts' wording included. `[train]` is left out: it shapes the adapter, not the
-    drafts and repairs, and the train job reaches its stages through `run.limit`."""
+    drafts and repairs, and the train job reaches its stages through `run.limit`. So is
+    `[mine]`: mining puts it into `[sampling]` (`pipeline.mine.mining_config`), and it
+    must not move the evaluation's directory."""
     from mlx_repair.generation.prompts import fingerprint
 
-    sections = {name: value for name, value in asdict(config).items() if name != "train"}
-    return {**sections, **extra, "prompts": fingerprint()}
+    sections = {name: value for name, value in asdict(config).items() if name not in ("train", "mine")}
+    return {**sections, **extra, "prompts": fingerprint(config.repair.prompt)}
 
 
 def sandbox_pool(config: Config):
@@ -76,7 +78,8 @@ def load_writer(config: Config, adapter: str | None = None, progress=None, liste
     )
     name = config.run.model if adapter is None else f"{config.run.model}+{adapter}"
     name += f" ({bits}-bit)" if bits else ""
-    return MLXWriter(model, tokenizer, name, WriterSampling.from_draft(draft), listener=listener)
+    sampling = WriterSampling.from_draft(draft)
+    return MLXWriter(model, tokenizer, name, sampling, listener=listener, repair_prompt=config.repair.prompt)
 
 
 LOCK_FILE = "writer.lock"

@@ -102,7 +102,10 @@ def train_config_of(config) -> TrainConfig:
 
 def mix_of(config) -> MixConfig:
     t = config.train
-    return MixConfig(min_pairs=t.min_pairs, keep_ratio=t.keep_ratio, solve_ratio=t.solve_ratio)
+    return MixConfig(
+        min_pairs=t.min_pairs, keep_ratio=t.keep_ratio, solve_ratio=t.solve_ratio,
+        pairs_per_problem=t.pairs_per_problem, prompt_mode=config.repair.prompt,
+    )
 
 
 def default_out(config, train_config: TrainConfig) -> Path:

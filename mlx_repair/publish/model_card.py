@@ -10,6 +10,7 @@ copied from report.json and manifest.json (shipped beside the card), never recom
 from __future__ import annotations
 
 from mlx_repair.evaluation.metrics import METRIC_LABELS, format_rate
+from mlx_repair.mining.pairing import format_kind_count
 
 WHERE = "path/to/this/folder"  # what the usage snippets call the export when no repo id is known
 KIND_DESCRIPTIONS = {
@@ -120,9 +121,13 @@ def _pairs_section(manifest: dict, report: dict | None) -> str:
         return ""
     lines = ["## Pair counts", "", "| kind | mined | training records | validation records |", "| --- " * 4 + "|"]
     for kind in kinds:
-        cells = [mined.get(kind, "-"), counts.get("train", {}).get(kind, "-"), counts.get("valid", {}).get(kind, "-")]
-        lines.append(f"| {kind} | " + " | ".join(str(cell) for cell in cells) + " |")
+        cells = [_count(side.get(kind)) for side in (mined, counts.get("train", {}), counts.get("valid", {}))]
+        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _count(by_source: dict[str, int] | None) -> str:
+    return "-" if by_source is None else format_kind_count(by_source)
 
 
 def _evaluation_section(report: dict | None) -> str:
