@@ -41,6 +41,9 @@ def test_every_sandbox_setting_reaches_the_pool():
     config.sandbox.cpu_s = 5.0
     with sandbox_pool(config) as pool:
         assert pool.limits.cpu_s == 5.0
+    config.sandbox.isolation = "rlimits-only"
+    with sandbox_pool(config) as pool:
+        assert pool.isolation == "rlimits-only"
 
 
 @pytest.mark.parametrize("command", ["doctor", "models"])

@@ -1,16 +1,28 @@
-"""Hostile candidates, run for real: each gets the right verdict, the host is untouched,
-no process outlives its run, and the pool keeps going.
+"""Hostile candidates, run for real under every isolation level that works here: each gets
+the right verdict, the host is untouched (or, where a level cannot protect it, the test
+says so), no process outlives its run, and the pool keeps going.
 
-All run through one Pool, interleaved with canonical HumanEval solutions that must still
-pass. "Probe" candidates return the right answer only if the isolation held, so a pass
-means the attack failed.
+All run through one Pool per level, interleaved with canonical HumanEval solutions that
+must still pass. "Probe" candidates return the right answer only if the isolation held,
+so a pass means the attack failed. What each level protects, as asserted here, is the
+table in README.md ("The sandbox"); benchmarks/results/isolation_levels.md has the runs.
+
+Candidates that could reach other processes of this machine if their level did not hold
+run only where it cannot: signals to every process only under bwrap (pid namespace and
+a throwaway uid), an unbounded fork bomb only where RLIMIT_NPROC binds, a remount only
+inside a level's own mount namespace. Signals sent to the outside target a `sleep`
+started by the test.
 """
 
 import os
 import secrets
+import shutil
+import signal
 import socket
+import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -20,6 +32,7 @@ from mlx_repair.sandbox import Limits, Pool, levels, processes
 
 MARK = f"987654.{secrets.randbelow(10**6)}"  # a unique `sleep` argument: findable in /proc
 LIMITS = Limits(timeout_s=3.0, cpu_s=3.0)
+LEVELS_HERE = levels.available()
 ADD = Problem(
     task_id="Hostile/add",
     prompt='def add(a, b):\n    """Return a + b."""\n',
@@ -33,13 +46,50 @@ ADD = Problem(
     ),
     canonical_solution="    return a + b\n",
 )
+# Probes whose attack succeeds under a level, as measured on Linux as root: there the
+# candidate gets "failed" and the host shows the damage.
+NOT_PROTECTED = {
+    "rlimits-only": {"write_outside", "delete_home_file", "read_home", "loopback", "network_out", "signal_outside"},
+}
+
+
+def runs_under(name: str, level: str) -> str | None:
+    """Why candidate `name` must not run under `level` on this machine (None: it may)."""
+    if name == "kill_everything" and level != "bwrap":
+        return "signals every process it can: run only under bwrap (pid namespace and a throwaway uid)"
+    if name == "fork_bomb" and not nproc_binds(level):
+        return "root is exempt from RLIMIT_NPROC: an unbounded fork bomb could starve this machine (fork_count_is_bounded measures the bound)"
+    if name == "remount" and level not in levels.OWN_ROOT:
+        return "no mount namespace of its own: the remount would change this machine's mounts"
+    return None
+
+
+def nproc_binds(level: str) -> bool:
+    """Whether the kernel bounds a run's processes (RLIMIT_NPROC): root is exempt unless
+    the child drops to a throwaway uid."""
+    return os.geteuid() != 0 or levels.can_drop(level)
+
+
+@dataclass
+class Host:
+    """What candidates must not touch: files here and in the real home, a server on
+    loopback, a process of the test's own."""
+
+    caller_dir: Path
+    home_dir: Path  # made by the test in the real home directory
+    server: socket.socket
+    target: subprocess.Popen
+
+    @property
+    def home_file(self) -> Path:
+        return self.home_dir / "keep.txt"  # the read probe reads secret.txt beside it
 
 
 def _body(code: str) -> str:
     return "".join(f"    {line}\n" for line in code.strip("\n").splitlines())
 
 
-def hostile_candidates(caller_dir: Path, home_file: Path, port: int) -> dict[str, tuple[str, set]]:
+def hostile_candidates(caller_dir: Path, home_file: Path, port: int, target_pid: int) -> dict[str, tuple[str, set]]:
     """name -> (completion, acceptable statuses). {"passed"} marks a probe."""
     caller_file = caller_dir / "keep.txt"
     return {
@@ -63,20 +113,34 @@ def hostile_candidates(caller_dir: Path, home_file: Path, port: int) -> dict[str
         "huge_allocation": (_body("x = bytearray(16 * 1024 ** 3)\nreturn a + b"), {"memory"}),
         "huge_file": (_body("open('big', 'wb').write(b'x' * (200 << 20))\nreturn a + b"), {"failed"}),
         "output_flood": (_body("import sys\nsys.stdout.write('x' * (100 << 20))\nreturn a + b"), {"output_limit"}),
-        "delete_host_files": (_body(
-            "import os, shutil\nheld = 0\n"
+        "write_outside": (_body(
+            "import os\nheld = 0\n"
             f"for attack in (lambda: os.remove({str(caller_file)!r}),\n"
-            f"               lambda: os.remove({str(home_file)!r}),\n"
-            f"               lambda: shutil.rmtree({str(caller_dir)!r}),\n"
             f"               lambda: open({str(caller_dir / 'new.txt')!r}, 'w').write('x')):\n"
             "    try:\n        attack()\n    except OSError:\n        held += 1\n"
-            "return a + b if held == 4 else -held"), {"passed"}),
-        "network": (_body(
+            "return a + b if held == 2 else -held"), {"passed"}),
+        "delete_home_file": (_body(
+            f"import os\ntry:\n    os.remove({str(home_file)!r})\nexcept OSError:\n    return a + b\nreturn -1"),
+            {"passed"}),
+        "read_home": (_body(
+            f"try:\n    open({str(home_file.with_name('secret.txt'))!r}).read()\nexcept OSError:\n    return a + b\nreturn -1"), {"passed"}),
+        "loopback": (_body(
+            "import socket\n"
+            f"try:\n    socket.create_connection(('127.0.0.1', {port}), timeout=1).close()\n"
+            "except OSError:\n    return a + b\nreturn -1"), {"passed"}),
+        "network_out": (_body(
             "import socket\nheld = 0\n"
-            f"for address in (('127.0.0.1', {port}), ('1.1.1.1', 80), ('pypi.org', 443)):\n"
+            "for address in (('1.1.1.1', 80), ('pypi.org', 443)):\n"
             "    try:\n        socket.create_connection(address, timeout=1).close()\n"
             "    except OSError:\n        held += 1\n"
-            "return a + b if held == 3 else -held"), {"passed"}),
+            "return a + b if held == 2 else -held"), {"passed"}),
+        "signal_outside": (_body(
+            f"import os\ntry:\n    os.kill({target_pid}, 15)\nexcept OSError:\n    return a + b\nreturn -1"),
+            {"passed"}),
+        "remount": (_body(
+            "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+            "undone = libc.mount(None, b'/', None, ctypes.c_ulong(32 | 4096), None) == 0  # MS_REMOUNT | MS_BIND: writable\n"
+            "return -1 if undone else a + b"), {"passed"}),
         "exit_at_import": ("import sys\nsys.exit(0)\n", {"error"}),
         "exit_in_call": (_body("import sys\nsys.exit(0)"), {"failed"}),
         "raise_system_exit": (_body("raise SystemExit(0)"), {"failed"}),
@@ -167,57 +231,83 @@ def _survivors(snapshot: dict[int, str], patience_s: float = 5.0) -> dict[int, s
         time.sleep(0.1)
 
 
+@pytest.fixture(scope="module", params=LEVELS_HERE)
+def level(request):
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def host(tmp_path_factory):
-    """The things a candidate must not touch: files here and in the real home, a secret
-    in the environment, a server on loopback."""
+def host(tmp_path_factory, level):
+    """The things a candidate must not touch (one set per level): files here and in a
+    directory made in the real home, a secret in the environment, a server on loopback, a
+    process of the test's own."""
     caller_dir = tmp_path_factory.mktemp("caller")
     (caller_dir / "keep.txt").write_text("keep")
     # Host-side work directories of this module's runs land here, not in the shared /tmp
     # where other processes on the machine make their own.
     saved_tempdir, tempfile.tempdir = tempfile.tempdir, str(tmp_path_factory.mktemp("sandbox-tmp"))
-    home_file = Path.home() / f".mlx-repair-sentinel-{MARK}"
-    home_file.write_text("keep")
+    home_dir = Path(tempfile.mkdtemp(prefix=".mlx-repair-test-", dir=Path.home()))
+    (home_dir / "keep.txt").write_text("keep")
+    (home_dir / "secret.txt").write_text("secret")
     server = socket.create_server(("127.0.0.1", 0))
     server.setblocking(False)
+    target = subprocess.Popen(["sleep", "600"])
     saved_cwd = os.getcwd()
     os.chdir(caller_dir)
     os.environ["HF_TOKEN"] = os.environ["AWS_SECRET_ACCESS_KEY"] = "s3cr3t"
-    yield caller_dir, home_file, server
+    yield Host(caller_dir, home_dir, server, target)
     os.chdir(saved_cwd)
     tempfile.tempdir = saved_tempdir
     for key in ("HF_TOKEN", "AWS_SECRET_ACCESS_KEY"):
         os.environ.pop(key, None)
+    target.kill()
+    target.wait()
     server.close()
-    home_file.unlink(missing_ok=True)
+    shutil.rmtree(home_dir, ignore_errors=True)
+
+
+def candidates_for(host: Host) -> dict[str, tuple[str, set]]:
+    return hostile_candidates(host.caller_dir, host.home_file, host.server.getsockname()[1], host.target.pid)
 
 
 @pytest.fixture(scope="module")
-def outcomes(host):
-    caller_dir, home_file, server = host
-    candidates = hostile_candidates(caller_dir, home_file, server.getsockname()[1])
+def outcomes(host, level):
+    candidates = candidates_for(host)
     humaneval = load_problems("humaneval")[:24]
     jobs = []
     for name, (completion, _) in candidates.items():
-        jobs.append((name, ADD, completion))
+        if runs_under(name, level) is None:
+            jobs.append((name, ADD, completion))
         problem = humaneval[len(jobs) % len(humaneval)]
         jobs.append((f"canonical {problem.task_id} {len(jobs)}", problem, problem.canonical_solution))
-    with Pool(2, LIMITS) as pool:
+    with Pool(2, LIMITS, level) as pool:
         verdicts = dict(pool.run(jobs))
     return candidates, verdicts, _sandbox_processes()
 
 
-NAMES = list(hostile_candidates(Path("/x"), Path("/y"), 1))
+NAMES = list(hostile_candidates(Path("/x"), Path("/y"), 1, 1))
+
+
+def expected_statuses(name: str, level: str, candidates: dict) -> set:
+    """What the candidate must get: a probe whose attack succeeds under `level` fails;
+    where the kernel does not bound processes, the parent ends the run past the limit."""
+    if name in NOT_PROTECTED.get(level, ()):
+        return {"failed"}
+    if name == "fork_count_is_bounded" and not nproc_binds(level):
+        return {"error"}
+    return candidates[name][1]
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_hostile_candidate_gets_the_right_verdict(outcomes, name):
+def test_hostile_candidate_gets_the_right_verdict(outcomes, level, name):
+    if reason := runs_under(name, level):
+        pytest.skip(reason)
     candidates, verdicts, _ = outcomes
     verdict = verdicts[name]
-    expected = candidates[name][1]
+    expected = expected_statuses(name, level, candidates)
     assert verdict.status in expected, (verdict.status, verdict.error, verdict.feedback)
     assert verdict.passed == (expected == {"passed"})
-    assert verdict.isolation == levels.isolation()
+    assert verdict.isolation == level
 
 
 def test_pool_keeps_going(outcomes):
@@ -231,23 +321,42 @@ def test_no_process_outlives_its_run(outcomes):
     assert _survivors(outcomes[2]) == {}
 
 
-def test_host_is_untouched(outcomes, host):
-    caller_dir, home_file, server = host
-    assert (caller_dir / "keep.txt").read_text() == "keep"
-    assert home_file.read_text() == "keep"
-    assert sorted(p.name for p in caller_dir.iterdir()) == ["keep.txt"]
-    with pytest.raises(BlockingIOError):
-        server.accept()  # nobody connected
+def _nobody_connected(server: socket.socket) -> bool:
+    try:
+        server.accept()[0].close()
+    except BlockingIOError:
+        return True
+    return False
+
+
+# What the host shows after each probe ran, when the level held.
+HOST_INTACT = {
+    "write_outside": lambda host: (host.caller_dir / "keep.txt").exists() and not (host.caller_dir / "new.txt").exists(),
+    "delete_home_file": lambda host: host.home_file.exists(),
+    "loopback": lambda host: _nobody_connected(host.server),
+    "signal_outside": lambda host: host.target.poll() is None,
+}
+
+
+@pytest.mark.parametrize("probe", HOST_INTACT)
+def test_the_host_shows_what_the_level_protects(outcomes, host, level, probe):
+    """Seen from the host, not from the candidate's report: intact where the level
+    protects, damaged where README's table says it does not."""
+    assert HOST_INTACT[probe](host) == (probe not in NOT_PROTECTED.get(level, ()))
+
+
+def test_no_work_dir_is_left(outcomes):
     assert tempfile.gettempdir() != "/tmp" and not list(Path(tempfile.gettempdir()).glob("mlx-repair-*"))
 
 
-def test_cold_start_also_contains_fork_bombs_and_orphans(host, monkeypatch):
+def test_cold_start_also_contains_fork_bombs_and_orphans(host, level, monkeypatch):
     """The same guarantees without the warm fork server (one bwrap per candidate)."""
+    if level != "bwrap":
+        pytest.skip("only bwrap has a warm fork server")
     monkeypatch.setattr(processes, "FORK_SERVER", False)
-    caller_dir, home_file, server = host
-    candidates = hostile_candidates(caller_dir, home_file, server.getsockname()[1])
-    names = ["fork_bomb", "fork_count_is_bounded", "orphans", "delete_host_files", "always_equal"]
-    with Pool(2, LIMITS) as pool:
+    candidates = candidates_for(host)
+    names = ["fork_bomb", "fork_count_is_bounded", "orphans", "write_outside", "always_equal"]
+    with Pool(2, LIMITS, level) as pool:
         verdicts = dict(pool.run((n, ADD, candidates[n][0]) for n in names))
     for name in names:
         assert verdicts[name].status in candidates[name][1], (name, verdicts[name].feedback)

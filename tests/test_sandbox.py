@@ -3,6 +3,7 @@ precise, completions of both shapes work, degraded isolation still works, and th
 
 import json
 import os
+import shutil
 import signal
 
 import pytest
@@ -91,20 +92,12 @@ def test_verdict_serialises(humaneval):
     assert record["task_id"] == "HumanEval/2" and record["cases"][0]["source"].startswith("assert")
 
 
-@pytest.mark.parametrize(
-    "level, fork_server",
-    [("bwrap", False), ("unshare", False), ("rlimits-only", False)],
-)
-def test_degraded_isolation_still_judges(humaneval, monkeypatch, level, fork_server):
-    monkeypatch.setenv(levels.ISOLATION_ENV, level)
-    monkeypatch.setattr(processes, "FORK_SERVER", fork_server)
-    levels.isolation.cache_clear()
-    try:
-        problem = humaneval["HumanEval/0"]
-        good = run_candidate(problem, problem.canonical_solution, Limits(timeout_s=20))
-        bad = run_candidate(problem, "    return True\n", Limits(timeout_s=20))
-    finally:
-        levels.isolation.cache_clear()
+@pytest.mark.parametrize("level", levels.available())
+def test_every_level_here_judges(humaneval, monkeypatch, level):
+    monkeypatch.setattr(processes, "FORK_SERVER", False)
+    problem = humaneval["HumanEval/0"]
+    good = run_candidate(problem, problem.canonical_solution, Limits(timeout_s=20), level)
+    bad = run_candidate(problem, "    return True\n", Limits(timeout_s=20), level)
     assert good.passed and good.isolation == level, good.feedback
     assert not bad.passed and "Expected: False\nGot: True" in bad.feedback
 
@@ -168,3 +161,98 @@ def test_exec_reads_the_sandbox_settings_of_the_config_file(tmp_path, capsys):
     config.write_text("[sandbox]\ntimeout_s = -1\n")
     assert cli_main(["exec", "humaneval", str(samples), "--config", str(config)]) == 2
     assert "'sandbox.timeout_s' must be more than 0, got -1" in capsys.readouterr().err
+
+
+# ---- which isolation a run gets ----------------------------------------------------------
+
+
+@pytest.fixture
+def without_bwrap(tmp_path, monkeypatch):
+    """This machine as a Linux without bubblewrap: a PATH that has unshare but no bwrap;
+    the probes are forgotten before and after, and no weaker level was announced yet."""
+    if not levels.on_linux():
+        pytest.skip("bubblewrap is the Linux sandbox")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "unshare").symlink_to(shutil.which("unshare"))
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setattr(levels, "_ANNOUNCED", set())
+    levels.failure.cache_clear()
+    yield
+    levels.failure.cache_clear()
+
+
+def _one_sample(tmp_path, humaneval):
+    samples = tmp_path / "samples.jsonl"
+    _write_lines(samples, [{"task_id": "HumanEval/0", "completion": humaneval["HumanEval/0"].canonical_solution}])
+    return samples
+
+
+def test_without_bwrap_eval_refuses_in_one_line_before_the_model_loads(without_bwrap, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    argv = ["eval", "--model", str(tmp_path / "no-such-model"), "--limit", "1", "--run-dir", str(run_dir)]
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "bwrap not found" in err and "apt-get install bubblewrap" in err and "--isolation" in err
+    assert '"unshare" or "rlimits-only"' in err  # the weaker levels that do work here
+    assert not run_dir.exists()  # refused before the run directory and the model
+
+
+def test_without_bwrap_exec_refuses_and_judges_nothing(without_bwrap, humaneval, tmp_path, capsys):
+    samples = _one_sample(tmp_path, humaneval)
+    out = tmp_path / "verdicts.jsonl"
+    assert cli_main(["exec", "humaneval", str(samples), "--out", str(out)]) == 2
+    assert "apt-get install bubblewrap" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("how", ["flag", "config"])
+@pytest.mark.parametrize("level", ["unshare", "rlimits-only"])
+def test_a_weaker_level_runs_when_chosen_and_says_so_once(without_bwrap, humaneval, tmp_path, capsys, how, level):
+    samples = _one_sample(tmp_path, humaneval)
+    _write_lines(samples, [json.loads(samples.read_text())] * 3)
+    out = tmp_path / "verdicts.jsonl"
+    argv = ["exec", "humaneval", str(samples), "--out", str(out)]
+    if how == "flag":
+        argv += ["--isolation", level]
+    else:
+        (tmp_path / "mlx-repair.toml").write_text(f'[sandbox]\nisolation = "{level}"\n')
+        argv += ["--config", str(tmp_path / "mlx-repair.toml")]
+    assert cli_main(argv) == 0
+    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("sandbox:")]
+    assert said == [f"sandbox: candidates run under {level}, weaker than bwrap, as chosen (--isolation, sandbox.isolation)"]
+    verdicts = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(v["passed"], v["isolation"]) for v in verdicts] == [(True, level)] * 3
+
+
+def test_a_chosen_level_that_does_not_work_is_one_line(without_bwrap, humaneval, tmp_path, capsys):
+    samples = _one_sample(tmp_path, humaneval)
+    assert cli_main(["exec", "humaneval", str(samples), "--isolation", "bwrap"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("sandbox.isolation = 'bwrap' does not work here (bwrap not found); levels that do: unshare, rlimits-only")
+    assert len(err.splitlines()) == 1
+
+
+def test_an_unknown_level_in_the_config_is_one_line(humaneval, tmp_path, capsys):
+    samples = _one_sample(tmp_path, humaneval)
+    (tmp_path / "mlx-repair.toml").write_text('[sandbox]\nisolation = "docker"\n')
+    assert cli_main(["exec", "humaneval", str(samples), "--config", str(tmp_path / "mlx-repair.toml")]) == 2
+    expected = "'sandbox.isolation' must be auto, bwrap, unshare, sandbox-exec, rlimits-only, got 'docker'"
+    assert expected in capsys.readouterr().err
+
+
+def test_doctor_says_candidates_would_be_refused_and_what_works(without_bwrap):
+    from mlx_repair.commands.doctor import check_sandbox
+
+    ok, what, detail = check_sandbox()
+    assert not ok and what == "sandbox: bwrap"
+    assert detail.startswith("bwrap not found: candidates are refused; install bubblewrap")
+    assert detail.endswith("weaker levels that work here (--isolation): unshare, rlimits-only")
+
+
+def test_doctor_says_the_real_sandbox_runs_candidates():
+    from mlx_repair.commands.doctor import check_sandbox
+
+    ok, what, detail = check_sandbox()
+    assert ok and what == f"sandbox: {levels.real_sandbox()[0]}" and detail.startswith("candidates run in it")

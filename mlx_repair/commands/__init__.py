@@ -4,7 +4,7 @@ The flags that several commands share, and the way a job runs (printed, or under
 TUI with `--tui`), live here once. A flag whose `dest` is "section.key" overrides that
 key of the config file (config.py)."""
 
-from mlx_repair.config import QUANTIZE_BITS, QUANTIZE_GROUP_SIZE, REPAIR_MODES, MineSection, RepairSection
+from mlx_repair.config import ISOLATION_CHOICES, QUANTIZE_BITS, QUANTIZE_GROUP_SIZE, REPAIR_MODES, MineSection, RepairSection
 
 
 def add_model_arguments(parser) -> None:
@@ -49,6 +49,16 @@ def add_repair_prompt_argument(parser) -> None:
     parser.add_argument("--repair-prompt", dest="repair.prompt", choices=REPAIR_MODES,
                         help=f"what a repair prompt shows (default {RepairSection.prompt}): 'code' the failing attempt and "
                              "its test results, 'facts' the test results only, 'explain' facts and a sentence on what they show first")
+
+
+def add_sandbox_arguments(parser) -> None:
+    """--isolation, for the commands that run model-written code ([sandbox] isolation)."""
+    parser.add_argument(
+        "--isolation", dest="sandbox.isolation", choices=ISOLATION_CHOICES,
+        help="how candidates are isolated: auto (the default) runs them only in the platform's real sandbox "
+        "(bubblewrap on Linux, sandbox-exec on macOS) and refuses without it; naming a weaker level runs them "
+        "under it (README: The sandbox, what each level protects)",
+    )
 
 
 def add_job_arguments(parser, stage: str) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shutil
-import subprocess
 import sys
 
 
@@ -15,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    checks = [check_mlx(), check_blas(), check_bwrap(), check_humaneval()]
+    checks = [check_mlx(), check_blas(), check_sandbox(), check_humaneval()]
     checks += check_packaged(verify=not args.quick)
     for ok, what, detail in checks:
         print(f"{'ok  ' if ok else 'FAIL'}  {what:<32} {detail}")
@@ -43,14 +41,19 @@ def check_blas() -> tuple[bool, str, str]:
     return status.name != "reference", f"BLAS: {status.name}", status.detail
 
 
-def check_bwrap() -> tuple[bool, str, str]:
-    path = shutil.which("bwrap")
-    if path is None:
-        return False, "sandbox: bubblewrap", "not found; apt-get install bubblewrap"
-    probe = [path, "--ro-bind", "/", "/", "--unshare-pid", "--unshare-net", "true"]
-    result = subprocess.run(probe, capture_output=True, text=True, timeout=30)
-    detail = path if result.returncode == 0 else f"{path} fails: {result.stderr.strip()[:120]}"
-    return result.returncode == 0, "sandbox: bubblewrap", detail
+def check_sandbox() -> tuple[bool, str, str]:
+    """What isolation "auto" will do here: run candidates in the platform's real sandbox,
+    or refuse to; and which weaker levels work, for a user who chooses one."""
+    from mlx_repair.sandbox import levels
+
+    level, remedy = levels.real_sandbox()
+    weaker = [name for name in levels.available() if name != level]
+    choose = f"; weaker levels that work here (--isolation): {', '.join(weaker)}" if weaker else ""
+    if level is None:
+        return False, "sandbox", f"none for {sys.platform}: candidates are refused{choose}"
+    if reason := levels.failure(level):
+        return False, f"sandbox: {level}", f"{reason}: candidates are refused; {remedy}{choose}"
+    return True, f"sandbox: {level}", f"candidates run in it{choose}"
 
 
 def check_humaneval() -> tuple[bool, str, str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mlx_repair.commands import add_model_arguments, add_repair_prompt_argument, add_sampling_arguments
+from mlx_repair.commands import add_model_arguments, add_repair_prompt_argument, add_sampling_arguments, add_sandbox_arguments
 
 SIDES = ("eval", "train", "all")
 
@@ -19,6 +19,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--limit", dest="run.limit", metavar="N", type=int, help="only the first N problems of that side")
     add_sampling_arguments(parser)
     add_repair_prompt_argument(parser)
+    add_sandbox_arguments(parser)
     parser.add_argument("--no-repair", action="store_true", help="cold pass@1 only: skip repair and resampling")
     parser.add_argument("--json", metavar="OUT", help="also write the result as JSON")
     parser.add_argument("--run-dir", metavar="DIR", help="store the run here (default: runs/eval-<model>-<settings hash>)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from mlx_repair.commands import add_sandbox_arguments
 from mlx_repair.errors import UserError
 
 VERDICT_FIELDS = ("task_id", "passed", "status", "feedback", "isolation")
@@ -22,11 +23,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", type=Path, help="verdicts JSONL (default: SAMPLES_verdicts.jsonl)")
     parser.add_argument("--workers", dest="sandbox.workers", type=int, metavar="N", help="candidates run at once (default: cores)")
     parser.add_argument("--timeout", dest="sandbox.timeout_s", type=float, metavar="S", help="wall-clock seconds per candidate (default 10)")
+    add_sandbox_arguments(parser)
 
 
 def run(args) -> int:
     from mlx_repair.config import config_from_args
     from mlx_repair.pipeline.stages import sandbox_pool
+    from mlx_repair.sandbox.levels import announcement
     from mlx_repair.problems import load_problems
 
     config = config_from_args(args)
@@ -35,6 +38,8 @@ def run(args) -> int:
     out = args.out or args.samples.with_name(args.samples.name + "_verdicts.jsonl")
     verdicts = {}
     with sandbox_pool(config) as pool:
+        if notice := announcement(pool.isolation):
+            print(notice)
         jobs = ((i, problems[task_id], completion) for i, (task_id, completion) in enumerate(samples))
         for index, verdict in pool.run(jobs):
             verdicts[index] = verdict

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
-from mlx_repair.commands import add_job_arguments, add_mining_arguments, add_model_arguments, run_job
+from mlx_repair.commands import add_job_arguments, add_mining_arguments, add_model_arguments, add_sandbox_arguments, run_job
 
 
 def add_arguments(parser) -> None:
     add_model_arguments(parser)
     parser.add_argument("--limit", dest="run.limit", type=int, metavar="N", help="only the first N train-side problems")
     add_mining_arguments(parser)
+    add_sandbox_arguments(parser)
     add_job_arguments(parser, "mine")
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import shlex
 import sys
 
-from mlx_repair.commands import add_mining_arguments, add_model_arguments, run_job
+from mlx_repair.commands import add_mining_arguments, add_model_arguments, add_sandbox_arguments, run_job
 from mlx_repair.config import TrainSection
 
 
@@ -18,6 +18,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--limit", dest="train.eval_limit", type=int, metavar="N", help="evaluate on the first N eval-side problems")
     parser.add_argument("--mine-limit", dest="train.mine_limit", type=int, metavar="N", help="mine the first N train-side problems")
     add_mining_arguments(parser)
+    add_sandbox_arguments(parser)
     parser.add_argument("--iters", dest="train.iters", type=int, metavar="N", help="training steps")
     parser.add_argument("--rank", dest="train.rank", type=int, metavar="R", help="LoRA rank")
     parser.add_argument("--layers", dest="train.layers", type=int, metavar="N", help="adapt the last N transformer blocks (-1: all)")

@@ -60,7 +60,7 @@ def sandbox_pool(config: Config):
 
     s = config.sandbox
     limits = Limits(timeout_s=s.timeout_s, cpu_s=s.cpu_s or s.timeout_s, memory_mb=s.memory_mb)
-    return Pool(workers=config.sandbox.workers, limits=limits)
+    return Pool(workers=config.sandbox.workers, limits=limits, isolation_level=s.isolation)
 
 
 def load_writer(config: Config, adapter: str | None = None, progress=None, listener=None):
@@ -129,6 +129,7 @@ def run_stage(config: Config, stage: str, side: str, loop_config, console, adapt
     from mlx_repair.mining.loop import run_loop
     from mlx_repair.model.resolve import quantize_warning
     from mlx_repair.mining.store import Store
+    from mlx_repair.sandbox.levels import announcement, isolation
 
     problems, split = problems_for(config, side)
     settings = settings_of(config, side=side, adapter=adapter, **extra)
@@ -137,6 +138,9 @@ def run_stage(config: Config, stage: str, side: str, loop_config, console, adapt
         console.show(Log(warning))
     label = stage if adapter is None else f"{stage} + adapter"  # train runs "eval" twice
     started = time.perf_counter()
+    # Before the run directory and the model: no real sandbox (nor a chosen weaker one) refuses here.
+    if notice := announcement(isolation(config.sandbox.isolation)):
+        console.show(Log(notice))
     with run_lock(directory):  # before the model loads: a second writer refuses at once
         writer = load_writer(config, adapter, progress=console.import_progress, listener=console.writing)
         with Store.open(directory) as store, sandbox_pool(config) as pool:

@@ -1,8 +1,9 @@
 """Run candidates against a problem's tests in fresh, isolated, limited processes.
 
 The public API: `run_candidate` for one candidate, `Pool` for many at once, `Limits`,
-`Verdict`, `isolation()` (the level in use) and `feedback_text`. How it works, by module:
-`levels` (bwrap, unshare, sandbox-exec or rlimits only), `limits`, `processes` (child
+`Verdict`, `isolation()` (the level a run uses) and `feedback_text`. How it works, by
+module: `levels` (bwrap, unshare, sandbox-exec or rlimits only: which one, and the command
+line), `mounts` (the unshare level's file system), `limits`, `processes` (child
 processes, the fork server, pipes and clean-up), `child` (the stdlib-only program inside
 the sandbox), `cases` (tests split into cases), `judge` (the parent decides each case
 from the values the child reported), `feedback` (what the model is shown) and `verdict`.
@@ -19,7 +20,7 @@ from mlx_repair.problems import Problem
 from mlx_repair.sandbox.cases import assemble, plan_tests
 from mlx_repair.sandbox.child import SOLUTION_FILE
 from mlx_repair.sandbox.feedback import feedback_text
-from mlx_repair.sandbox.levels import isolation
+from mlx_repair.sandbox.levels import AUTO, isolation
 from mlx_repair.sandbox.judge import CaseResult
 from mlx_repair.sandbox.limits import Limits
 from mlx_repair.sandbox.processes import Outcome, run_process
@@ -28,12 +29,13 @@ from mlx_repair.sandbox.verdict import Verdict, build_verdict, run_error
 __all__ = ["Limits", "CaseResult", "Verdict", "run_candidate", "feedback_text", "Pool", "isolation"]
 
 
-def run_candidate(problem: Problem, completion: str, limits: Limits | None = None) -> Verdict:
-    """Run `completion` (a body continuing the prompt, or a whole program) on every case."""
+def run_candidate(problem: Problem, completion: str, limits: Limits | None = None, level: str = AUTO) -> Verdict:
+    """Run `completion` (a body continuing the prompt, or a whole program) on every case,
+    under isolation `level` ("auto": the platform's real sandbox, or a UserError)."""
     limits = limits or Limits()
     start = time.monotonic()
     plan = plan_tests(problem)
-    level = isolation()
+    level = isolation(level)
     source = assemble(problem, completion)
     try:
         program = compile(source, SOLUTION_FILE, "exec")
@@ -54,15 +56,16 @@ def _syntax_message(error: Exception, source: str) -> str:
 
 class Pool:
     """Run many candidates at once (default: one per core), streaming verdicts as each
-    finishes. Threads only wait on child processes, so the GIL is not the bottleneck."""
+    finishes. Threads only wait on child processes, so the GIL is not the bottleneck. The
+    isolation level is settled here, before any candidate runs (see `isolation`)."""
 
-    def __init__(self, workers: int | None = None, limits: Limits | None = None):
+    def __init__(self, workers: int | None = None, limits: Limits | None = None, isolation_level: str = AUTO):
+        self.isolation = isolation(isolation_level)
         self.workers = workers or os.cpu_count() or 1
         self.limits = limits or Limits()
         self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="sandbox")
 
     def __enter__(self) -> "Pool":
-        isolation()  # probe (and warn) once, before the threads start
         return self
 
     def __exit__(self, *exc) -> None:
@@ -78,7 +81,7 @@ class Pool:
         window = self.workers * 2
         while True:
             for key, problem, completion in _take(jobs, window - len(running)):
-                future = self._executor.submit(run_candidate, problem, completion, self.limits)
+                future = self._executor.submit(run_candidate, problem, completion, self.limits, self.isolation)
                 running[future] = key
             if not running:
                 return

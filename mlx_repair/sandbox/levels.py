@@ -1,62 +1,115 @@
-"""Isolation levels: which one this machine offers, and the command line that runs a child
-inside it.
+"""Isolation levels: which one a run uses, whether it works here, and the command line that
+runs a child inside it.
 
-- bwrap (Linux): read-only root, private sized tmpfs /tmp holding the work dir, HOME and
-  TMPDIR, /root and /home hidden, no network, own pid/ipc/uts namespaces, new session,
-  dies with the parent. When we are root the child also drops to a random unprivileged
-  uid, so RLIMIT_NPROC binds (root is exempt from it) and a fork bomb stops at
-  `max_processes`; the candidate cannot write the host or signal anything but itself.
-- unshare (Linux without bwrap): no network, own pid namespace; work dir on the host.
-- sandbox-exec (macOS): a profile denying network and writes outside the work dir;
-  resident memory is watched because RLIMIT_AS does not work there.
-- rlimits-only: resource limits and cleanup only (a warning says so).
+- bwrap (Linux's real sandbox): read-only root, private sized tmpfs /tmp holding the work
+  dir, HOME and TMPDIR, /root and /home hidden, a minimal /dev, no network, own
+  pid/ipc/uts namespaces, new session, dies with the parent.
+- unshare (Linux, util-linux): new mount, pid and network namespaces (and a user
+  namespace when not root); `mounts.py` makes every mount read-only and gives the same
+  private /tmp, minimal /dev and hidden homes as bwrap. The pid namespace ends with the
+  child, killing whatever it left. Not root, the child holds no capability (it cannot
+  undo a mount) and RLIMIT_NPROC counts the user's own processes.
+- sandbox-exec (macOS's real sandbox): a profile denying network and writes outside the
+  work dir; resident memory is watched because RLIMIT_AS does not work there.
+- rlimits-only: resource limits, a scrubbed environment and the clean-up of the run's
+  processes; nothing stops file writes, network or signals.
+
+Under bwrap and unshare as root the child also drops to a random unprivileged uid, so
+RLIMIT_NPROC binds (root is exempt) and a fork bomb stops at `max_processes`.
+
+Model-written code runs under the platform's real sandbox, or under a weaker level only
+when the user chose it (`sandbox.isolation`, `--isolation`): "auto" refuses with one line
+naming what to install rather than degrade quietly, and a job says once which weaker
+level it runs under. What each level protects, as measured: README.md, "The sandbox".
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
-import warnings
 from functools import lru_cache
 from pathlib import Path
 
+from mlx_repair.config import ISOLATION_CHOICES as CHOICES
+from mlx_repair.errors import UserError
 from mlx_repair.sandbox.limits import Limits
 
-ISOLATION_ENV = "MLX_REPAIR_ISOLATION"  # force a weaker level, e.g. for tests
-LEVELS = ("bwrap", "unshare", "sandbox-exec", "rlimits-only")
+AUTO = "auto"
+# The platform's real sandbox, which "auto" requires, and how to get it.
+REAL_SANDBOX = {
+    "linux": ("bwrap", "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap)"),
+    "darwin": ("sandbox-exec", "/usr/bin/sandbox-exec ships with macOS; check that it runs"),
+}
+TRIED = {"linux": ("bwrap", "unshare", "rlimits-only"), "darwin": ("sandbox-exec", "rlimits-only")}
+# Levels that build the child's own view of the file system: a private /tmp holds the
+# work dir, the homes are hidden and the interpreter is bound back.
+OWN_ROOT = ("bwrap", "unshare")
 SANDBOX_WORKDIR = "/tmp/run"
+MOUNTS_SOURCE = Path(__file__).with_name("mounts.py").read_text(encoding="utf-8")
+_ANNOUNCED: set[str] = set()
+
+
+def isolation(requested: str = AUTO) -> str:
+    """The level candidates run under: for "auto" the platform's real sandbox, or a
+    one-line UserError saying what to install; a level asked for by name, if it works."""
+    if requested not in CHOICES:
+        raise ValueError(f"isolation {requested!r}: use one of {', '.join(CHOICES)}")
+    if requested != AUTO:
+        if reason := failure(requested):
+            raise UserError(
+                f"sandbox.isolation = {requested!r} does not work here ({reason}); levels that do: {', '.join(available())}"
+            )
+        return requested
+    level, remedy = real_sandbox()
+    if level is None:
+        raise UserError(f"sandbox: no sandbox for {sys.platform}; to run candidates with resource limits only, pass --isolation rlimits-only")
+    if reason := failure(level):
+        weaker = " or ".join(f'"{name}"' for name in available() if name != level)
+        raise UserError(
+            f"sandbox: {reason}; model-written code runs only in a real sandbox: {remedy}, "
+            f"or choose a weaker one with --isolation or sandbox.isolation ({weaker})"
+        )
+    return level
+
+
+def real_sandbox() -> tuple[str | None, str]:
+    """The platform's real sandbox and how to get it (None on other platforms)."""
+    return REAL_SANDBOX.get(_platform(), (None, ""))
+
+
+def available() -> list[str]:
+    """The levels that work on this machine, strongest first."""
+    return [level for level in TRIED.get(_platform(), ("rlimits-only",)) if failure(level) is None]
+
+
+def announcement(level: str) -> str | None:
+    """The line saying that candidates run under less than the platform's real sandbox:
+    the first time this process (a command, one job) uses `level`, else None."""
+    real = real_sandbox()[0]
+    if level == real or level in _ANNOUNCED:
+        return None
+    _ANNOUNCED.add(level)
+    return f"sandbox: candidates run under {level}, weaker than {real or 'a real sandbox'}, as chosen (--isolation, sandbox.isolation)"
 
 
 @lru_cache(maxsize=None)
-def isolation() -> str:
-    """The strongest isolation that works here (probed once), or the one forced by
-    MLX_REPAIR_ISOLATION; warns when it has to degrade."""
-    forced = os.environ.get(ISOLATION_ENV)
-    if forced:
-        if forced not in LEVELS:
-            raise ValueError(f"{ISOLATION_ENV}={forced!r}: use one of {', '.join(LEVELS)}")
-        return forced
-    if sys.platform == "darwin":
-        candidates = ["sandbox-exec"]
-    elif on_linux():
-        candidates = ["bwrap", "unshare"]
-    else:
-        candidates = []
-    for level in candidates:
-        if _works(level):
-            return level
-        warnings.warn(f"sandbox: {level} is not available here; using a weaker isolation")
-    warnings.warn("sandbox: running candidates with resource limits only (no namespaces)")
-    return "rlimits-only"
-
-
-def _works(level: str) -> bool:
+def failure(level: str) -> str | None:
+    """Why `level` does not work here (probed once), or None when it does."""
+    if level == "rlimits-only":
+        return None
     probe = wrap(level, ["/bin/sh", "-c", "exit 0"], Limits(), "/tmp")
     try:
-        return subprocess.run(probe, capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
+        result = subprocess.run(probe, capture_output=True, text=True, timeout=30)
+    except FileNotFoundError:
+        return f"{probe[0]} not found"
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return str(error)
+    if result.returncode != 0:
+        lines = result.stderr.strip().splitlines() or [f"exit status {result.returncode}"]
+        return f"{probe[0]}: {lines[-1][:160]}"
+    return None
 
 
 def wrap(level: str, argv: list[str], limits: Limits, workdir: str) -> list[str]:
@@ -64,8 +117,7 @@ def wrap(level: str, argv: list[str], limits: Limits, workdir: str) -> list[str]
     if level == "bwrap":
         return _bwrap_args(limits) + ["--"] + argv
     if level == "unshare":
-        user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
-        return ["unshare", *user, "--net", "--pid", "--fork", "--kill-child", "--mount-proc", "--", *argv]
+        return _unshare_args(limits) + argv
     if level == "sandbox-exec":
         return ["sandbox-exec", "-p", _macos_profile(workdir), *argv]
     return argv
@@ -74,13 +126,34 @@ def wrap(level: str, argv: list[str], limits: Limits, workdir: str) -> list[str]
 def _bwrap_args(limits: Limits) -> list[str]:
     args = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
     args += ["--size", str(limits.disk_mb << 20), "--tmpfs", "/tmp"]
-    hidden = [d for d in ("/root", "/home", str(Path.home())) if os.path.isdir(d)]
-    for directory in dict.fromkeys(hidden):
+    hidden = hidden_homes()
+    for directory in hidden:
         args += ["--tmpfs", directory]
     args += _reexpose(os.path.realpath(sys.base_prefix), ["/tmp", *hidden])
     args += ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
     args += ["--die-with-parent", "--new-session", "--chdir", "/"]
     return args
+
+
+def _unshare_args(limits: Limits) -> list[str]:
+    """unshare makes the namespaces (a user namespace maps us to root in it when we are
+    not root); its first process runs mounts.py, which builds the file system and execs
+    the child. --kill-child: the namespace, and all in it, dies with unshare."""
+    user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
+    spec = {
+        "tmp_mb": limits.disk_mb,
+        "homes": hidden_homes(),
+        "prefix": os.path.realpath(sys.base_prefix),
+        "drop_caps": not can_drop("unshare"),
+    }
+    namespaces = ["--mount", "--propagation", "private", "--net", "--pid", "--fork", "--kill-child", "--mount-proc"]
+    python = os.path.realpath(sys.executable)
+    return ["unshare", *user, *namespaces, "--", python, "-I", "-S", "-B", "-c", MOUNTS_SOURCE, json.dumps(spec)]
+
+
+def hidden_homes() -> list[str]:
+    """The home directories a candidate must not see."""
+    return [d for d in dict.fromkeys(("/root", "/home", str(Path.home()))) if os.path.isdir(d)]
 
 
 def _reexpose(prefix: str, hidden: list[str]) -> list[str]:
@@ -107,14 +180,19 @@ def _macos_profile(workdir: str) -> str:
 
 def can_drop(level: str) -> bool:
     """Root on Linux: run the candidate as a throwaway uid (see the module docstring) —
-    if that uid can read the interpreter (bwrap re-exposes it; other levels cannot)."""
+    if that uid can read the interpreter (bwrap and unshare bind it back; the other
+    levels cannot)."""
     if not on_linux() or os.geteuid() != 0:
         return False
-    return level == "bwrap" or _world_readable(os.path.realpath(sys.base_prefix))
+    return level in OWN_ROOT or _world_readable(os.path.realpath(sys.base_prefix))
 
 
 def on_linux() -> bool:
     return sys.platform.startswith("linux")
+
+
+def _platform() -> str:
+    return "linux" if on_linux() else sys.platform
 
 
 @lru_cache(maxsize=None)

@@ -38,7 +38,7 @@ from typing import Iterator
 
 from mlx_repair.sandbox import child as child_source
 from mlx_repair.sandbox.cases import TestPlan
-from mlx_repair.sandbox.levels import SANDBOX_WORKDIR, can_drop, on_linux, wrap
+from mlx_repair.sandbox.levels import OWN_ROOT, SANDBOX_WORKDIR, can_drop, on_linux, wrap
 from mlx_repair.sandbox.limits import Limits, rlimits
 
 RUN_MARKER_ENV = "MLX_REPAIR_RUN"
@@ -71,7 +71,7 @@ def run_process(problem, plan: TestPlan, program, source: str, limits: Limits, l
     token, run_id = secrets.token_hex(16), secrets.token_hex(8)
     uid = secrets.randbelow(SANDBOX_UIDS[1] - SANDBOX_UIDS[0]) + SANDBOX_UIDS[0] if can_drop(level) else None
     warm = FORK_SERVER and level == "bwrap" and uid is not None
-    host_dir = None if level == "bwrap" else tempfile.mkdtemp(prefix="mlx-repair-")
+    host_dir = None if level in OWN_ROOT else tempfile.mkdtemp(prefix="mlx-repair-")
     if warm:
         workdir = f"{SANDBOX_WORKDIR}-{uid}"  # runs of one server share its /tmp, one at a time
     else:
