@@ -39,3 +39,16 @@ def tiny_repairer_dir(tmp_path_factory):
     return build_tiny_repairer(
         tmp_path_factory.mktemp("tiny-repairer"), lambda problem, code: run_candidate(problem, code).feedback
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_sampler_dir(tmp_path_factory):
+    """A tiny model that drafts `double` wrong or right, about half and half when sampled."""
+    from tiny_repairer import RIGHT, WRONG, build_tiny_repairer
+
+    from mlx_repair.sandbox import run_candidate
+
+    return build_tiny_repairer(
+        tmp_path_factory.mktemp("tiny-sampler"), lambda problem, code: run_candidate(problem, code).feedback,
+        drafts=(WRONG, RIGHT),
+    )

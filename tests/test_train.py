@@ -262,3 +262,39 @@ def _checkpoint_step(path: Path) -> int:
     except (OSError, RuntimeError, ValueError):
         return 0
     return json.loads(metadata["run"])["step"]
+
+
+def test_early_stopping_keeps_the_adapter_with_the_best_validation_loss(tiny_model_dir, tmp_path):
+    """Validation answers contradict the training answers, so validation loss soon rises:
+    training stops after `patience` validations without a new best, and the adapter
+    written is the best one's, not the last weights."""
+    from mlx_lm import load
+
+    from mlx_repair.generation.prompts import draft_messages
+    from mlx_repair.mining.dataset import answer_message, read_jsonl, tokenize
+    from mlx_repair.training.lora import _validate
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name, answer in (("train.jsonl", "return 2 * x"), ("valid.jsonl", "return x - 7")):
+        records = [{"messages": [*draft_messages(p), answer_message(f"def {p.entry_point}(x):\n    {answer}")]}
+                   for p in PROBLEMS]
+        (data / name).write_text("".join(json.dumps(r) + "\n" for r in records))
+    config = TrainConfig(iters=40, batch_size=2, learning_rate=3e-3, steps_per_report=1, steps_per_eval=1,
+                         save_every=5, patience=2)
+    out = tmp_path / "adapter"
+    events, manifest = run(str(tiny_model_dir), data, out, config)
+    metrics = manifest["metrics"]
+    validations = [(e.iteration, e.validation_loss) for e in events if isinstance(e, TrainStep) and e.validation_loss is not None]
+    best_step, best_loss = min(validations, key=lambda v: v[1])
+    assert metrics["stopped_early"] and metrics["iterations"] == validations[-1][0] < 40
+    assert (metrics["best_step"], metrics["best_val_loss"]) == (best_step, best_loss)
+    assert [step for step, _ in validations[-2:]] == [best_step + 1, best_step + 2]  # patience 2
+    assert any(isinstance(e, Log) and "stopped early" in e.message for e in events)
+
+    model, tokenizer = load(str(tiny_model_dir), adapter_path=str(out))
+    valid, _ = tokenize(read_jsonl(data / "valid.jsonl"), tokenizer, config.max_seq_length)
+    assert abs(_validate(model, valid, config) - best_loss) < 1e-4 < metrics["final_val_loss"] - best_loss
+    # A re-run with the same settings finds the patience spent: nothing more is trained.
+    events, _ = run(str(tiny_model_dir), data, out, config)
+    assert not [e for e in events if isinstance(e, TrainStep)]

@@ -89,3 +89,30 @@ def test_train_refuses_fewer_pairs_than_the_minimum(tiny_repairer_dir, tmp_path,
     assert "| evaluate base |" in report and "| mine pairs |" in report
     assert "no adapter trained:" in capsys.readouterr().err
     assert not (out / "adapters.safetensors").exists()
+
+
+def test_train_mines_resample_pairs_from_independent_drafts_and_trains_on_them(tiny_sampler_dir, tmp_path, monkeypatch, capsys):
+    """The default mining: several drafts per problem at a temperature, no repair turn;
+    a failing and a passing draft of one problem become a resample repair pair."""
+    monkeypatch.chdir(tmp_path)
+    problems = write_problems(tmp_path / "double.jsonl", double_problems(8))
+    out = tmp_path / "adapter"
+    args = [
+        "train", "--model", str(tiny_sampler_dir), "--problems", str(problems), "--preset", "default",
+        "--iters", "2", "--batch-size", "1", "--max-tokens", "40", "--min-pairs", "2", "--out", str(out),
+        "--rounds", "0", "--samples", "4", "--temperature", "0.8",
+    ]
+    assert main(args) == 0
+    report = json.loads((out / "report.json").read_text())
+    repairs = report["pair_counts"]["repair"]
+    assert set(repairs) == {"resample"} and repairs["resample"] >= 2
+    assert f"repair {repairs['resample']} (resample {repairs['resample']})" in capsys.readouterr().err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["data"]["counts"]["train"]["repair"]["resample"] >= 1
+    records = [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]
+    resampled = [r for r in records if r["provenance"] == "resample"]
+    assert resampled and all("return x * 2" in r["messages"][-1]["content"] for r in resampled)
+    for record in resampled:  # the failing draft is shown, with its test results
+        shown = record["messages"][1]["content"].split("An attempt, with its docstring left out:")[1]
+        assert "Test results:" in shown and "return x * 2" not in shown
+    assert (out / "adapters.safetensors").is_file()

@@ -57,9 +57,11 @@ def write_problems(path: Path, problems: list[Problem]) -> Path:
     return path
 
 
-def build_tiny_repairer(path: str | Path, feedback_for) -> Path:
+def build_tiny_repairer(path: str | Path, feedback_for, drafts: tuple[str, ...] = (WRONG,)) -> Path:
     """`feedback_for(problem, code)` gives the feedback text the loop will show (the real
-    sandbox's), so that the taught repair prompt is exactly the one the loop renders."""
+    sandbox's), so that the taught repair prompt is exactly the one the loop renders.
+    With `drafts=(WRONG, RIGHT)` the draft prompt is taught both answers, so sampling at a
+    temperature draws failing and passing drafts of the same problem."""
     import mlx.core as mx
     import mlx.nn as nn
     import mlx.optimizers as optim
@@ -69,8 +71,8 @@ def build_tiny_repairer(path: str | Path, feedback_for) -> Path:
     path = build_tiny_model(path, arch="qwen2", seed=1)
     model, tokenizer = load(str(path))
     problem = double_problem("Double/0")
-    examples = [
-        (prompts.render(tokenizer, prompts.draft_messages(problem)), WRONG),
+    draft_prompt = prompts.render(tokenizer, prompts.draft_messages(problem))
+    examples = [(draft_prompt, draft) for draft in drafts] + [
         (prompts.render(tokenizer, prompts.repair_messages(problem, WRONG, feedback_for(problem, WRONG))), RIGHT),
     ]
     rows = []

@@ -18,7 +18,9 @@ CHECKPOINT_FILE = "checkpoint.safetensors"
 CHECKPOINT_FORMAT = "mlx-repair-checkpoint-1"
 # Settings that do not change the weights a run ends with (how long it runs aside), so a
 # re-run may change them and still resume.
-NOT_IN_FINGERPRINT = ("iters", "epochs", "steps_per_report", "steps_per_eval", "val_batches", "save_every")
+NOT_IN_FINGERPRINT = (
+    "iters", "epochs", "steps_per_report", "steps_per_eval", "val_batches", "save_every", "patience",
+)
 
 
 @dataclass
@@ -30,6 +32,19 @@ class RunState:
     trained_tokens: int = 0
     initial_val_loss: float | None = None
     history: list = field(default_factory=list)  # TrainStep dicts
+    # The best validation so far (its weights are adapters.safetensors), and how many
+    # validations since then did not beat it: early stopping counts these.
+    best_step: int | None = None
+    best_val_loss: float | None = None
+    validations_since_best: int = 0
+
+    def validated(self, step: int, loss: float) -> bool:
+        """Record a validation loss; True when it is the best so far."""
+        if self.best_val_loss is not None and loss >= self.best_val_loss:
+            self.validations_since_best += 1
+            return False
+        self.best_step, self.best_val_loss, self.validations_since_best = step, loss, 0
+        return True
 
 
 def run_fingerprint(config: TrainConfig, base_model: str | None, data_sha256: str, quantize: int | None) -> str:
@@ -42,17 +57,21 @@ def run_fingerprint(config: TrainConfig, base_model: str | None, data_sha256: st
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
-def save_checkpoint(out_dir: Path, model, optimizer, run: RunState, fingerprint: str) -> None:
-    """Adapter weights (also as adapters.safetensors, so a killed run leaves a usable
-    adapter), optimizer state and run state, each file replaced atomically. The
-    checkpoint is written last: it is the one a resume trusts."""
+def save_adapter(out_dir: Path, model) -> None:
+    """The adapter weights as they are now, as adapters.safetensors (replaced atomically)."""
     from mlx.utils import tree_flatten
 
-    adapter = dict(tree_flatten(model.trainable_parameters()))
-    arrays = {f"adapter.{k}": v for k, v in adapter.items()}
+    _atomic_safetensors(out_dir / ADAPTER_FILE, dict(tree_flatten(model.trainable_parameters())))
+
+
+def save_checkpoint(out_dir: Path, model, optimizer, run: RunState, fingerprint: str) -> None:
+    """Adapter weights, optimizer state and run state in one file, replaced atomically:
+    the one a resume trusts. (adapters.safetensors is written apart, by `save_adapter`.)"""
+    from mlx.utils import tree_flatten
+
+    arrays = {f"adapter.{k}": v for k, v in tree_flatten(model.trainable_parameters())}
     arrays.update({f"optimizer.{k}": v for k, v in tree_flatten(optimizer.state)})
     metadata = {"format": CHECKPOINT_FORMAT, "fingerprint": fingerprint, "run": json.dumps(asdict(run))}
-    _atomic_safetensors(out_dir / ADAPTER_FILE, adapter)
     _atomic_safetensors(out_dir / CHECKPOINT_FILE, arrays, metadata)
 
 

@@ -48,6 +48,9 @@ class TrainConfig:
     steps_per_report: int = 10
     steps_per_eval: int = 50
     val_batches: int = -1  # -1: the whole validation set
+    # Validations in a row without a new best validation loss before training stops
+    # (None: train all `iters`). The adapter kept is the best one either way.
+    patience: int | None = 3
     save_every: int = 10
 
     def __post_init__(self):
@@ -56,6 +59,8 @@ class TrainConfig:
         for name in POSITIVE_FIELDS:
             if getattr(self, name) < 1:
                 raise UserError(f"train {name} must be at least 1, got {getattr(self, name)}")
+        if self.patience is not None and self.patience < 1:
+            raise UserError(f"train patience must be at least 1 (or unset), got {self.patience}")
 
     @property
     def lora_parameters(self) -> dict:

@@ -18,7 +18,10 @@ pieces (`linear_to_lora_layers`, `default_loss`, `iterate_batches`, `evaluate`,
 - the RNG (dropout) is seeded per step from (seed, step);
 - logits are computed for the answer positions only (`answer_loss`): the same loss as
   `default_loss`, with less memory (the prompt's logits are masked out anyway);
-- every `save_every` steps, a checkpoint.
+- every `save_every` steps, a checkpoint;
+- early stopping: the adapter written is the one with the best validation loss, and
+  training stops once it has not improved for `patience` validations (mlx-lm's trainer
+  only reports validation loss).
 A re-run with the same settings continues from the checkpoint and ends with the same
 adapter as an uninterrupted run, up to float noise.
 """
@@ -52,6 +55,7 @@ from mlx_repair.training.checkpoints import (
     atomic_write_text,
     load_checkpoint,
     run_fingerprint,
+    save_adapter,
     save_checkpoint,
 )
 from mlx_repair.training.config import TrainConfig, fit_config
@@ -198,18 +202,22 @@ def _optimizer(config: TrainConfig):
 
 
 def _loop(model, optimizer, train_set, valid_set, config, run, out_dir, fingerprint, callback):
-    """Steps from `run.step` to `config.iters`: report, validate, checkpoint."""
+    """Steps from `run.step` to `config.iters`: report, validate, checkpoint. With a
+    validation set, adapters.safetensors holds the weights of the best validation so
+    far (step 0, the base model itself, included), and training stops once `patience`
+    validations in a row have not beaten it."""
     import mlx.core as mx
 
     step = _step_function(model, optimizer, config)
     validate = partial(_validate, model, valid_set, config) if valid_set else None
     if validate and run.step == 0:
         run.initial_val_loss = validate()
+        _keep_if_best(run, 0, run.initial_val_loss, out_dir, model)
         before = TrainStep(0, math.nan, 0.0, mx.get_peak_memory() / 1e9, run.initial_val_loss)
         yield _report(run, before, callback)
     window = _Window()
     for batch, lengths in _batches(train_set, config, run.step):
-        if run.step >= config.iters:
+        if run.step >= config.iters or _patience_spent(run, config):
             break
         run.step += 1
         mx.random.seed(_seed(config.seed, run.step))  # dropout masks depend on (seed, step) only
@@ -224,10 +232,29 @@ def _loop(model, optimizer, train_set, valid_set, config, run, out_dir, fingerpr
         if evaluate_now or last or run.step % config.steps_per_report == 0:
             run.trained_tokens += window.tokens
             val_loss = validate() if evaluate_now else None
+            if val_loss is not None:
+                _keep_if_best(run, run.step, val_loss, out_dir, model)
             yield _report(run, window.event(run.step, val_loss), callback, optimizer)
             window = _Window()
-        if last or run.step % config.save_every == 0:
+        stopping = last or _patience_spent(run, config)
+        if stopping or run.step % config.save_every == 0:
+            if validate is None:  # nothing to choose the best by: the latest weights
+                save_adapter(out_dir, model)
             save_checkpoint(out_dir, model, optimizer, run, fingerprint)
+        if stopping and not last:
+            yield Log(
+                f"stopped early at step {run.step}: {run.validations_since_best} validations without a new best; "
+                f"the adapter is step {run.best_step}'s (validation loss {run.best_val_loss:.3f})"
+            )
+
+
+def _keep_if_best(run: RunState, step: int, loss: float, out_dir: Path, model) -> None:
+    if run.validated(step, loss):
+        save_adapter(out_dir, model)
+
+
+def _patience_spent(run: RunState, config: TrainConfig) -> bool:
+    return config.patience is not None and run.validations_since_best >= config.patience
 
 
 def _step_function(model, optimizer, config: TrainConfig):
