@@ -31,6 +31,7 @@ from mlx_repair.problems import Problem, load_problems
 from mlx_repair.sandbox import Limits, Pool, levels, processes
 
 MARK = f"987654.{secrets.randbelow(10**6)}"  # a unique `sleep` argument: findable in /proc
+UNMARKED = f"876543.{secrets.randbelow(10**6)}"  # the same, for a process that dropped the run's environment
 LIMITS = Limits(timeout_s=3.0, cpu_s=3.0)
 LEVELS_HERE = levels.available()
 ADD = Problem(
@@ -49,8 +50,12 @@ ADD = Problem(
 # Probes whose attack succeeds under a level, as measured on Linux as root: there the
 # candidate gets "failed" and the host shows the damage.
 NOT_PROTECTED = {
-    "rlimits-only": {"write_outside", "delete_home_file", "read_home", "loopback", "network_out", "signal_outside"},
+    "rlimits-only": {
+        "write_outside", "delete_home_file", "read_home", "loopback", "network_out", "signal_outside",
+        "orphan_without_environment",
+    },
 }
+BLIND = {"orphan_without_environment"}  # cannot tell whether its attack worked; the host can
 
 
 def runs_under(name: str, level: str) -> str | None:
@@ -111,7 +116,9 @@ def hostile_candidates(caller_dir: Path, home_file: Path, port: int, target_pid:
             "    n += 1\n"
             f"return a + b if n <= {LIMITS.max_processes} else -n"), {"passed"}),
         "huge_allocation": (_body("x = bytearray(16 * 1024 ** 3)\nreturn a + b"), {"memory"}),
-        "huge_file": (_body("open('big', 'wb').write(b'x' * (200 << 20))\nreturn a + b"), {"failed"}),
+        "huge_file": (_body(  # 1 MB at a time: a 200 MB buffer alone took seconds on a busy machine
+            "with open('big', 'wb') as big:\n    for _ in range(200):\n        big.write(b'x' * (1 << 20))\n"
+            "return a + b"), {"failed"}),
         "output_flood": (_body("import sys\nsys.stdout.write('x' * (100 << 20))\nreturn a + b"), {"output_limit"}),
         "write_outside": (_body(
             "import os\nheld = 0\n"
@@ -180,6 +187,10 @@ def hostile_candidates(caller_dir: Path, home_file: Path, port: int, target_pid:
             f"        os.execvp('sleep', ['sleep', '{MARK}'])\n"
             "    os._exit(0)\n"
             "return a + b"), {"passed"}),
+        "orphan_without_environment": (_body(
+            "import subprocess\n"
+            f"subprocess.Popen(['sleep', '{UNMARKED}'], env={{}}, start_new_session=True)\n"
+            "return a + b"), {"passed"}),
         "kill_everything": (_body("import os, signal\nos.kill(-1, signal.SIGKILL)\nreturn a + b"), {"passed"}),
         "env_secrets": (_body(
             "import os\n"
@@ -215,6 +226,18 @@ def _sandbox_processes() -> dict[int, str]:
         uid = int(status.split("\nUid:\t", 1)[1].split()[0])
         if MARK in cmdline or processes.SANDBOX_UIDS[0] <= uid < processes.SANDBOX_UIDS[1]:
             found[int(entry.name)] = f"uid={uid} {cmdline[:80]}"
+    return found
+
+
+def _marked(mark: str) -> list[int]:
+    """Live processes whose command line holds `mark`."""
+    found = []
+    for entry in os.scandir("/proc"):
+        try:
+            if entry.name.isdigit() and mark in Path(entry.path, "cmdline").read_bytes().decode(errors="replace"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
     return found
 
 
@@ -262,6 +285,8 @@ def host(tmp_path_factory, level):
         os.environ.pop(key, None)
     target.kill()
     target.wait()
+    for pid in _marked(UNMARKED):  # what an unprotected level let a candidate leave behind
+        os.kill(pid, signal.SIGKILL)
     server.close()
     shutil.rmtree(home_dir, ignore_errors=True)
 
@@ -291,7 +316,7 @@ NAMES = list(hostile_candidates(Path("/x"), Path("/y"), 1, 1))
 def expected_statuses(name: str, level: str, candidates: dict) -> set:
     """What the candidate must get: a probe whose attack succeeds under `level` fails;
     where the kernel does not bound processes, the parent ends the run past the limit."""
-    if name in NOT_PROTECTED.get(level, ()):
+    if name in NOT_PROTECTED.get(level, ()) and name not in BLIND:
         return {"failed"}
     if name == "fork_count_is_bounded" and not nproc_binds(level):
         return {"error"}
@@ -335,6 +360,7 @@ HOST_INTACT = {
     "delete_home_file": lambda host: host.home_file.exists(),
     "loopback": lambda host: _nobody_connected(host.server),
     "signal_outside": lambda host: host.target.poll() is None,
+    "orphan_without_environment": lambda host: not _marked(UNMARKED),
 }
 
 

@@ -17,7 +17,7 @@ class Limits:
     file_size_mb: int = 16  # largest file the candidate may write
     max_processes: int = 32
     output_bytes: int = 64_000  # stdout + stderr; more ends the run ("output_limit")
-    disk_mb: int = 64  # the sandbox's private /tmp (bwrap)
+    disk_mb: int = 64  # the sandbox's private /tmp (bwrap, unshare)
 
 
 def rlimits(limits: Limits, level: str, uid: int | None) -> dict[str, int]:

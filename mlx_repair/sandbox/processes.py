@@ -7,8 +7,8 @@ warm fork server instead: a clean interpreter inside bwrap that never imports ML
 runs candidate code, with common modules preloaded, which forks one child per
 candidate; the throwaway uid still separates runs, and the server kills all of a uid's
 processes before it reports a run finished. Where root cannot drop to a throwaway uid
-(the interpreter is unreadable without bwrap), the run's processes are counted here and
-the run is killed past `max_processes`.
+(the interpreter is unreadable outside bwrap and unshare), the run's processes are
+counted here and the run is killed past `max_processes`.
 
 Limits are rlimits set by the child before any candidate code runs, a wall clock kept
 here, and capped output drained through `selectors` (no deadlock, bounded memory). The
