@@ -256,3 +256,17 @@ def test_doctor_says_the_real_sandbox_runs_candidates():
 
     ok, what, detail = check_sandbox()
     assert ok and what == f"sandbox: {levels.real_sandbox()[0]}" and detail.startswith("candidates run in it")
+
+
+def test_a_job_of_several_stages_says_its_weaker_level_once(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(levels, "_ANNOUNCED", set())
+    args = [
+        "train", "--model", str(tiny_model_dir), "--problems", "humaneval", "--preset", "default",
+        "--limit", "1", "--mine-limit", "1", "--max-tokens", "8", "--out", str(tmp_path / "adapter"),
+        "--isolation", "unshare",
+    ]
+    assert cli_main(args) == 0
+    shown = capsys.readouterr().err  # the job's console
+    assert "== eval (" in shown and "== mine (" in shown  # two stages, two sandbox pools
+    assert shown.count("sandbox: candidates run under unshare, weaker than bwrap") == 1, shown

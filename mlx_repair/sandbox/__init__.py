@@ -29,13 +29,13 @@ from mlx_repair.sandbox.verdict import Verdict, build_verdict, run_error
 __all__ = ["Limits", "CaseResult", "Verdict", "run_candidate", "feedback_text", "Pool", "isolation"]
 
 
-def run_candidate(problem: Problem, completion: str, limits: Limits | None = None, level: str = AUTO) -> Verdict:
+def run_candidate(problem: Problem, completion: str, limits: Limits | None = None, isolation_level: str = AUTO) -> Verdict:
     """Run `completion` (a body continuing the prompt, or a whole program) on every case,
-    under isolation `level` ("auto": the platform's real sandbox, or a UserError)."""
+    under `isolation_level` ("auto": the platform's real sandbox, or a UserError)."""
     limits = limits or Limits()
     start = time.monotonic()
     plan = plan_tests(problem)
-    level = isolation(level)
+    level = isolation(isolation_level)
     source = assemble(problem, completion)
     try:
         program = compile(source, SOLUTION_FILE, "exec")

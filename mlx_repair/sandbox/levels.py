@@ -56,12 +56,10 @@ def isolation(requested: str = AUTO) -> str:
     one-line UserError saying what to install; a level asked for by name, if it works."""
     if requested not in CHOICES:
         raise ValueError(f"isolation {requested!r}: use one of {', '.join(CHOICES)}")
-    if requested != AUTO:
-        if reason := failure(requested):
-            raise UserError(
-                f"sandbox.isolation = {requested!r} does not work here ({reason}); levels that do: {', '.join(available())}"
-            )
-        return requested
+    return _real_or_refuse() if requested == AUTO else _working(requested)
+
+
+def _real_or_refuse() -> str:
     level, remedy = real_sandbox()
     if level is None:
         raise UserError(f"sandbox: no sandbox for {sys.platform}; to run candidates with resource limits only, pass --isolation rlimits-only")
@@ -71,6 +69,12 @@ def isolation(requested: str = AUTO) -> str:
             f"sandbox: {reason}; model-written code runs only in a real sandbox: {remedy}, "
             f"or choose a weaker one with --isolation or sandbox.isolation ({weaker})"
         )
+    return level
+
+
+def _working(level: str) -> str:
+    if reason := failure(level):
+        raise UserError(f"sandbox.isolation = {level!r} does not work here ({reason}); levels that do: {', '.join(available())}")
     return level
 
 
@@ -152,8 +156,8 @@ def _unshare_args(limits: Limits) -> list[str]:
 
 
 def hidden_homes() -> list[str]:
-    """The home directories a candidate must not see."""
-    return [d for d in dict.fromkeys(("/root", "/home", str(Path.home()))) if os.path.isdir(d)]
+    """The home directories a candidate must not see (never "/", some service users' home)."""
+    return [d for d in dict.fromkeys(("/root", "/home", str(Path.home()))) if d != "/" and os.path.isdir(d)]
 
 
 def _reexpose(prefix: str, hidden: list[str]) -> list[str]:

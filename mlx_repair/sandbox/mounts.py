@@ -21,10 +21,10 @@ import sys
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_NOATIME, MS_NODIRATIME, MS_BIND, MS_MOVE, MS_REC = 32, 1024, 2048, 4096, 8192, 16384
-MS_PRIVATE, MS_RELATIME = 1 << 18, 1 << 21
+MS_NOSYMFOLLOW, MS_PRIVATE, MS_RELATIME = 256, 1 << 18, 1 << 21
 # Per-mount options a remount must repeat: a user namespace may not clear them (locked).
 KEPT_OPTIONS = {
-    b"nosuid": MS_NOSUID, b"nodev": MS_NODEV, b"noexec": MS_NOEXEC,
+    b"nosuid": MS_NOSUID, b"nodev": MS_NODEV, b"noexec": MS_NOEXEC, b"nosymfollow": MS_NOSYMFOLLOW,
     b"noatime": MS_NOATIME, b"nodiratime": MS_NODIRATIME, b"relatime": MS_RELATIME,
 }
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
