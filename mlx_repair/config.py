@@ -104,7 +104,9 @@ class TrainSection:
     rank: int | None = None
     layers: int | None = None  # the last N transformer blocks get adapters (-1: all)
     learning_rate: float | None = None
+    scale: float | None = None  # mlx-lm's LoRA scale (not PEFT's alpha)
     batch_size: int | None = None
+    patience: int | None = None  # validations without a new best before training stops
     dora: bool = False
     min_pairs: int = 10  # fewer mined repair pairs than this and no adapter is trained
     keep_ratio: float = 0.5  # keep records per repair record
@@ -165,6 +167,8 @@ RULES = (
     ("train.rank", lambda v: v is None or v >= 1, "at least 1"),
     ("train.layers", lambda v: v is None or v == -1 or v >= 1, "-1 (all) or at least 1"),
     ("train.learning_rate", lambda v: v is None or v > 0, "more than 0"),
+    ("train.scale", lambda v: v is None or v > 0, "more than 0"),
+    ("train.patience", lambda v: v is None or v >= 1, "at least 1"),
     ("train.batch_size", lambda v: v is None or v >= 1, "at least 1"),
     ("train.min_pairs", lambda v: v >= 1, "at least 1"),
     ("train.keep_ratio", lambda v: v >= 0, "0 or more"),

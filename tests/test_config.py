@@ -118,3 +118,22 @@ def test_training_settings_do_not_move_the_eval_and_mine_runs():
     retrained.train.iters = 30
     for stage, side in (("eval", "eval"), ("mine", "train")):
         assert run_dir(plain, stage, settings_of(plain, side=side)) == run_dir(retrained, stage, settings_of(retrained, side=side))
+
+
+def test_mining_takes_its_own_sampling_and_ignores_an_unused_repair_prompt():
+    from mlx_repair.pipeline.mine import mining_config
+    from mlx_repair.pipeline.stages import run_dir, settings_of
+
+    config = Config()
+    config.mine.samples, config.mine.temperature = 6, 0.7
+    mined = mining_config(config)
+    assert (mined.sampling.samples, mined.sampling.temperature) == (6, 0.7)
+    assert (config.sampling.samples, config.sampling.temperature) == (1, 0.0)  # evaluation stays greedy
+
+    def directory(prompt, rounds):
+        config.repair.prompt, config.repair.rounds = prompt, rounds
+        mined = mining_config(config)
+        return run_dir(mined, "mine", settings_of(mined, side="train"))
+
+    assert directory("facts", 0) == directory("code", 0)  # no repair turn: the same drafts
+    assert directory("facts", 1) != directory("code", 1)

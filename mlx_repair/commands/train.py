@@ -23,6 +23,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--rank", dest="train.rank", type=int, metavar="R", help="LoRA rank")
     parser.add_argument("--layers", dest="train.layers", type=int, metavar="N", help="adapt the last N transformer blocks (-1: all)")
     parser.add_argument("--learning-rate", dest="train.learning_rate", type=float, metavar="LR")
+    parser.add_argument("--scale", dest="train.scale", type=float, metavar="S", help="LoRA scale (mlx-lm's, not PEFT's alpha)")
+    parser.add_argument("--patience", dest="train.patience", type=int, metavar="N",
+                        help="stop after N validations without a new best validation loss; the best adapter is kept")
     parser.add_argument("--batch-size", dest="train.batch_size", type=int, metavar="N", help="training batch size")
     parser.add_argument("--dora", dest="train.dora", action="store_true", default=None, help="train DoRA instead of LoRA")
     parser.add_argument("--min-pairs", dest="train.min_pairs", type=int, metavar="N",

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from mlx_repair.config import RepairSection
 from mlx_repair.console import Console
 from mlx_repair.mining.loop import LoopConfig
 from mlx_repair.mining.pairing import format_pair_counts, kind_counts
@@ -38,6 +39,9 @@ def mine(config, run_dir=None, console=None) -> tuple[Path, dict[str, int]]:
 
 
 def mining_config(config):
-    """`config` with the drafts' sampling set by `[mine]`."""
+    """`config` with the drafts' sampling set by `[mine]`. Without repair turns the repair
+    prompt is never shown, so its mode is set to the default: the run (and its directory)
+    is the same whichever mode the records will be written in."""
     sampling = replace(config.sampling, samples=config.mine.samples, temperature=config.mine.temperature)
-    return replace(config, sampling=sampling)
+    repair = config.repair if config.repair.rounds else replace(config.repair, prompt=RepairSection.prompt)
+    return replace(config, sampling=sampling, repair=repair)

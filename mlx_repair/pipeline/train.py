@@ -15,7 +15,7 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from mlx_repair.console import Console
@@ -68,7 +68,7 @@ def train_pipeline(config, command: str, out: str | Path | None = None, console=
     if too_few:
         console.line(f"no adapter trained: {too_few}")
         return write_no_adapter_report(out, base, counts, mine_dir, command, too_few, stages)
-    losses, validation = timed("train adapter", lambda: _train(mine_config, split, dataset, out, train_config, console))
+    trained = timed("train adapter", lambda: train_stage(mine_config, split, dataset, out, train_config, console))
     adapter = timed("evaluate adapter", lambda: evaluate_model(eval_config, "eval", adapter=str(out), console=console))
     control = None
     if control_mix is not None:
@@ -78,14 +78,14 @@ def train_pipeline(config, command: str, out: str | Path | None = None, console=
             console.line(f"no control adapter trained: {too_few}")
         else:
             control_out = out.with_name(out.name + "-control-garbage")
-            timed("train control", lambda: _train(mine_config, split, control_data, control_out, train_config, console))
+            timed("train control", lambda: train_stage(mine_config, split, control_data, control_out, train_config, console))
             control = timed("evaluate control", lambda: evaluate_model(eval_config, "eval", adapter=str(control_out), console=console))
     for name, result in (("base", base), ("adapter", adapter), ("control", control)):
         if result is not None:
             (out / f"eval-{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     report = TrainReport(
-        base=base, adapter=adapter, control=control, pair_counts=counts, losses=losses,
-        validation_losses=validation, stages=stages, command=command,
+        base=base, adapter=adapter, control=control, pair_counts=counts, losses=trained.losses,
+        validation_losses=trained.validation_losses, stages=stages, command=command,
         notes=report_notes(base["n"], counts),
     )
     return write_report(report, out)
@@ -95,8 +95,8 @@ def train_config_of(config) -> TrainConfig:
     """The LoRA settings: the preset's, with what `[train]` (or a flag) sets."""
     t = config.train
     return preset(
-        t.preset, iters=t.iters, rank=t.rank, num_layers=t.layers, learning_rate=t.learning_rate,
-        batch_size=t.batch_size, fine_tune_type="dora" if t.dora else None,
+        t.preset, iters=t.iters, rank=t.rank, num_layers=t.layers, learning_rate=t.learning_rate, scale=t.scale,
+        batch_size=t.batch_size, patience=t.patience, fine_tune_type="dora" if t.dora else None,
     )
 
 
@@ -140,19 +140,33 @@ def _dataset(problems, mine_dir: Path, mix):
         return build_dataset(store, problems, mix)
 
 
-def _train(config, split, dataset, out: Path, train_config, console):
-    """Train on `dataset`, showing progress; returns (losses, validation losses)."""
-    losses, validation = [], []
+@dataclass
+class Trained:
+    """What the training stage leaves: its losses for the report, and the manifest."""
+
+    losses: list[tuple[int, float]] = field(default_factory=list)
+    validation_losses: list[tuple[int, float]] = field(default_factory=list)
+    manifest: dict = field(default_factory=dict)
+
+
+def train_stage(config, split, dataset, out: Path, train_config, console) -> Trained:
+    """Train on `dataset` into `out` (resuming its checkpoint), showing progress."""
+    trained = Trained()
     extra = {"split": split.to_dict(), "problems": config.run.problems}
-    for event in train_adapter(config.run.model, dataset, out, train_config, extra=extra, quantize=config.run.quantize):
+    events = train_adapter(config.run.model, dataset, out, train_config, extra=extra, quantize=config.run.quantize)
+    while True:
+        try:
+            event = next(events)
+        except StopIteration as done:
+            trained.manifest = done.value
+            return trained
         console.show(event)
         if not isinstance(event, TrainStep):
             continue
         if event.iteration > 0 and not math.isnan(event.loss):  # step 0 only validates
-            losses.append((event.iteration, event.loss))
+            trained.losses.append((event.iteration, event.loss))
         if event.validation_loss is not None:
-            validation.append((event.iteration, event.validation_loss))
-    return losses, validation
+            trained.validation_losses.append((event.iteration, event.validation_loss))
 
 
 def _peak_memory_gb() -> float:
