@@ -43,7 +43,12 @@ models: models-test
 demo: models
 	$(BIN)/mlx-repair train
 
-test: models-test
+# The PEFT export check loads exported adapters in transformers + PEFT: torch's CPU wheel.
+$(VENV)/.peft-check: $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[test,peft-check]'
+	touch $@
+
+test: models-test $(VENV)/.peft-check
 	$(BIN)/python -m pytest -q -n 2
 
 clean:

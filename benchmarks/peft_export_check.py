@@ -80,7 +80,7 @@ def trained_adapter(spec: str, out_dir, num_layers: int, fine_tune_type: str = "
     problems = load_problems("humaneval")[:12]
     records = [{"messages": draft_messages(p) + [answer_message(p.prompt + p.canonical_solution)]} for p in problems]
     ids = [p.task_id for p in problems]
-    data = Dataset(records[:10], records[10:], ids[:10], ids[10:], {"train": {"solve": 10}, "valid": {"solve": 2}})
+    data = Dataset(records[:10], records[10:], ids[:10], ids[10:], {"train": {"solve": {"draft": 10}}, "valid": {"solve": {"draft": 2}}})
     config = preset("cpu", fine_tune_type=fine_tune_type, num_layers=num_layers, iters=steps,
                     max_seq_length=1024, steps_per_eval=steps)
     for _ in train_adapter(spec, data, out_dir, config):
