@@ -9,8 +9,12 @@ runs a child inside it.
   private /tmp, minimal /dev and hidden homes as bwrap. The pid namespace ends with the
   child, killing whatever it left. Not root, the child holds no capability (it cannot
   undo a mount) and RLIMIT_NPROC counts the user's own processes.
-- sandbox-exec (macOS's real sandbox): a profile denying network and writes outside the
-  work dir; resident memory is watched because RLIMIT_AS does not work there.
+- sandbox-exec (macOS's real sandbox): `seatbelt.py`'s deny-by-default profile: no
+  network, writes only in the work dir, no home directory, signals and process
+  inspection only within the sandbox, a few system services. The run's processes are
+  found by their marker with `ps` (no /proc), their memory is summed because RLIMIT_AS
+  does not work there, and RLIMIT_NPROC counts all of the user's processes, so the
+  parent counts the run's too.
 - rlimits-only: resource limits, a scrubbed environment and the clean-up of the run's
   processes; nothing stops file writes, network or signals.
 
@@ -29,18 +33,20 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 
 from mlx_repair.config import ISOLATION_CHOICES as CHOICES
 from mlx_repair.errors import UserError
+from mlx_repair.sandbox import seatbelt
 from mlx_repair.sandbox.limits import Limits
 
 AUTO = "auto"
 # The platform's real sandbox, which "auto" requires, and how to get it.
 REAL_SANDBOX = {
     "linux": ("bwrap", "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap)"),
-    "darwin": ("sandbox-exec", "/usr/bin/sandbox-exec ships with macOS; check that it runs"),
+    "darwin": ("sandbox-exec", f"{seatbelt.SANDBOX_EXEC} ships with macOS; see docs/macos_verification.md"),
 }
 TRIED = {"linux": ("bwrap", "unshare", "rlimits-only"), "darwin": ("sandbox-exec", "rlimits-only")}
 # Levels that build the child's own view of the file system: a private /tmp holds the
@@ -100,10 +106,12 @@ def announcement(level: str) -> str | None:
 
 @lru_cache(maxsize=None)
 def failure(level: str) -> str | None:
-    """Why `level` does not work here (probed once), or None when it does."""
+    """Why `level` does not work here (probed once), or None when it does: whether a
+    Python child, as candidates get, starts under it."""
     if level == "rlimits-only":
         return None
-    probe = wrap(level, ["/bin/sh", "-c", "exit 0"], Limits(), "/tmp")
+    python = [os.path.realpath(sys.executable), "-I", "-S", "-B", "-c", "pass"]
+    probe = wrap(level, python, Limits(), tempfile.gettempdir())
     try:
         result = subprocess.run(probe, capture_output=True, text=True, timeout=30)
     except FileNotFoundError:
@@ -123,7 +131,7 @@ def wrap(level: str, argv: list[str], limits: Limits, workdir: str) -> list[str]
     if level == "unshare":
         return _unshare_args(limits) + argv
     if level == "sandbox-exec":
-        return ["sandbox-exec", "-p", _macos_profile(workdir), *argv]
+        return seatbelt.command(argv, workdir)
     return argv
 
 
@@ -171,15 +179,6 @@ def _reexpose(prefix: str, hidden: list[str]) -> list[str]:
         if len(parent.parts) > len(Path(home).parts):
             args += ["--perms", "0755", "--dir", str(parent)]
     return args + ["--ro-bind", prefix, prefix]
-
-
-def _macos_profile(workdir: str) -> str:
-    return (
-        "(version 1)(allow default)(deny network*)"
-        '(deny file-write* (require-not (require-any (subpath "'
-        + workdir
-        + '") (literal "/dev/null") (literal "/dev/zero"))))'
-    )
 
 
 def can_drop(level: str) -> bool:

@@ -11,10 +11,13 @@ processes before it reports a run finished. Where root cannot drop to a throwawa
 counted here and the run is killed past `max_processes`.
 
 Limits are rlimits set by the child before any candidate code runs, a wall clock kept
-here, and capped output drained through `selectors` (no deadlock, bounded memory). The
-child reports values over a private pipe with a per-run token. Afterwards every process
-of the run is killed: its session, its pid namespace, and any process still owned by
-its uid.
+here, and capped output drained through `selectors` (no deadlock, bounded memory). Where
+the kernel does not bound a run (root that kept its uid is exempt from RLIMIT_NPROC;
+macOS enforces no RLIMIT_AS and counts all of the user's processes), the parent counts
+the run's processes and sums their memory (`tracking`) until the last one has exited.
+The child reports values over a private pipe with a per-run token. Afterwards every
+process of the run is killed: its process group, its pid namespace, and any process
+still owned by its uid or carrying its marker, found with /proc or `ps`.
 """
 
 from __future__ import annotations
@@ -34,14 +37,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from mlx_repair.sandbox import child as child_source
 from mlx_repair.sandbox.cases import TestPlan
 from mlx_repair.sandbox.levels import OWN_ROOT, SANDBOX_WORKDIR, can_drop, on_linux, wrap
-from mlx_repair.sandbox.limits import Limits, rlimits
-
-RUN_MARKER_ENV = "MLX_REPAIR_RUN"
+from mlx_repair.sandbox.limits import Limits, memory_watched, rlimits
+from mlx_repair.sandbox.tracking import RUN_MARKER_ENV, RunWatch, kill_all
 SANDBOX_UIDS = (100_000_000, 1_000_000_000)  # random per run; far from real accounts
 REPORT_BYTES = 8 << 20
 POLL_S = 0.05
@@ -109,7 +110,7 @@ def run_process(problem, plan: TestPlan, program, source: str, limits: Limits, l
         child.kill()
         streams.close()
         if not (warm and child.clean and outcome is not None and outcome.done):
-            _reap(uid, run_id)  # the server cleaned up after a normal run; check the rest
+            kill_all(uid, run_id)  # the server cleaned up after a normal run; check the rest
         if host_dir is not None:
             shutil.rmtree(host_dir, ignore_errors=True)
 
@@ -145,10 +146,11 @@ class _ColdChild:
 
     def __init__(self, level: str, limits: Limits, workdir: str, run_id: str, fds: tuple):
         job_r, report_w, out_w, err_w = fds
-        self.run_id = run_id
-        # Root that could not drop to a throwaway uid is exempt from RLIMIT_NPROC:
-        # count the run's processes from here instead.
-        self.watch_processes = on_linux() and os.geteuid() == 0 and not can_drop(level)
+        self.watch = RunWatch(None, run_id)
+        # Root that could not drop to a throwaway uid is exempt from RLIMIT_NPROC, and
+        # on macOS the limit counts all of the user's processes: count the run's here.
+        self.watch_processes = not can_drop(level) and (os.geteuid() == 0 or not on_linux())
+        self.watch_memory = memory_watched()
         argv = wrap(level, _python_argv(str(job_r), str(report_w)), limits, workdir)
         self.process = subprocess.Popen(
             argv,
@@ -241,7 +243,7 @@ def _thread_zygote(limits: Limits) -> _Zygote:
 class _WarmChild:
     """A candidate process forked by this thread's fork server."""
 
-    watch_processes = False  # the uid's RLIMIT_NPROC binds
+    watch_processes = watch_memory = False  # the uid's RLIMIT_NPROC and RLIMIT_AS bind
 
     def __init__(self, zygote: _Zygote, uid: int, workdir: str, fds: tuple):
         self.zygote, self.uid, self.pid = zygote, uid, None
@@ -284,7 +286,7 @@ class _WarmChild:
 
     def kill(self) -> None:
         if not self.clean:
-            _reap(self.uid, "")
+            kill_all(self.uid, "")
 
 
 class _Streams:
@@ -341,46 +343,45 @@ class _Streams:
 
 
 def _collect(child, streams: _Streams, token: str, limits: Limits) -> Outcome:
-    """Run until the child's pipes close, a limit hits, or the child has exited and only
-    orphans hold its pipes."""
+    """Run until the child has exited and its pipes are closed (or only orphans hold
+    them), or a limit hits. The limits are watched for as long as the pipes are open or
+    the child runs: a child that closes its pipes is still timed and measured."""
     outcome = Outcome()
     deadline = time.monotonic() + limits.timeout_s
     exited_at = None
-    while streams.open:
+    while True:
         now = time.monotonic()
         if exited_at is None and child.poll() is not None:
             exited_at = now
-        if now >= deadline:
-            outcome.timed_out = True
-        elif streams.output_size > limits.output_bytes:
-            outcome.over_output = True
-        elif len(streams.report) > REPORT_BYTES:
-            outcome.tampered = True
-        elif sys.platform == "darwin" and _rss_mb(child.pid) > limits.memory_mb:
-            outcome.over_memory = True
-        elif child.watch_processes and _count(child.run_id) > limits.max_processes:
-            outcome.too_many_processes = True
-        elif exited_at is None or now - exited_at < EXIT_GRACE_S:
+        if _limit_hit(outcome, child, streams, limits, now >= deadline):
+            child.kill()
+            break
+        if exited_at is not None and (not streams.open or now - exited_at >= EXIT_GRACE_S):
+            break
+        if streams.open:
             streams.pump(min(POLL_S, deadline - now), limits.output_bytes)
-            continue
-        break
-    limit_hit = outcome.timed_out or outcome.over_output or outcome.tampered or outcome.over_memory
-    limit_hit |= outcome.too_many_processes
-    if not limit_hit and not _exits_by(child, deadline):
-        outcome.timed_out = True  # it closed its pipes but kept running
-    if outcome.timed_out or limit_hit:
-        child.kill()
+        else:
+            time.sleep(min(POLL_S, deadline - now))  # it closed its pipes but runs on
     outcome.returncode = child.wait()
     outcome.stderr_tail = bytes(streams.stderr[-600:]).decode("utf-8", "replace")
     _parse_reports(bytes(streams.report), token, outcome)
     return outcome
 
 
-def _exits_by(child, deadline: float) -> bool:
-    while child.poll() is None:
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.002)
+def _limit_hit(outcome: Outcome, child, streams: _Streams, limits: Limits, late: bool) -> bool:
+    """Mark on `outcome` the first limit the run has passed, if any."""
+    if late:
+        outcome.timed_out = True
+    elif streams.output_size > limits.output_bytes:
+        outcome.over_output = True
+    elif len(streams.report) > REPORT_BYTES:
+        outcome.tampered = True
+    elif child.watch_memory and child.watch.memory_mb() > limits.memory_mb:
+        outcome.over_memory = True
+    elif child.watch_processes and child.watch.count() > limits.max_processes:
+        outcome.too_many_processes = True
+    else:
+        return False
     return True
 
 
@@ -420,53 +421,3 @@ def _close_quietly(fd: int) -> None:
         os.close(fd)
     except OSError:
         pass
-
-
-def _reap(uid: int | None, run_id: str, patience_s: float = 5.0) -> None:
-    """Kill every process left from the run (by uid, or by the run marker in its
-    environment) and wait until they are gone. Linux only: /proc."""
-    if not os.path.isdir("/proc/self"):
-        return
-    deadline = time.monotonic() + patience_s
-    while time.monotonic() < deadline:
-        left = list(_leftovers(uid, run_id))
-        if not left:
-            return
-        for pid in left:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        time.sleep(0.01)
-
-
-def _leftovers(uid: int | None, run_id: str) -> Iterator[int]:
-    marker = f"{RUN_MARKER_ENV}={run_id}".encode()
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            status = Path(entry.path, "status").read_text()
-            if "\nState:\tZ" in status:
-                continue
-            if uid is not None:
-                owner = int(status.split("\nUid:\t", 1)[1].split()[0])
-                if owner == uid:
-                    yield int(entry.name)
-            elif marker in Path(entry.path, "environ").read_bytes().split(b"\0"):
-                yield int(entry.name)
-        except (OSError, IndexError, ValueError):
-            continue
-
-
-def _count(run_id: str) -> int:
-    return sum(1 for _ in _leftovers(None, run_id))
-
-
-def _rss_mb(pid: int) -> float:
-    """Resident memory of the child (macOS, where RLIMIT_AS is not enforced)."""
-    try:
-        out = subprocess.run(["ps", "-o", "rss=", "-p", str(pid)], capture_output=True, text=True)
-        return int(out.stdout.strip() or 0) / 1024
-    except (OSError, ValueError):
-        return 0.0
