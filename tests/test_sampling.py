@@ -59,6 +59,21 @@ def test_greedy_is_deterministic_and_equals_single_stream_generate(tiny, prefill
         assert samples[p, 0].text == tokenizer.decode(expected)
 
 
+def test_every_sample_records_the_log_probability_of_each_token(tiny):
+    """Greedy samples carry mlx-lm's own log-probabilities of the tokens they chose, one per
+    token, and their mean; a finished sequence's EOS is not one of them."""
+    model, tokenizer, prompts = tiny
+    samples = by_key(sample(model, tokenizer, prompts, n=2, config=SamplingConfig(max_tokens=12, batch_size=4)))
+    for p, prompt in enumerate(prompts):
+        responses = list(stream_generate(model, tokenizer, prompt, max_tokens=12))
+        expected = [r.logprobs[r.token].item() for r in responses][: samples[p, 0].num_tokens]
+        for k in range(2):
+            got = samples[p, k].logprobs
+            assert len(got) == samples[p, k].num_tokens and all(value <= 0 for value in got)
+            assert got == pytest.approx(expected, abs=1e-4)
+            assert samples[p, k].mean_logprob == pytest.approx(sum(got) / len(got))
+
+
 def test_seeds_reproduce_and_differ(tiny):
     model, tokenizer, prompts = tiny
 

@@ -35,6 +35,25 @@ def test_attempts_round_trip_and_never_duplicate(store):
     assert store.attempt_by_key("T/9", "draft", 0, 0) is None
 
 
+def test_an_attempts_log_probability_is_stored_with_it(store):
+    assert store.add_attempt(attempt(logprob=-0.25)).logprob == -0.25
+    assert store.add_attempt(attempt(task="T/1")).logprob is None  # a writer that does not know it
+
+
+def test_a_selection_is_stored_per_problem_and_replaced_when_made_again(store):
+    first, second = store.add_attempt(attempt()), store.add_attempt(attempt(sample=1))
+    store.save_picks("T/0", {"first": first.id, "visible": second.id})
+    store.save_picks("T/0", {"visible": first.id})
+    assert store.picks() == {"T/0": {"first": first.id, "visible": first.id}}
+
+
+def test_a_store_of_the_previous_schema_is_refused_in_one_line(tmp_path, store):
+    store.db.execute("UPDATE meta SET value='3' WHERE key='schema_version'")
+    store.db.commit()
+    with pytest.raises(UserError, match=r"store schema 3, this version reads 4\); use a new run directory"):
+        Store.open(tmp_path)
+
+
 def test_pairs_are_counted_per_kind_and_stored_once(store):
     broken = store.add_attempt(attempt())
     fixed = store.add_attempt(attempt(kind="repair", round=1, passed=True, parent_id=broken.id))

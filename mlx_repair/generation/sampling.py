@@ -14,6 +14,10 @@ generated one does), so decoding does not wait for all of them: the first prompt
 prefilled alone and decodes at once, and later prompts join the running batch a few
 hundred prompt tokens between two decoding steps (`prefill_per_step`).
 
+Every sample carries the log-probability of each of its tokens under the model (before
+temperature or top-p reshape the distribution), so that a selector can prefer the most
+likely of several samples (evaluation/selection.py).
+
 Reproducible: the same prompts, n and config give the same samples. Which sequences
 share a batch, and from which step, depends on that input too, so changing n,
 batch_size or prefill_per_step changes the random draws of temperature sampling (greedy
@@ -64,6 +68,7 @@ class Sample:
     finish_reason: "eos" (the model ended its turn), "stop" (the stop check found the
     function complete; `text` is cut there) or "length" (max_tokens reached).
     token_ids are all generated tokens except EOS, including any past the cut: the cost.
+    logprobs holds the model's log-probability of each of those tokens.
     """
 
     prompt_index: int
@@ -71,10 +76,17 @@ class Sample:
     text: str
     token_ids: list[int]
     finish_reason: str
+    logprobs: list[float] = field(default_factory=list)
 
     @property
     def num_tokens(self) -> int:
         return len(self.token_ids)
+
+    @property
+    def mean_logprob(self) -> float | None:
+        """The mean token log-probability: how likely the model found this sample, on a
+        scale that does not favour short ones (None for an empty sample)."""
+        return sum(self.logprobs) / len(self.logprobs) if self.logprobs else None
 
 
 @dataclass
@@ -101,14 +113,16 @@ class _Sequence:
     stop: StopCheck | None
     on_text: OnText | None = None
     tokens: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
 
-    def add(self, token: int) -> int | None:
+    def add(self, token: int, logprob: float) -> int | None:
         """Append a token; return the cut position once the stop check says complete.
 
         The text is decoded whole rather than streamed: mlx-lm's streaming detokenizers
         drop a leading space, which would shift a continuation's indentation. One decode
         serves both the stop check and the listener; with neither, nothing is decoded."""
         self.tokens.append(token)
+        self.logprobs.append(logprob)
         if self.stop is None and self.on_text is None:
             return None
         text = self.tokenizer.decode(self.tokens)
@@ -118,7 +132,7 @@ class _Sequence:
 
     def finish(self, reason: str, cut: int | None = None) -> Sample:
         text = self.tokenizer.decode(self.tokens)
-        return Sample(self.prompt_index, self.sample_index, text[:cut], self.tokens, reason)
+        return Sample(self.prompt_index, self.sample_index, text[:cut], self.tokens, reason, self.logprobs)
 
 
 def sample(
@@ -175,8 +189,8 @@ def sample(
             stats.seconds += time.perf_counter() - clock
             clock = time.perf_counter()
             stats.peak_memory_gb = mx.get_peak_memory() / 1e9
-            for response in responses:
-                finished = _step(active[response.uid], response, generator)
+            for response, logprob in zip(responses, _chosen_logprobs(responses)):
+                finished = _step(active[response.uid], response, logprob, generator)
                 if finished is not None:
                     del active[response.uid]
                     yield finished
@@ -216,11 +230,19 @@ def _insert(generator: BatchGenerator, model, prompt: list[int], n: int, stats: 
     return generator.insert([prompt[-1:]] * n, caches=[cache] * n)
 
 
-def _step(sequence: _Sequence, response, generator: BatchGenerator) -> Sample | None:
+def _chosen_logprobs(responses) -> list[float]:
+    """The log-probability of each response's token, read in one evaluation: each response
+    carries the whole vocabulary's, and reading them one by one would wait once each."""
+    if not responses:
+        return []
+    return mx.stack([response.logprobs[response.token] for response in responses]).tolist()
+
+
+def _step(sequence: _Sequence, response, logprob: float, generator: BatchGenerator) -> Sample | None:
     """Account one generated token; the finished Sample, or None while it goes on."""
     if response.finish_reason == "stop":  # the only stop sequences mlx-lm sees are EOS
         return sequence.finish("eos")
-    cut = sequence.add(response.token)
+    cut = sequence.add(response.token, logprob)
     if cut is not None:
         if response.finish_reason is None:  # still in mlx-lm's batch: free the slot now
             generator.remove([response.uid])

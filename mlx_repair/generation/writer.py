@@ -114,6 +114,7 @@ class MLXWriter:
                 completion=result.text,
                 code=extract_code(result.text, request.problem),
                 num_tokens=result.num_tokens,
+                logprob=result.mean_logprob,
             )
 
     def _on_text(self, groups: list[tuple[str, list[Request]]]):

@@ -43,6 +43,7 @@ class Output:
     completion: str
     code: str
     num_tokens: int
+    logprob: float | None = None  # the mean token log-probability (generation.sampling.Sample)
 
 
 class Writer(Protocol):
@@ -198,6 +199,7 @@ def _attempt(output: Output, verdict, writer: Writer) -> Attempt:
         sampling=writer.sampling_for(request.kind),
         verdict=verdict.to_dict(),
         parent_id=request.broken.id if request.broken else None,
+        logprob=output.logprob,
     )
 
 

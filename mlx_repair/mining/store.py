@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mlx_repair.errors import UserError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 STORE_FILE = "store.sqlite"
 PAIR_KINDS = ("repair", "solve", "keep", "garbage")
 # Where a pair's answer came from: a passing draft (solve, keep), the model's repair of
@@ -60,6 +60,7 @@ CREATE TABLE IF NOT EXISTS attempts (
     status TEXT NOT NULL,
     feedback TEXT NOT NULL,
     verdict TEXT NOT NULL,
+    logprob REAL,
     created REAL NOT NULL,
     UNIQUE (run_id, task_id, kind, sample_index, round)
 );
@@ -78,6 +79,14 @@ CREATE TABLE IF NOT EXISTS pairs (
 -- A solve pair has no broken attempt, and SQL's UNIQUE treats NULLs as distinct: index
 -- broken_id as 0 there, so that a resumed run cannot store the same pair twice.
 CREATE UNIQUE INDEX IF NOT EXISTS pairs_once ON pairs (run_id, kind, IFNULL(broken_id, 0), fixed_id);
+-- The draft each selection strategy picked for a problem (evaluation/selection.py).
+CREATE TABLE IF NOT EXISTS picks (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    task_id TEXT NOT NULL,
+    strategy TEXT NOT NULL,
+    attempt_id INTEGER NOT NULL REFERENCES attempts(id),
+    PRIMARY KEY (run_id, task_id, strategy)
+);
 """
 
 
@@ -100,6 +109,7 @@ class Attempt:
     sampling: dict = field(default_factory=dict)
     verdict: dict = field(default_factory=dict)
     parent_id: int | None = None
+    logprob: float | None = None  # the mean token log-probability, when the writer knows it
     id: int | None = None
 
     @property
@@ -308,3 +318,22 @@ class Store:
         ):
             counts[kind] = count
         return counts
+
+    def save_picks(self, task_id: str, picks: dict[str, int]) -> None:
+        """Record the attempt id each strategy picked for a problem, replacing an earlier
+        selection: a re-run selects again from the same attempts."""
+        run_id = self._require_run()
+        with self.db:
+            self.db.executemany(
+                "INSERT OR REPLACE INTO picks (run_id, task_id, strategy, attempt_id) VALUES (?, ?, ?, ?)",
+                [(run_id, task_id, strategy, attempt_id) for strategy, attempt_id in picks.items()],
+            )
+
+    def picks(self) -> dict[str, dict[str, int]]:
+        """{task id: {strategy: attempt id}} of every problem a selection was stored for."""
+        result: dict[str, dict[str, int]] = {}
+        for task_id, strategy, attempt_id in self.db.execute(
+            "SELECT task_id, strategy, attempt_id FROM picks WHERE run_id=? ORDER BY rowid", (self._require_run(),)
+        ):
+            result.setdefault(task_id, {})[strategy] = attempt_id
+        return result
