@@ -11,9 +11,11 @@ Candidates that could reach other processes of this machine if their level did n
 run only where it cannot: signals to every process only under bwrap (pid namespace and
 a throwaway uid), an unbounded fork bomb only where RLIMIT_NPROC binds, a remount only
 inside a level's own mount namespace. Signals sent to the outside target a `sleep`
-started by the test.
+started by the test (`test_no_candidate_can_signal_a_process_outside_its_run`). The host
+is inspected with `ps`, so the suite runs on Linux and macOS alike.
 """
 
+import ast
 import os
 import secrets
 import shutil
@@ -30,7 +32,7 @@ import pytest
 from mlx_repair.problems import Problem, load_problems
 from mlx_repair.sandbox import Limits, Pool, levels, processes
 
-MARK = f"987654.{secrets.randbelow(10**6)}"  # a unique `sleep` argument: findable in /proc
+MARK = f"987654.{secrets.randbelow(10**6)}"  # a unique `sleep` argument: findable with ps
 UNMARKED = f"876543.{secrets.randbelow(10**6)}"  # the same, for a process that dropped the run's environment
 LIMITS = Limits(timeout_s=3.0, cpu_s=3.0)
 LEVELS_HERE = levels.available()
@@ -47,13 +49,15 @@ ADD = Problem(
     ),
     canonical_solution="    return a + b\n",
 )
-# Probes whose attack succeeds under a level, as measured on Linux as root: there the
-# candidate gets "failed" and the host shows the damage.
+# Probes whose attack succeeds under a level (measured on Linux as root; sandbox-exec from
+# its profile, not yet run on a Mac): there the candidate gets "failed" and the host shows
+# the damage.
 NOT_PROTECTED = {
     "rlimits-only": {
         "write_outside", "delete_home_file", "read_home", "loopback", "network_out", "signal_outside",
         "orphan_without_environment",
     },
+    "sandbox-exec": {"orphan_without_environment"},  # no pid namespace: cannot be found
 }
 BLIND = {"orphan_without_environment"}  # cannot tell whether its attack worked; the host can
 
@@ -72,8 +76,17 @@ def runs_under(name: str, level: str) -> str | None:
 def nproc_binds(level: str) -> bool:
     """Whether the kernel bounds a run's processes (RLIMIT_NPROC) to about the limit: root
     is exempt unless the child drops to a throwaway uid; on macOS the limit counts all of
-    the user's processes and is a guess."""
+    the user's processes, counted just before the run, so it is only about right."""
     return levels.can_drop(level) or (levels.on_linux() and os.geteuid() != 0)
+
+
+def fork_count_statuses(level: str) -> set:
+    """How a run that forks 500 sleepers ends: bounded by the kernel, it passes; where the
+    parent counts (root that kept its uid), it ends in an error past the limit; on macOS
+    whichever of the two comes first."""
+    if nproc_binds(level):
+        return {"passed"}
+    return {"error"} if levels.on_linux() else {"passed", "error"}
 
 
 @dataclass
@@ -211,30 +224,22 @@ def hostile_candidates(caller_dir: Path, home_file: Path, port: int, target_pid:
     }
 
 
+def _live() -> list[tuple[int, int, str]]:
+    """(pid, uid, command line) of every live process (ps: Linux and macOS)."""
+    listing = subprocess.run(["ps", "-axo", "pid=,uid=,stat=,command="], capture_output=True, text=True, check=True)
+    rows = [line.split(None, 3) for line in listing.stdout.splitlines()]
+    return [(int(row[0]), int(row[1]), row[3]) for row in rows if len(row) == 4 and not row[2].startswith("Z")]
+
+
 def _sandbox_processes() -> dict[int, str]:
     """Live processes that belong to a run: a throwaway uid, or our marker."""
-    found = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            status = Path(entry.path, "status").read_text()
-            cmdline = Path(entry.path, "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if "\nState:\tZ" in status:
-            continue
-        uid = int(status.split("\nUid:\t", 1)[1].split()[0])
-        if MARK in cmdline or processes.SANDBOX_UIDS[0] <= uid < processes.SANDBOX_UIDS[1]:
-            found[int(entry.name)] = f"uid={uid} {cmdline[:80]}"
-    return found
+    low, high = processes.SANDBOX_UIDS
+    return {pid: f"uid={uid} {command[:80]}" for pid, uid, command in _live() if MARK in command or low <= uid < high}
 
 
 def _marked(mark: str) -> list[int]:
-    """Live processes whose command line holds `mark` (ps: Linux and macOS)."""
-    listing = subprocess.run(["ps", "-axo", "pid=,stat=,command="], capture_output=True, text=True, check=True)
-    rows = (line.split(None, 2) for line in listing.stdout.splitlines())
-    return [int(pid) for pid, state, command in rows if mark in command and not state.startswith("Z")]
+    """Live processes whose command line holds `mark`."""
+    return [pid for pid, _, command in _live() if mark in command]
 
 
 def _survivors(snapshot: dict[int, str], patience_s: float = 5.0) -> dict[int, str]:
@@ -314,8 +319,8 @@ def expected_statuses(name: str, level: str, candidates: dict) -> set:
     where the kernel does not bound processes, the parent ends the run past the limit."""
     if name in NOT_PROTECTED.get(level, ()) and name not in BLIND:
         return {"failed"}
-    if name == "fork_count_is_bounded" and not nproc_binds(level):
-        return {"error"}
+    if name == "fork_count_is_bounded":
+        return fork_count_statuses(level)
     return candidates[name][1]
 
 
@@ -383,3 +388,34 @@ def test_cold_start_also_contains_fork_bombs_and_orphans(host, level, monkeypatc
     for name in names:
         assert verdicts[name].status in candidates[name][1], (name, verdicts[name].feedback)
     assert _survivors(_sandbox_processes()) == {}
+
+
+SIGNAL_CALLS = {"kill", "killpg", "pthread_kill", "sigqueue"}
+TARGET_PID = 424242  # stands for the test's `sleep`
+
+
+def _signal_targets(completion: str) -> list:
+    """The first argument of every call in `completion` that sends a signal (none if it
+    does not compile: it never runs)."""
+    source = "def add(a, b):\n" + completion if completion[:1].isspace() else completion
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)]
+    names = [(call, getattr(call.func, "attr", getattr(call.func, "id", None))) for call in calls]
+    return [call.args[0] if call.args else None for call, name in names if name in SIGNAL_CALLS]
+
+
+def test_no_candidate_can_signal_a_process_outside_its_run():
+    """A candidate signals only the test's own `sleep`, unless it runs only under bwrap,
+    whose pid namespace holds nothing but the run: no other process of this machine, the
+    test's parent included, can receive a signal from the hostile suite."""
+    unsafe = []
+    for name, (completion, _) in hostile_candidates(Path("/x"), Path("/y"), 1, TARGET_PID).items():
+        contained = all(runs_under(name, level) for level in levels.CHOICES if level not in ("auto", "bwrap"))
+        for target in _signal_targets(completion):
+            if not contained and not (isinstance(target, ast.Constant) and target.value == TARGET_PID):
+                unsafe.append(name)
+    assert unsafe == []
+    assert _signal_targets("    import os\n    os.kill(os.getppid(), 9)\n")  # the check sees such a call

@@ -46,8 +46,8 @@ def members(uid: int | None, run_id: str) -> list[Member]:
         return list(_proc_members(uid, marker.encode()))
     return [
         Member(pid, rss_kb)
-        for pid, owner, rss_kb, words in _ps_rows()
-        if (owner == uid if uid is not None else marker in words)
+        for pid, owner, state, rss_kb, words in _ps_rows()
+        if not state.startswith("Z") and (owner == uid if uid is not None else marker in words)
     ]
 
 
@@ -68,11 +68,11 @@ def kill_all(uid: int | None, run_id: str, patience_s: float = 5.0) -> None:
 
 
 def user_process_count(uid: int) -> int:
-    """How many processes `uid` has now: RLIMIT_NPROC counts them all, so a candidate's
-    limit is this plus its own allowance."""
+    """How many processes `uid` has now, zombies included: RLIMIT_NPROC counts them all,
+    so a candidate's limit is this plus its own allowance."""
     if have_proc():
         return sum(1 for entry in os.scandir(PROC) if entry.name.isdigit() and _owner(entry.path) == uid)
-    return sum(1 for _, owner, _, _ in _ps_rows() if owner == uid)
+    return sum(1 for _, owner, _, _, _ in _ps_rows() if owner == uid)
 
 
 class RunWatch:
@@ -124,17 +124,16 @@ def _status_fields(text: str) -> dict[str, str]:
     return dict((key, value.strip()) for key, _, value in (line.partition(":") for line in text.splitlines()))
 
 
-def _ps_rows() -> list[tuple[int, int, int, set[str]]]:
-    """(pid, uid, rss in KB, words of command and environment) of every live process."""
+def _ps_rows() -> list[tuple[int, int, str, int, set[str]]]:
+    """(pid, uid, state, rss in KB, words of command and environment) of every process."""
     argv = ["ps", *PS_ARGS.get(sys.platform, PS_DEFAULT_ARGS)]
     listing = subprocess.run(argv, capture_output=True, text=True, errors="replace", check=True)
     rows = []
     for line in listing.stdout.splitlines():
         parts = line.split(None, 4)
-        if len(parts) < 4 or parts[2].startswith("Z"):
-            continue
-        pid, uid, _, rss = parts[:4]
-        rows.append((int(pid), int(uid), int(rss), set(parts[4].split()) if len(parts) == 5 else set()))
+        if len(parts) >= 4:
+            words = set(parts[4].split()) if len(parts) == 5 else set()
+            rows.append((int(parts[0]), int(parts[1]), parts[2], int(parts[3]), words))
     return rows
 
 
