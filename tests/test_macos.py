@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,7 @@ from mlx_repair.errors import UserError
 from mlx_repair.problems import Problem
 from mlx_repair.sandbox import Limits, levels, limits, processes, run_candidate, seatbelt, tracking
 
+REPOSITORY = Path(__file__).resolve().parents[1]
 ADD = Problem(
     task_id="Mac/add",
     prompt='def add(a, b):\n    """Return a + b."""\n',
@@ -244,3 +246,56 @@ def test_the_auto_train_preset_on_metal_is_the_default_one(monkeypatch):
 
     monkeypatch.setattr(mx, "default_device", lambda: mx.gpu)
     assert preset("auto") == preset("default")
+
+
+# ---- set-up on a stock Mac: the Makefile's Python check -------------------------------------
+
+
+def fake_python(path, version=(3, 9), system="darwin", machine="arm64"):
+    """An interpreter that says it is `version` on `system` and `machine` (it runs `-c` only)."""
+    path.write_text(
+        f"#!{sys.executable}\nimport platform, sys\n"
+        f"sys.version_info, sys.platform = {version + (0, 'final', 0)!r}, {system!r}\n"
+        f"platform.machine = lambda: {machine!r}\nexec(sys.argv[2])\n"
+    )
+    path.chmod(0o755)
+    return path
+
+
+def make_venv(venv, path=os.environ["PATH"], **variables):
+    """`make venv` of this repository on `venv`, the (re)build itself replaced by `true`."""
+    settings = [f"{name}={value}" for name, value in variables.items()]
+    argv = ["make", "--no-print-directory", "-C", str(REPOSITORY), "venv", f"VENV={venv}", "MAKE=true", *settings]
+    return subprocess.run(argv, capture_output=True, text=True, env=os.environ | {"PATH": path})
+
+
+@pytest.mark.parametrize("version, machine, problem", [((3, 9), "arm64", "is Python 3.9"), ((3, 12), "x86_64", "runs as x86_64, not arm64")])
+def test_make_refuses_a_python_mlx_cannot_use_and_says_where_to_get_one(tmp_path, version, machine, problem):
+    python = fake_python(tmp_path / "python3", version, machine=machine)
+    result = make_venv(tmp_path / "venv", PYTHON=python)
+    assert result.returncode != 0 and not (tmp_path / "venv").exists()
+    error = result.stderr.splitlines()[0]
+    assert error.startswith(f"error: mlx-repair needs Python 3.11 or newer and {python} {problem}; get Python 3.11")
+    assert all(where in error for where in ("python.org", "brew install python@3.12", 'PYTHON="$(uv python find 3.12)"'))
+
+
+def test_make_rebuilds_a_venv_of_another_python(tmp_path):
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    fake_python(venv / "bin" / "python", (3, 9))  # what a stock Mac's python3 left behind
+    result = make_venv(venv, PYTHON=sys.executable)
+    want = "%d.%d" % sys.version_info[:2]
+    assert result.returncode == 0, result.stderr
+    assert f"was made by Python 3.9, not {sys.executable} ({want}): rebuilding it" in result.stdout
+    assert not venv.exists()
+
+
+def test_make_keeps_a_good_venv_when_no_python_is_given(tmp_path):
+    venv, bin_dir = tmp_path / "venv", tmp_path / "bin"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    bin_dir.mkdir()
+    fake_python(bin_dir / "python3", (3, 9))  # the PATH's python3 is too old, the venv is not
+    result = make_venv(venv, path=f"{bin_dir}:{os.environ['PATH']}")
+    assert result.returncode == 0 and result.stdout == "" and result.stderr == "", result
+    assert (venv / "bin" / "python").exists()
