@@ -179,16 +179,22 @@ def test_memory_is_watched_after_the_candidate_closes_its_pipes(like_macos):
 
 
 def test_the_parent_counts_the_runs_processes_without_proc(like_macos):
+    """Root is exempt from RLIMIT_NPROC: the parent's count ends the run. Not root (a Mac),
+    the kernel also stops the forks at about the limit, whichever comes first."""
     mark = f"765433.{os.getpid()}"
     verdict = _run(
-        "import os, time\n"
-        "for _ in range(60):\n"
-        "    if os.fork() == 0:\n"
+        "import os, time\nn = 0\n"
+        "while n < 60:\n"
+        "    try:\n        pid = os.fork()\n    except OSError:\n        break\n"
+        "    if pid == 0:\n"
         f"        os.execvp('sleep', ['sleep', '{mark}'])\n"
-        "time.sleep(30)",
+        "    n += 1\n"
+        "time.sleep(1)\n"
+        "return a + b if n <= 8 else -n",
         max_processes=8,
     )
-    assert verdict.status == "error" and "started more than 8 processes" in verdict.error
+    assert verdict.status in ({"error"} if os.geteuid() == 0 else {"error", "passed"}), verdict.status
+    assert verdict.passed or "started more than 8 processes" in verdict.error
     assert _alive(mark) == []
 
 
