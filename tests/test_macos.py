@@ -216,12 +216,16 @@ def test_the_users_processes_are_counted_with_ps_as_with_proc(tmp_path, monkeypa
 # ---- what a Mac user is told ---------------------------------------------------------------
 
 
+MISSING = "/nonexistent/sandbox-exec"
+
+
 @pytest.fixture
 def on_macos(monkeypatch):
-    """Linux's levels seen as macOS's: sandbox-exec is the real sandbox (it is not found
-    here), then rlimits-only."""
+    """This machine's levels seen as macOS's: sandbox-exec is the real sandbox (at a path
+    where it is not, on a Mac too), then rlimits-only."""
     probed = levels.failure  # a test may replace it
     monkeypatch.setattr(levels, "_platform", lambda: "darwin")
+    monkeypatch.setattr(seatbelt, "SANDBOX_EXEC", MISSING)
     probed.cache_clear()
     yield
     probed.cache_clear()
@@ -232,7 +236,7 @@ def test_doctor_on_macos_reports_sandbox_exec(on_macos, monkeypatch):
 
     ok, what, detail = check_sandbox()
     assert not ok and what == "sandbox: sandbox-exec"
-    assert detail.startswith("/usr/bin/sandbox-exec not found: candidates are refused; /usr/bin/sandbox-exec ships with macOS")
+    assert detail.startswith(f"{MISSING} not found: candidates are refused; /usr/bin/sandbox-exec ships with macOS")
     assert detail.endswith("weaker levels that work here (--isolation): rlimits-only") and "apt-get" not in detail
     monkeypatch.setattr(levels, "failure", lambda level: None)
     assert check_sandbox() == (True, "sandbox: sandbox-exec", "candidates run in it; weaker levels that work here (--isolation): rlimits-only")

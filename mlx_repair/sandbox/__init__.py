@@ -3,8 +3,9 @@
 The public API: `run_candidate` for one candidate, `Pool` for many at once, `Limits`,
 `Verdict`, `isolation()` (the level a run uses) and `feedback_text`. How it works, by
 module: `levels` (bwrap, unshare, sandbox-exec or rlimits only: which one, and the command
-line), `mounts` (the unshare level's file system), `limits`, `processes` (child
-processes, the fork server, pipes and clean-up), `child` (the stdlib-only program inside
+line), `mounts` (the unshare level's file system), `seatbelt` (the macOS profile),
+`limits`, `processes` (child processes, the fork server, pipes, the watched limits),
+`tracking` (a run's processes, found and killed), `child` (the stdlib-only program inside
 the sandbox), `cases` (tests split into cases), `judge` (the parent decides each case
 from the values the child reported), `feedback` (what the model is shown) and `verdict`.
 """
