@@ -38,6 +38,10 @@ QUANTIZE_GROUP_SIZE = 64  # mlx-lm's default for affine quantization
 # platform's real sandbox (bwrap, sandbox-exec) or a refusal.
 ISOLATION_LEVELS = ("bwrap", "unshare", "sandbox-exec", "rlimits-only")
 ISOLATION_CHOICES = ("auto", *ISOLATION_LEVELS)
+# Ways to choose one of a problem's samples (evaluation/selection.py has one function per
+# name; named here so that reading settings never imports evaluation). "first" is the
+# cold baseline at the same number of samples, always reported beside the others.
+SELECT_STRATEGIES = ("first", "visible", "agreement")
 
 
 @dataclass
@@ -93,6 +97,27 @@ class MineSection:
 
 
 @dataclass
+class SelectSection:
+    """`eval` chooses one of each problem's `sampling.samples` drafts by these strategies:
+    "all", or names separated by commas ("visible,agreement"); "" chooses none."""
+
+    strategies: str = ""
+
+
+def selected_strategies(text: str) -> tuple[str, ...] | None:
+    """The strategies `text` names, in SELECT_STRATEGIES order, "first" (the baseline)
+    included whenever any is; None when it names an unknown one."""
+    names = {name.strip() for name in text.split(",") if name.strip()}
+    if names == {"all"}:
+        return SELECT_STRATEGIES
+    if not names <= set(SELECT_STRATEGIES):
+        return None
+    if names:
+        names.add("first")
+    return tuple(name for name in SELECT_STRATEGIES if name in names)
+
+
+@dataclass
 class TrainSection:
     """`mlx-repair train`: stage sizes, LoRA settings and the data mix. None means what the
     preset gives (`training.config.PRESETS`, and the stage sizes in `pipeline.train`)."""
@@ -122,6 +147,7 @@ class Config:
     sandbox: SandboxSection = field(default_factory=SandboxSection)
     repair: RepairSection = field(default_factory=RepairSection)
     mine: MineSection = field(default_factory=MineSection)
+    select: SelectSection = field(default_factory=SelectSection)
     train: TrainSection = field(default_factory=TrainSection)
 
 
@@ -160,6 +186,7 @@ RULES = (
     ("repair.prompt", lambda v: v in REPAIR_MODES, ", ".join(REPAIR_MODES)),
     ("mine.samples", lambda v: v >= 1, "at least 1"),
     ("mine.temperature", lambda v: v >= 0, "0 (greedy) or more"),
+    ("select.strategies", lambda v: selected_strategies(v) is not None, "\"all\" or some of " + ", ".join(SELECT_STRATEGIES)),
     ("train.preset", lambda v: v in ("auto", "cpu", "default"), "auto, cpu or default"),
     ("train.eval_limit", lambda v: v is None or v >= 1, "at least 1"),
     ("train.mine_limit", lambda v: v is None or v >= 1, "at least 1"),

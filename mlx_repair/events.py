@@ -87,6 +87,14 @@ class AttemptFinished:
 
 
 @dataclass(frozen=True)
+class Selected:
+    """Each selection strategy's pick among one problem's samples (evaluation/selection.py)."""
+
+    task_id: str
+    picks: dict  # {strategy: sample index}
+
+
+@dataclass(frozen=True)
 class PairSaved:
     pair: Pair
     counts: dict = field(default_factory=dict)  # pairs per kind so far

@@ -120,6 +120,21 @@ def test_training_settings_do_not_move_the_eval_and_mine_runs():
         assert run_dir(plain, stage, settings_of(plain, side=side)) == run_dir(retrained, stage, settings_of(retrained, side=side))
 
 
+def test_selection_strategies_are_checked_and_do_not_move_the_eval_run(tmp_path):
+    from mlx_repair.config import SELECT_STRATEGIES, selected_strategies
+    from mlx_repair.pipeline.stages import run_dir, settings_of
+
+    assert selected_strategies("") == ()
+    assert selected_strategies("all") == SELECT_STRATEGIES
+    assert selected_strategies("agreement, visible") == ("first", "visible", "agreement")  # the baseline always
+    assert selected_strategies("visible,critics") is None
+    with pytest.raises(UserError, match="'select.strategies' must be \"all\" or some of first, visible, agreement, got 'best'"):
+        load_config(write(tmp_path, '[select]\nstrategies = "best"\n'))
+    plain, selecting = Config(), Config()
+    selecting.select.strategies = "all"
+    assert run_dir(plain, "eval", settings_of(plain, side="eval")) == run_dir(selecting, "eval", settings_of(selecting, side="eval"))
+
+
 def test_mining_takes_its_own_sampling_and_ignores_an_unused_repair_prompt():
     from mlx_repair.pipeline.mine import mining_config
     from mlx_repair.pipeline.stages import run_dir, settings_of

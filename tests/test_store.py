@@ -41,10 +41,10 @@ def test_an_attempts_log_probability_is_stored_with_it(store):
 
 
 def test_a_selection_is_stored_per_problem_and_replaced_when_made_again(store):
-    first, second = store.add_attempt(attempt()), store.add_attempt(attempt(sample=1))
-    store.save_picks("T/0", {"first": first.id, "visible": second.id})
-    store.save_picks("T/0", {"visible": first.id})
-    assert store.picks() == {"T/0": {"first": first.id, "visible": first.id}}
+    store.save_picks("T/0", {"first": 0, "visible": 3})
+    store.save_picks("T/1", {"first": 0})
+    store.save_picks("T/0", {"visible": 2})
+    assert store.picks() == {"T/0": {"first": 0, "visible": 2}, "T/1": {"first": 0}}
 
 
 def test_a_store_of_the_previous_schema_is_refused_in_one_line(tmp_path, store):

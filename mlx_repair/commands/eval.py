@@ -1,5 +1,6 @@
 """`mlx-repair eval`: measure a model (optionally with an adapter) on one side of a problem
-set (pipeline.evaluate); `--fresh` measures it on a second, unleaked set beside it."""
+set (pipeline.evaluate); `--fresh` measures it on a second, unleaked set beside it, and
+`--select` chooses among each problem's samples."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 from pathlib import Path
 
 from mlx_repair.commands import add_model_arguments, add_repair_prompt_argument, add_sampling_arguments, add_sandbox_arguments
+from mlx_repair.config import SELECT_STRATEGIES
 
 SIDES = ("eval", "train", "all")
 
@@ -21,6 +23,12 @@ def add_arguments(parser) -> None:
     add_repair_prompt_argument(parser)
     add_sandbox_arguments(parser)
     parser.add_argument("--no-repair", action="store_true", help="cold pass@1 only: skip repair and resampling")
+    parser.add_argument(
+        "--select", dest="select.strategies", metavar="STRATEGY",
+        help=f"choose one of each problem's --samples drafts (at a --temperature above 0) by {', '.join(SELECT_STRATEGIES)} "
+        "(comma-separated) or 'all', and report each choice's pass@1 beside cold pass@1 and pass@N, with the "
+        "problems it moved against the first sample; selection sees only the visible cases",
+    )
     parser.add_argument("--json", metavar="OUT", help="also write the result as JSON")
     parser.add_argument("--run-dir", metavar="DIR", help="store the run here (default: runs/eval-<model>-<settings hash>)")
 

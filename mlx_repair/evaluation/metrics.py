@@ -23,7 +23,9 @@ METRIC_LABELS = {
     "repair_pass@1": "pass@1 after one repair turn",
     "resample_pass@2": "resampling, same budget (pass@2)",
     "oracle": "oracle (any attempt passed)",
+    "first_pass@1": "first sample (cold, same N)",
 }
+SELECTED = "_pass@1"  # after a selection strategy's name
 
 
 @dataclass
@@ -87,8 +89,17 @@ def gains_over_cold(rows: list[ProblemResult], attr: str) -> list[str]:
 
 
 def format_metric(key: str, value: float, n: int) -> str:
-    label = METRIC_LABELS.get(key, key)
-    return f"{label:<36} {format_value(value, n)}"
+    return f"{metric_label(key):<36} {format_value(value, n)}"
+
+
+def metric_label(key: str) -> str:
+    """The words for a metric: its label, "selected by S" for a selection strategy's
+    pass@1 (evaluation/selection.py), or the key itself (pass@k)."""
+    if key in METRIC_LABELS:
+        return METRIC_LABELS[key]
+    if key.endswith(SELECTED):
+        return f"selected by {key.removesuffix(SELECTED)} (pass@1)"
+    return key
 
 
 def format_value(value: float, n: int) -> str:

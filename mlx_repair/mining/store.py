@@ -79,12 +79,13 @@ CREATE TABLE IF NOT EXISTS pairs (
 -- A solve pair has no broken attempt, and SQL's UNIQUE treats NULLs as distinct: index
 -- broken_id as 0 there, so that a resumed run cannot store the same pair twice.
 CREATE UNIQUE INDEX IF NOT EXISTS pairs_once ON pairs (run_id, kind, IFNULL(broken_id, 0), fixed_id);
--- The draft each selection strategy picked for a problem (evaluation/selection.py).
+-- The draft (by sample index) each selection strategy picked for a problem
+-- (evaluation/selection.py).
 CREATE TABLE IF NOT EXISTS picks (
     run_id INTEGER NOT NULL REFERENCES runs(id),
     task_id TEXT NOT NULL,
     strategy TEXT NOT NULL,
-    attempt_id INTEGER NOT NULL REFERENCES attempts(id),
+    sample_index INTEGER NOT NULL,
     PRIMARY KEY (run_id, task_id, strategy)
 );
 """
@@ -320,20 +321,20 @@ class Store:
         return counts
 
     def save_picks(self, task_id: str, picks: dict[str, int]) -> None:
-        """Record the attempt id each strategy picked for a problem, replacing an earlier
-        selection: a re-run selects again from the same attempts."""
+        """Record the draft (sample index) each strategy picked for a problem, replacing an
+        earlier selection: a re-run selects again from the same drafts."""
         run_id = self._require_run()
         with self.db:
             self.db.executemany(
-                "INSERT OR REPLACE INTO picks (run_id, task_id, strategy, attempt_id) VALUES (?, ?, ?, ?)",
-                [(run_id, task_id, strategy, attempt_id) for strategy, attempt_id in picks.items()],
+                "INSERT OR REPLACE INTO picks (run_id, task_id, strategy, sample_index) VALUES (?, ?, ?, ?)",
+                [(run_id, task_id, strategy, sample) for strategy, sample in picks.items()],
             )
 
     def picks(self) -> dict[str, dict[str, int]]:
-        """{task id: {strategy: attempt id}} of every problem a selection was stored for."""
+        """{task id: {strategy: sample index}} of every problem a selection was stored for."""
         result: dict[str, dict[str, int]] = {}
-        for task_id, strategy, attempt_id in self.db.execute(
-            "SELECT task_id, strategy, attempt_id FROM picks WHERE run_id=? ORDER BY rowid", (self._require_run(),)
+        for task_id, strategy, sample in self.db.execute(
+            "SELECT task_id, strategy, sample_index FROM picks WHERE run_id=? ORDER BY rowid", (self._require_run(),)
         ):
-            result.setdefault(task_id, {})[strategy] = attempt_id
+            result.setdefault(task_id, {})[strategy] = sample
         return result

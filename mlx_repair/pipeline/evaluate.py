@@ -6,6 +6,10 @@ the same cost, so that `repair_pass@1` is read beside its budget-matched baselin
 `resample_pass@2`. With a fresh set beside it, the same model is measured with the same
 settings on problems it cannot have seen in training: a score that holds only on the
 leaked benchmark is memory.
+
+With `[select]` strategies (`--select`), each problem's N drafts are also chosen among
+(evaluation/selection.py) after the loop: each strategy's pass@1 is reported beside cold
+pass@1 and pass@N, with the problems it moved against the first sample.
 """
 
 from __future__ import annotations
@@ -13,16 +17,21 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from mlx_repair.config import selected_strategies
 from mlx_repair.console import Console
+from mlx_repair.errors import UserError
 from mlx_repair.evaluation.metrics import format_metric, format_value, gains_over_cold, summarize
+from mlx_repair.evaluation.selection import select_samples
+from mlx_repair.events import Log, Selected
 from mlx_repair.mining.loop import LoopConfig
 from mlx_repair.mining.store import Store
-from mlx_repair.pipeline.stages import run_stage
+from mlx_repair.pipeline.stages import run_stage, sandbox_pool
 
 
 def evaluate_model(config, side: str, adapter=None, repair: bool = True, run_dir=None, console=None) -> dict:
     """Run (or resume) the evaluation loop and return the result dict that --json writes."""
     console = console or Console()
+    strategies = selection_strategies(config)
     loop_config = LoopConfig(
         samples=config.sampling.samples,
         rounds=1 if repair else 0,
@@ -34,6 +43,9 @@ def evaluate_model(config, side: str, adapter=None, repair: bool = True, run_dir
     with Store.open(done.directory) as store:
         store.select_run("eval")
         metrics, rows = summarize(store, done.problems)
+        selection = select(config, done.problems, store, strategies, console) if strategies else None
+    if selection:
+        metrics.update(selection.metrics())
     writer = done.writer
     result = {
         "model": writer.name,
@@ -51,8 +63,32 @@ def evaluate_model(config, side: str, adapter=None, repair: bool = True, run_dir
         "peak_memory_gb": round(done.peak_memory_gb, 2),
         "run_dir": str(done.directory),
     }
+    if selection:
+        result["selection"] = selection.to_dict()
     show_result(result, rows, console)
     return result
+
+
+def selection_strategies(config) -> tuple[str, ...]:
+    """The strategies `[select]` names (none by default); with nothing to choose from, a
+    one-line error before the model loads."""
+    strategies = selected_strategies(config.select.strategies)
+    if strategies and config.sampling.samples < 2:
+        raise UserError("selection (--select) chooses among several samples per problem: give --samples N, N of 2 or more")
+    if strategies and config.sampling.temperature == 0:
+        raise UserError("selection (--select) needs different samples, and greedy decoding draws equal ones: give --temperature (e.g. 0.8)")
+    return strategies
+
+
+def select(config, problems, store, strategies, console):
+    """Choose among each problem's drafts (running candidates on extra inputs in a sandbox
+    pool of their own), and report each problem's picks as `Selected` events."""
+    console.show(Log(f"selecting one of {config.sampling.samples} samples per problem: {', '.join(strategies)}"))
+    with sandbox_pool(config) as pool:
+        selection = select_samples(problems, store, pool, strategies)
+    for chosen in selection.problems:
+        console.show(Selected(chosen.task_id, chosen.picks))
+    return selection
 
 
 def evaluate_with_fresh(config, side: str, fresh: str | None, adapter=None, repair=True, run_dir=None, console=None) -> dict:
@@ -73,8 +109,9 @@ def evaluate_with_fresh(config, side: str, fresh: str | None, adapter=None, repa
 def show_result(result: dict, rows, console) -> None:
     n = result["n"]
     console.line(f"{result['model']} on {result['problems']} ({result['side']} side, n={n}), run in {result['run_dir']}")
+    moved = {key: _moved_text(r) for key, r in _selection_results(result).items()}
     for key, value in result["metrics"].items():
-        console.line("  " + format_metric(key, value, n))
+        console.line("  " + format_metric(key, value, n) + moved.get(key, ""))
     for attr, label, metric in (("repair", "repair", "repair_pass@1"), ("resample", "resampling", "resample_pass@2")):
         if metric in result["metrics"]:
             gained = gains_over_cold(rows, attr)
@@ -86,6 +123,19 @@ def show_result(result: dict, rows, console) -> None:
         )
     else:
         console.line(f"  resumed: every attempt was already stored, nothing generated; peak {result['peak_memory_gb']:.1f} GB")
+
+
+def _selection_results(result: dict) -> dict[str, dict]:
+    """The selection's results by metric key (as `Selection.metrics` names them)."""
+    results = result.get("selection", {}).get("results", [])
+    return {r["metric"]: r for r in results if r["strategy"] != "first"}
+
+
+def _moved_text(r: dict) -> str:
+    """Against the first sample: problems fixed and broken, McNemar p, the oracle gap closed."""
+    share = "" if r["gap_share"] is None or r["strategy"] == "oracle" else f", {100 * r['gap_share']:.0f}% of the oracle gap"
+    moved = f"{len(r['fixed'])} fixed, {len(r['broken'])} broken"
+    return f"  vs first: {moved}, McNemar p={r['p_value']:.3g}{share}"
 
 
 def show_side_by_side(result: dict, fresh: dict, console) -> None:

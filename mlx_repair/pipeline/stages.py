@@ -48,11 +48,12 @@ def settings_of(config: Config, **extra) -> dict:
     the prompts' wording included. `[train]` is left out: it shapes the adapter, not the
     drafts and repairs, and the train job reaches its stages through `run.limit`. So is
     `[mine]`: mining puts it into `[sampling]` (`pipeline.mine.mining_config`), and it
-    must not move the evaluation's directory. And so is the sandbox's isolation level:
-    it decides where candidates run, not what they return, and every verdict records it."""
+    must not move the evaluation's directory. And so are `[select]`, which chooses among
+    stored drafts after the loop, and the sandbox's isolation level: it decides where
+    candidates run, not what they return, and every verdict records it."""
     from mlx_repair.generation.prompts import fingerprint
 
-    sections = {name: value for name, value in asdict(config).items() if name not in ("train", "mine")}
+    sections = {name: value for name, value in asdict(config).items() if name not in ("train", "mine", "select")}
     sections["sandbox"].pop("isolation")
     return {**sections, **extra, "prompts": fingerprint(config.repair.prompt)}
 

@@ -1,0 +1,231 @@
+"""Selection: one of a problem's N samples, chosen without looking at its hidden cases.
+
+A user who has tests wants the sample that passes them, and at 0.5-1.5B choosing among
+samples is the cheapest honest gain (a generator, an executor and a chooser). The
+strategies (`PICKERS`; `config.SELECT_STRATEGIES` names them):
+- first: the first sample, the cold baseline at the same number of samples;
+- visible: among the samples that pass every visible case, the most likely (highest
+  mean token log-probability);
+- agreement: the samples that pass the visible cases, grouped by what they return on
+  extra inputs (`probes`); the largest group wins, ties going to the group holding the
+  most likely sample, and within it the most likely sample is picked.
+When no sample passes the visible cases, each strategy but `first` picks the most likely
+sample: it fails a visible case, so it fails whichever is picked.
+
+A selector sees a `Candidate`: the visible cases' verdict, the likelihood and the
+behaviour on extra inputs, never a hidden case. The selected sample then counts as
+passing only if it passed every case, hidden ones included, as every sample was judged.
+The result reports, beside cold pass@1, each strategy's pass@1 with the problems it moved
+against `first` (exact McNemar p), the oracle pass@N (any sample passed) and the share of
+the oracle gap each strategy recovers. A new strategy (a critic's score) is one function
+in `PICKERS` and its name in `config.SELECT_STRATEGIES`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+from mlx_repair.evaluation.metrics import SELECTED
+from mlx_repair.evaluation.probes import make_probe, run_probes
+from mlx_repair.evaluation.stats import moved_problems
+from mlx_repair.mining.store import Attempt, Store
+from mlx_repair.problems import Problem
+
+@dataclass(frozen=True)
+class Candidate:
+    """One sample as a selector sees it."""
+
+    sample_index: int
+    logprob: float | None  # mean token log-probability (None: the writer did not say)
+    visible_passed: bool  # passed every visible case
+    behaviour: tuple[str, ...] = ()  # what it did on each extra input (probes.behaviour)
+
+    @classmethod
+    def of(cls, draft: Attempt, behaviour: tuple[str, ...] = ()) -> "Candidate":
+        return cls(draft.sample_index, draft.logprob, passes_visible(draft.verdict), behaviour)
+
+
+def passes_visible(verdict: dict) -> bool:
+    """Every visible case passed (and there was one): all a user's own tests can tell."""
+    visible = [case for case in verdict.get("cases", []) if not case["hidden"]]
+    return bool(visible) and all(case["passed"] for case in visible)
+
+
+def _likelihood(candidate: Candidate) -> tuple[float, int]:
+    """Sort key: more likely first, then the earlier sample (also when likelihood is unknown)."""
+    logprob = -math.inf if candidate.logprob is None else candidate.logprob
+    return (logprob, -candidate.sample_index)
+
+
+def most_likely(candidates: list[Candidate]) -> Candidate:
+    return max(candidates, key=_likelihood)
+
+
+def eligible(candidates: list[Candidate]) -> list[Candidate]:
+    """The samples passing the visible cases, or all when none does."""
+    return [c for c in candidates if c.visible_passed] or candidates
+
+
+def agreement_groups(candidates: list[Candidate]) -> list[list[Candidate]]:
+    """The eligible samples grouped by identical behaviour on the extra inputs, best first:
+    larger groups, then (on a tie) the group holding the more likely sample."""
+    groups: dict[tuple[str, ...], list[Candidate]] = {}
+    for candidate in eligible(candidates):
+        groups.setdefault(candidate.behaviour, []).append(candidate)
+    return sorted(groups.values(), key=lambda group: (len(group), _likelihood(most_likely(group))), reverse=True)
+
+
+def pick_first(candidates: list[Candidate]) -> Candidate:
+    return min(candidates, key=lambda c: c.sample_index)
+
+
+def pick_visible(candidates: list[Candidate]) -> Candidate:
+    return most_likely(eligible(candidates))
+
+
+def pick_agreement(candidates: list[Candidate]) -> Candidate:
+    return most_likely(agreement_groups(candidates)[0])
+
+
+PICKERS: dict[str, Callable[[list[Candidate]], Candidate]] = {
+    "first": pick_first,
+    "visible": pick_visible,
+    "agreement": pick_agreement,
+}
+
+
+def choose(candidates: list[Candidate], strategies: tuple[str, ...]) -> dict[str, int]:
+    """{strategy: the sample index it picks}."""
+    return {strategy: PICKERS[strategy](candidates).sample_index for strategy in strategies}
+
+
+def gap_share(first: int, selected: int, oracle: int) -> float | None:
+    """The share of the oracle gap (problems some sample solves but the first does not)
+    that a strategy closes; None when there is no gap to close."""
+    return (selected - first) / (oracle - first) if oracle > first else None
+
+
+@dataclass
+class StrategyResult:
+    """One line of the side-by-side: a strategy (or the oracle) against `first`."""
+
+    strategy: str
+    n: int
+    passed: int
+    fixed: list[str]  # failed under `first`, passed under this strategy
+    broken: list[str]
+    p_value: float  # exact McNemar against `first`
+    gap_share: float | None
+
+    @property
+    def rate(self) -> float:
+        return self.passed / self.n
+
+    def to_dict(self) -> dict:
+        return {**self.__dict__, "pass@1": self.rate}
+
+
+def strategy_results(outcomes: dict[str, dict[str, bool]], oracle: dict[str, bool]) -> list[StrategyResult]:
+    """Each strategy's per-problem outcomes, then the oracle's, against the first sample's."""
+    first = outcomes["first"]
+    results = []
+    for strategy, passed in [*outcomes.items(), ("oracle", oracle)]:
+        moved = moved_problems(first, passed)
+        share = gap_share(sum(first.values()), sum(passed.values()), sum(oracle.values()))
+        results.append(StrategyResult(strategy, moved.n, sum(passed.values()), moved.fixed, moved.broken, moved.p_value, share))
+    return results
+
+
+def candidate_rows(drafts: list[Attempt], picks: dict[str, int]) -> list[dict]:
+    """A problem's samples as the result and the TUI list them: likelihood, the verdict on
+    the visible cases and on all cases, and the strategies that picked each one."""
+    rows = []
+    for draft in sorted(drafts, key=lambda d: d.sample_index):
+        cases = draft.verdict.get("cases", [])
+        visible = [case for case in cases if not case["hidden"]]
+        rows.append({
+            "sample": draft.sample_index,
+            "logprob": draft.logprob,
+            "visible": f"{sum(c['passed'] for c in visible)}/{len(visible)}",
+            "visible_passed": passes_visible(draft.verdict),
+            "all": f"{sum(c['passed'] for c in cases)}/{len(cases)}",
+            "passed": draft.passed,
+            "status": draft.status,
+            "picked_by": [strategy for strategy, sample in picks.items() if sample == draft.sample_index],
+        })
+    return rows
+
+
+@dataclass
+class ProblemSelection:
+    task_id: str
+    extra_inputs: tuple[str, ...]
+    picks: dict[str, int]
+    candidates: list[dict]  # candidate_rows
+
+
+@dataclass
+class Selection:
+    """What `select_samples` found: the side-by-side and the per-problem table."""
+
+    samples: int
+    strategies: tuple[str, ...]
+    results: list[StrategyResult]
+    problems: list[ProblemSelection] = field(default_factory=list)
+
+    def metric(self, result: StrategyResult) -> str:
+        """The key of a result in the evaluation's "metrics": a strategy's pass@1, or the
+        oracle's pass@N."""
+        return f"pass@{self.samples}" if result.strategy == "oracle" else f"{result.strategy}{SELECTED}"
+
+    def metrics(self) -> dict[str, float]:
+        return {self.metric(r): r.rate for r in self.results}
+
+    def to_dict(self) -> dict:
+        return {
+            "samples": self.samples,
+            "strategies": list(self.strategies),
+            "results": [{**r.to_dict(), "metric": self.metric(r)} for r in self.results],
+            "problems": [p.__dict__ for p in self.problems],
+        }
+
+
+def select_samples(problems: list[Problem], store: Store, pool, strategies: tuple[str, ...]) -> Selection:
+    """Choose among each problem's drafts by every strategy, store the picks, and measure
+    them. Agreement runs the samples that pass the visible cases on extra inputs in
+    `pool` (a `sandbox.Pool`)."""
+    drafts = {p.task_id: [a for a in store.attempts(p.task_id) if a.kind == "draft"] for p in problems}
+    probes = {p.task_id: make_probe(p) for p in problems} if "agreement" in strategies else {}
+    behaviours = _behaviours(probes, drafts, pool)
+    chosen = []
+    for problem in problems:
+        task_id = problem.task_id
+        candidates = [Candidate.of(d, behaviours.get((task_id, d.sample_index), ())) for d in drafts[task_id]]
+        picks = choose(candidates, strategies)
+        store.save_picks(task_id, picks)
+        probe = probes.get(task_id)
+        chosen.append(ProblemSelection(task_id, probe.inputs if probe else (), picks, candidate_rows(drafts[task_id], picks)))
+    return Selection(min(map(len, drafts.values())), strategies, _results(chosen, drafts, strategies), chosen)
+
+
+def _behaviours(probes: dict, drafts: dict[str, list[Attempt]], pool) -> dict:
+    """{(task id, sample index): behaviour} of every sample that passes its problem's
+    visible cases, on its problem's extra inputs; run in the sandbox."""
+    jobs = [
+        ((task_id, draft.sample_index), probe, draft.code)
+        for task_id, probe in probes.items() if probe is not None
+        for draft in drafts[task_id] if passes_visible(draft.verdict)
+    ]
+    return run_probes(pool, jobs)
+
+
+def _results(chosen: list[ProblemSelection], drafts: dict[str, list[Attempt]], strategies) -> list[StrategyResult]:
+    """Whether each strategy's pick passed all cases, hidden included, problem by problem."""
+    passed = {task_id: {d.sample_index: d.passed for d in task_drafts} for task_id, task_drafts in drafts.items()}
+    outcomes = {
+        strategy: {c.task_id: passed[c.task_id][c.picks[strategy]] for c in chosen} for strategy in strategies
+    }
+    oracle = {task_id: any(by_sample.values()) for task_id, by_sample in passed.items()}
+    return strategy_results(outcomes, oracle)
