@@ -47,6 +47,7 @@ SANDBOX_UIDS = (100_000_000, 1_000_000_000)  # random per run; far from real acc
 REPORT_BYTES = 8 << 20
 POLL_S = 0.05
 EXIT_GRACE_S = 0.5  # after the child exits, how long to wait for pipes held by orphans
+EXIT_POLL_S = 0.002  # a child whose pipes closed is most often exiting: look again soon
 FORK_SERVER = True  # use a warm fork server when isolation allows it (bwrap, root)
 RUNNER_SOURCE = Path(child_source.__file__).read_text(encoding="utf-8")
 
@@ -361,7 +362,7 @@ def _collect(child, streams: _Streams, token: str, limits: Limits) -> Outcome:
         if streams.open:
             streams.pump(min(POLL_S, deadline - now), limits.output_bytes)
         else:
-            time.sleep(min(POLL_S, deadline - now))  # it closed its pipes but runs on
+            time.sleep(min(EXIT_POLL_S, deadline - now))  # pipes closed: exiting, or running on
     outcome.returncode = child.wait()
     outcome.stderr_tail = bytes(streams.stderr[-600:]).decode("utf-8", "replace")
     _parse_reports(bytes(streams.report), token, outcome)

@@ -22,7 +22,9 @@ from pathlib import Path
 
 RUN_MARKER_ENV = "MLX_REPAIR_RUN"
 PROC = "/proc"
-# ps spawns a process: sample the run at most this often when there is no /proc.
+# How often the parent may sample a watched run: a /proc scan reads every process's status
+# (a few ms), ps is a process of its own.
+PROC_INTERVAL_S = 0.02
 PS_INTERVAL_S = 0.25
 PS_COLUMNS = "pid=,uid=,stat=,rss=,command="
 # The environment after the command: BSD's -E, procps' BSD-style `e`; ww: never cut.
@@ -76,12 +78,12 @@ def user_process_count(uid: int) -> int:
 
 
 class RunWatch:
-    """The run's processes, sampled no more often than the source allows (/proc every
-    time, ps every PS_INTERVAL_S), for the parent's process and memory limits."""
+    """The run's processes, sampled no more often than their source allows, for the
+    parent's process and memory limits."""
 
     def __init__(self, uid: int | None, run_id: str):
         self.uid, self.run_id = uid, run_id
-        self.interval = 0.0 if have_proc() else PS_INTERVAL_S
+        self.interval = PROC_INTERVAL_S if have_proc() else PS_INTERVAL_S
         self.sampled_at, self.sample = -float("inf"), []
 
     def current(self) -> list[Member]:
@@ -107,21 +109,23 @@ def _proc_members(uid: int | None, marker: bytes):
         if not entry.name.isdigit():
             continue
         try:
-            fields = _status_fields(Path(entry.path, "status").read_text())
-            if fields["State"].startswith("Z"):
+            status = Path(entry.path, "status").read_text()
+            if _status_value(status, "State").startswith("Z"):
                 continue
             if uid is not None:
-                mine = int(fields["Uid"].split()[0]) == uid
+                mine = int(_status_value(status, "Uid").split()[0]) == uid
             else:
                 mine = marker in Path(entry.path, "environ").read_bytes().split(b"\0")
             if mine:
-                yield Member(int(entry.name), int(fields.get("VmRSS", "0 kB").split()[0]))
-        except (OSError, KeyError, IndexError, ValueError):
+                yield Member(int(entry.name), int((_status_value(status, "VmRSS") or "0").split()[0]))
+        except (OSError, IndexError, ValueError):
             continue
 
 
-def _status_fields(text: str) -> dict[str, str]:
-    return dict((key, value.strip()) for key, _, value in (line.partition(":") for line in text.splitlines()))
+def _status_value(status: str, key: str) -> str:
+    """One field of /proc/PID/status ("" if absent); found, not parsed: this runs for
+    every process, every few milliseconds while a run is watched."""
+    return status.partition(f"\n{key}:")[2].split("\n", 1)[0].strip()
 
 
 def _ps_rows() -> list[tuple[int, int, str, int, set[str]]]:
