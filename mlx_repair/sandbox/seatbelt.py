@@ -65,12 +65,14 @@ PROFILE = """\
 ; The work directory (HOME and TMPDIR are inside it) is the only place it may write.
 (allow file-read* file-write* (subpath (param "WORKDIR")))
 
-; Devices a program opens on its own: the bit buckets, randomness, its own descriptors.
+; Devices a program opens on its own: the bit buckets, randomness, its own descriptors,
+; and the two the C library and dyld probe (automounts, DTrace probes).
 (allow file-read*
   (literal "/dev/null")
   (literal "/dev/zero")
   (literal "/dev/random")
   (literal "/dev/urandom")
+  (literal "/dev/autofs_nowait")
   (literal "/dev/dtracehelper")
   (subpath "/dev/fd"))
 (allow file-write-data
