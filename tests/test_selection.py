@@ -153,16 +153,22 @@ LOGPROBS = {("T/a", 0): -0.1, ("T/a", 1): -0.2, ("T/a", 2): -0.9, ("T/a", 3): -0
             ("T/b", 0): -0.7, ("T/b", 1): -0.3, ("T/b", 2): -0.1, ("T/b", 3): -0.1}
 
 
-@pytest.fixture(scope="module")
-def selected(tmp_path_factory):
+def selection_run(run_dir):
+    """An "eval" run of SAMPLES through the real loop, sandbox and store, and the selection
+    among them: (selection, attempts, stored picks)."""
     script = {(task, "draft", k): code for task, codes in SAMPLES.items() for k, code in enumerate(codes)}
     writer = LikelihoodWriter(script, logprobs=LOGPROBS)
     problems = [problem(task) for task in SAMPLES]
-    with Store.open(tmp_path_factory.mktemp("selection")) as store, Pool(workers=2) as pool:
-        store.start_run("eval", writer.name, "inline", {}, {"train": [], "eval": list(SAMPLES)})
+    with Store.open(run_dir) as store, Pool(workers=2) as pool:
+        store.start_run("eval", writer.name, "inline", {"side": "eval"}, {"train": [], "eval": list(SAMPLES)})
         list(run_loop(problems, writer, pool, store, LoopConfig(samples=4, rounds=0, save_pairs=False, stage="eval")))
         selection = select_samples(problems, store, pool, ALL)
         return selection, store.attempts(), store.picks()
+
+
+@pytest.fixture(scope="module")
+def selected(tmp_path_factory):
+    return selection_run(tmp_path_factory.mktemp("selection"))
 
 
 def test_a_sample_passing_only_the_visible_cases_is_never_counted_as_passing(selected):

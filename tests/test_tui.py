@@ -637,3 +637,66 @@ def test_tui_draws_a_stored_run_in_a_real_terminal(finished_run, tmp_path):
             time.sleep(0.2)
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def selection_run_dir(tmp_path_factory):
+    """An `eval --select` run: four crafted samples of two problems and the picks among them."""
+    from test_selection import selection_run
+
+    run_dir = tmp_path_factory.mktemp("select") / "run"
+    selection, _, _ = selection_run(run_dir)
+    return run_dir, selection
+
+
+def eval_replay_app(run_dir):
+    return RepairApp(lambda console: console.follow(store_events(run_dir, "eval", until=console.stopping)), "eval")
+
+
+def selection_loaded(app, selection):
+    picks = {p.task_id: p.picks for p in selection.problems}
+    return app.state.view.picks == picks and sum(map(len, app.state.view.attempts.values())) == 8
+
+
+def test_a_problems_candidates_are_listed_with_the_strategies_picks(selection_run_dir):
+    """An `eval --select` run replayed: beside a draft, the problem's samples with their
+    verdicts on the visible and on all cases, and which sample each strategy picked."""
+    run_dir, selection = selection_run_dir
+
+    async def scenario():
+        app = eval_replay_app(run_dir)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: selection_loaded(app, selection))
+            assert app.selected_task == "T/a" and app.attempt_index == 3  # the newest draft, #3
+            assert app.query_one("#candidates").display and not app.query_one("#diff").display
+            assert "draft #3 · passed · picked by agreement" in app.code.border_title
+            rows = {line.split()[1]: line for line in text_of(app, "candidates").splitlines() if line.split()[:1] == ["▶"]}
+            assert list(rows) == ["3"]
+            table = {row["sample"]: row for row in selection.problems[0].candidates}
+            lines = [line.split() for line in text_of(app, "candidates").splitlines()[1:] if line.strip()]
+            assert len(lines) == 4
+            for words in lines:
+                words = [w for w in words if w != "▶"]
+                row = table[int(words[0])]
+                assert words[2:4] == [row["visible"], row["all"]]
+                assert " ".join(words[4:]) == ", ".join(row["picked_by"])
+            await pilot.press("left", "left")  # the overfit draft: passes the visible cases only
+            await pilot.pause(0.1)
+            assert "draft #1 · failed · picked by visible" in app.code.border_title
+            await pilot.press("h")
+            await pilot.pause(0.1)
+            assert type(app.screen).__name__ == "HistoryScreen"
+
+    asyncio.run(scenario())
+
+
+def test_snapshot_candidates(selection_run_dir, snap_compare):
+    run_dir, selection = selection_run_dir
+
+    async def ready(pilot):
+        await until(pilot, lambda: selection_loaded(pilot.app, selection))
+        await pilot.press("left", "left")
+        await pilot.pause(0.2)
+
+    assert snap_compare(eval_replay_app(run_dir), terminal_size=SIZE, run_before=ready)
+

@@ -82,6 +82,7 @@ class RepairApp(App):
                 with Horizontal(id="verdict"):
                     yield Pane("sandbox", id="cases")
                     yield Pane("repair diff", id="diff")
+                    yield Pane("candidates", id="candidates")
         with Horizontal(id="bottom"):
             yield Static(id="counters")
             yield TrainingPane(id="training")
@@ -91,7 +92,9 @@ class RepairApp(App):
     def on_mount(self) -> None:
         # Held here because `query_one` searches the active screen, which may be the history.
         self.problems = self.query_one(ProblemList)
-        self.code, self.cases, self.diff = (self.query_one(f"#{name}", Pane) for name in ("code", "cases", "diff"))
+        self.code, self.cases, self.diff, self.candidates = (
+            self.query_one(f"#{name}", Pane) for name in ("code", "cases", "diff", "candidates")
+        )
         self.counters = self.query_one("#counters", Static)
         self.training = self.query_one(TrainingPane)
         self.log_pane = self.query_one("#log", Log)
@@ -211,6 +214,7 @@ class RepairApp(App):
         if not shown:
             status = self.state.view.status(self.selected_task) if self.selected_task else "no problem"
             waiting = Text(f"{status}: no attempt yet", style="dim italic")
+            self.candidates.display = False
             for pane in (code, cases, diff):
                 pane.show(waiting)
             if activity := self._activity():  # the first minutes of a run: say what it is doing
@@ -218,15 +222,27 @@ class RepairApp(App):
             return
         item = shown[min(self.attempt_index, len(shown) - 1)]
         position = f"{self.attempt_index + 1}/{len(shown)}"
+        self._show_candidates(item)
         if isinstance(item, PartialText):
             diff.display = False  # nothing to compare with until it is written
             code.show(render.writing(item), f"{render.writing_title(item)} · {position}", at_end=True)
             cases.show(Text("not run yet: the model is still writing it", style="dim italic"))
             return
+        view = self.state.view
         diff.display = item.kind != "draft"  # a draft has nothing to compare with: cases get the room
-        code.show(render.code(item), f"{render.attempt_title(item)} · {position}")
+        code.show(render.code(item), f"{render.attempt_title(item, view.picked_by(item))} · {position}")
         cases.show(render.cases(item), render.cases_summary(item))
-        diff.show(render.diff(self.state.view.parent(item), item))
+        diff.show(render.diff(view.parent(item), item))
+
+    def _show_candidates(self, item: Attempt | PartialText) -> None:
+        """Beside a draft of a problem with several, all of its samples and the strategies'
+        picks among them (what `eval --select` chose)."""
+        rows = self.state.view.candidates(item.task_id)
+        self.candidates.display = item.kind == "draft" and len(rows) > 1
+        if self.candidates.display:
+            picked = sum(bool(row["picked_by"]) for row in rows)
+            subtitle = f"{len(rows)} samples" + (f" · {picked} picked" if picked else "")
+            self.candidates.show(render.candidates(rows, item.sample_index), subtitle)
 
     def watch_selected_task(self) -> None:
         self._show_latest()

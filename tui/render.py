@@ -7,6 +7,7 @@ and tests can read what a pane will show.
 from __future__ import annotations
 
 import difflib
+from typing import Sequence
 
 from rich.console import Group, RenderableType
 from rich.syntax import Syntax
@@ -26,9 +27,12 @@ def status_mark(status: str) -> Text:
     return Text(mark, style=style)
 
 
-def attempt_title(attempt: Attempt) -> str:
+def attempt_title(attempt: Attempt, picked_by: Sequence[str] = ()) -> str:
+    """What the code pane shows: which attempt, its outcome, and the selection strategies
+    that picked it among its problem's samples."""
     outcome = "passed" if attempt.passed else attempt.status
-    return f"{attempt.task_id} · {_which(attempt)} · {outcome}"
+    picked = f" · picked by {', '.join(picked_by)}" if picked_by else ""
+    return f"{attempt.task_id} · {_which(attempt)} · {outcome}{picked}"
 
 
 def writing_title(partial: PartialText) -> str:
@@ -92,6 +96,26 @@ def cases_summary(attempt: Attempt) -> str:
     return f"{attempt.status} · {passed}/{len(rows)} cases" + (
         f" · {hidden_failing} hidden failing" if hidden_failing else ""
     )
+
+
+def candidates(rows: list[dict], shown: int | None = None) -> RenderableType:
+    """A problem's samples (`StageState.candidates`): each one's likelihood, its verdict on
+    the visible cases (all a selector sees) and on all cases, and the strategies that
+    picked it; `shown` (a sample index) is the one in the code pane."""
+    table = Table(box=None, padding=(0, 1), header_style="bold")
+    for column in ("", "#", "log p", "visible", "all", "picked by"):
+        table.add_column(column, no_wrap=column != "picked by")
+    for row in rows:
+        logprob = "" if row["logprob"] is None else f"{row['logprob']:.3f}"
+        table.add_row(
+            Text("▶", "bold") if row["sample"] == shown else Text(""),
+            Text(str(row["sample"])),
+            Text(logprob, "dim"),
+            Text(row["visible"], "green" if row["visible_passed"] else "red"),
+            Text(row["all"], "green" if row["passed"] else "red"),
+            Text(", ".join(row["picked_by"]), "bold cyan"),
+        )
+    return table
 
 
 def _cell(value: str | None, style: str = "") -> Text:

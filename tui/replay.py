@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Iterator
 
 from mlx_repair.errors import UserError
-from mlx_repair.events import AttemptFinished, Log, PairSaved, StageStarted
+from mlx_repair.events import AttemptFinished, Log, PairSaved, Selected, StageStarted
 from mlx_repair.mining.store import PAIR_KINDS, STORE_FILE, Store
 
 from mlx_repair.tui.state import Plan
@@ -48,8 +48,9 @@ def read_plan(store: Store) -> Plan:
 
 
 def store_events(run_dir: str | Path, name: str, until: threading.Event) -> Iterator[object]:
-    """Every stored attempt and pair as events, then new ones as they land, until `until`
-    is set (waiting on it, not sleeping, lets a quitting app end the poll at once)."""
+    """Every stored attempt, pair and selection as events, then new ones as they land,
+    until `until` is set (waiting on it, not sleeping, lets a quitting app end the poll at
+    once)."""
     with Store.open(run_dir) as store:
         store.select_run(name)
         plan = read_plan(store)
@@ -57,6 +58,7 @@ def store_events(run_dir: str | Path, name: str, until: threading.Event) -> Iter
         yield StageStarted(name, len(plan.task_ids))
         seen_attempts: set[int] = set()
         seen_pairs: set[int] = set()
+        seen_picks: dict[str, dict[str, int]] = {}
         counts = dict.fromkeys(PAIR_KINDS, 0)
         yield Log(f"reading run {name!r} of {Path(run_dir).name}/{STORE_FILE}")
         while True:
@@ -69,5 +71,9 @@ def store_events(run_dir: str | Path, name: str, until: threading.Event) -> Iter
                     seen_pairs.add(pair.id)
                     counts[pair.kind] += 1
                     yield PairSaved(pair, dict(counts))
+            for task_id, picks in store.picks().items():
+                if seen_picks.get(task_id) != picks:
+                    seen_picks[task_id] = picks
+                    yield Selected(task_id, picks)
             if until.wait(POLL_S):
                 return

@@ -12,6 +12,7 @@ import time
 from dataclasses import InitVar, dataclass, field
 
 from mlx_repair.evaluation.metrics import problem_result
+from mlx_repair.evaluation.selection import candidate_rows, picked_by
 from mlx_repair.events import (
     AttemptFinished,
     Generating,
@@ -19,6 +20,7 @@ from mlx_repair.events import (
     PartialText,
     Prefilling,
     Progress,
+    Selected,
     StageFinished,
     StageStarted,
     TrainStep,
@@ -93,6 +95,7 @@ class StageState:
     drafting: set[str] = field(default_factory=set)
     pairs: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PAIR_KINDS, 0))
     writing: dict[tuple, PartialText] = field(default_factory=dict)  # by attempt key, until it is stored
+    picks: dict[str, dict[str, int]] = field(default_factory=dict)  # {task id: {strategy: sample index}}
     done: bool = False  # no attempt is coming any more: a failed chain has given up
 
     def __post_init__(self) -> None:
@@ -119,6 +122,9 @@ class StageState:
         if isinstance(event, PartialText):
             self._add_problems([event.task_id])
             self.writing[event.key] = event
+            return event.task_id
+        if isinstance(event, Selected):
+            self.picks[event.task_id] = dict(event.picks)
             return event.task_id
         if isinstance(event, Plan):
             self.plan = event
@@ -151,6 +157,20 @@ class StageState:
         """A problem's attempts in the order a reader follows them: each draft chain
         (draft, its repairs, its resample) in turn."""
         return sorted(self.attempts.get(task_id, []), key=_chain_order)
+
+    def drafts(self, task_id: str) -> list[Attempt]:
+        return [a for a in self.attempts.get(task_id, []) if a.kind == "draft"]
+
+    def candidates(self, task_id: str) -> list[dict]:
+        """A problem's samples, their verdicts on visible and on all cases, and which
+        strategy picked each (`selection.candidate_rows`, as `eval --json` has them)."""
+        return candidate_rows(self.drafts(task_id), self.picks.get(task_id, {}))
+
+    def picked_by(self, attempt: Attempt) -> list[str]:
+        """The selection strategies that picked this attempt (a draft) of its problem."""
+        if attempt.kind != "draft":
+            return []
+        return picked_by(self.picks.get(attempt.task_id, {}), attempt.sample_index)
 
     def parent(self, attempt: Attempt) -> Attempt | None:
         """The broken attempt a repair (or resample) started from."""

@@ -153,9 +153,14 @@ def candidate_rows(drafts: list[Attempt], picks: dict[str, int]) -> list[dict]:
             "all": f"{sum(c['passed'] for c in cases)}/{len(cases)}",
             "passed": draft.passed,
             "status": draft.status,
-            "picked_by": [strategy for strategy, sample in picks.items() if sample == draft.sample_index],
+            "picked_by": picked_by(picks, draft.sample_index),
         })
     return rows
+
+
+def picked_by(picks: dict[str, int], sample_index: int) -> list[str]:
+    """The strategies whose pick ({strategy: sample index}) is this sample."""
+    return [strategy for strategy, sample in picks.items() if sample == sample_index]
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""One problem's full history: every attempt in chain order, with code, cases and diff."""
+"""One problem's full history: its samples and the selection's picks among them (when it
+has several), then every attempt in chain order, with code, cases and diff."""
 
 from __future__ import annotations
 
@@ -33,10 +34,14 @@ class HistoryScreen(ModalScreen):
 
     def compose(self) -> ComposeResult:
         history = self.state.history(self.task_id)
+        candidates = self.state.candidates(self.task_id)
         with VerticalScroll() as scroll:
             scroll.border_title = f"{self.task_id} · {self.state.status(self.task_id)} · {len(history)} attempts"
+            if len(candidates) > 1:
+                yield Static(Group(Rule("candidates", style="cyan"), render.candidates(candidates)))
             for attempt in history:
-                parts = [Rule(render.attempt_title(attempt), style="cyan"), render.code(attempt), render.cases(attempt)]
+                title = render.attempt_title(attempt, self.state.picked_by(attempt))
+                parts = [Rule(title, style="cyan"), render.code(attempt), render.cases(attempt)]
                 if attempt.kind != "draft":
                     parts.append(render.diff(self.state.parent(attempt), attempt))
                 yield Static(Group(*parts))
