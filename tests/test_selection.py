@@ -17,6 +17,7 @@ from mlx_repair.evaluation.selection import (
     choose,
     gap_share,
     select_samples,
+    selection_markdown,
     strategy_results,
 )
 from mlx_repair.mining.loop import LoopConfig, run_loop
@@ -254,3 +255,19 @@ def test_selection_without_samples_to_choose_from_is_refused_in_one_line(flags, 
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_report_carries_the_side_by_side_and_the_candidates_table(selected, tmp_path):
+    from mlx_repair.evaluation.report import StageTime, write_no_adapter_report
+
+    selection = selected[0].to_dict()
+    lines = selection_markdown(selection, "base")
+    assert lines[0] == "## Selection among 4 samples: base"
+    assert "| visible | 0.0% (0/2) | 0 / 1 | 1 | -100% |" in lines  # it broke the one problem first solved
+    assert "| oracle (pass@4) | 100.0% (2/2) | 1 / 0 | 1 | 100% |" in lines
+    table = [line for line in lines if line.startswith("| T/")]
+    assert len(table) == 8 and "| T/a | 1 | -0.200 | 3/3 | 3/4 failed | visible |" in table
+
+    base = {"model": "m", "problems": "p", "side": "eval", "n": 2, "metrics": selected[0].metrics(), "selection": selection}
+    text = write_no_adapter_report(tmp_path, base, {}, tmp_path, "cmd", "few pairs", [StageTime("eval", 1.0, 0.1)]).read_text()
+    assert "selected by visible (pass@1)" in text and "## Selection among 4 samples: base" in text

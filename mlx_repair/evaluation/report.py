@@ -13,7 +13,8 @@ from pathlib import Path
 
 from mlx_repair.evaluation.compare import compare_results
 from mlx_repair.mining.pairing import format_pair_counts, pair_total
-from mlx_repair.evaluation.metrics import METRIC_LABELS, format_metric, format_rate
+from mlx_repair.evaluation.metrics import format_metric, format_rate, metric_label
+from mlx_repair.evaluation.selection import selection_markdown
 
 
 @dataclass
@@ -86,7 +87,7 @@ def markdown(report: TrainReport, charts: list[str]) -> str:
     ]
     for key in report.base["metrics"]:
         cells = [format_rate(result["metrics"].get(key), n) for _, result in systems]
-        lines.append(f"| {METRIC_LABELS.get(key, key)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {metric_label(key)} | " + " | ".join(cells) + " |")
     lines += ["", "## What moved", ""]
     for name, comparisons in report.comparisons().items():
         for comparison in comparisons:
@@ -100,6 +101,11 @@ def markdown(report: TrainReport, charts: list[str]) -> str:
         "`resampling, same budget` is the baseline repair must beat: the same number of model",
         "calls spent on an independent fresh sample instead of a repair.",
         "",
+    ]
+    for name, result in systems:
+        if "selection" in result:
+            lines += selection_markdown(result["selection"], name)
+    lines += [
         "## Training data",
         "",
         f"Pairs mined on the train side: {format_pair_counts(report.pair_counts)}.",
@@ -177,7 +183,8 @@ def write_no_adapter_report(out: Path, base: dict, counts: dict, mine_dir: Path,
         "",
     ]
     lines += [f"- {format_metric(key, value, base['n'])}" for key, value in base["metrics"].items()]
-    lines += [""] + stage_table(stages)
+    lines += [""] + (selection_markdown(base["selection"], "base") if "selection" in base else [])
+    lines += stage_table(stages)
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -27,7 +27,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
-from mlx_repair.evaluation.metrics import SELECTED
+from mlx_repair.evaluation.metrics import SELECTED, format_rate
 from mlx_repair.evaluation.probes import make_probe, run_probes
 from mlx_repair.evaluation.stats import moved_problems
 from mlx_repair.mining.store import Attempt, Store
@@ -195,6 +195,31 @@ class Selection:
             "results": [{**r.to_dict(), "metric": self.metric(r)} for r in self.results],
             "problems": [p.__dict__ for p in self.problems],
         }
+
+
+def selection_markdown(selection: dict, system: str) -> list[str]:
+    """A result's selection (`Selection.to_dict`) as markdown lines for a report: each
+    strategy against the first sample, then every problem's candidates."""
+    samples = selection["samples"]
+    lines = [
+        f"## Selection among {samples} samples: {system}",
+        "",
+        "| strategy | pass@1 | fixed / broken vs first | McNemar p | oracle gap closed |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for r in selection["results"]:
+        name = f"oracle (pass@{samples})" if r["strategy"] == "oracle" else r["strategy"]
+        share = "-" if r["gap_share"] is None else f"{100 * r['gap_share']:.0f}%"
+        lines.append(f"| {name} | {format_rate(r['pass@1'], r['n'])} | {len(r['fixed'])} / {len(r['broken'])} "
+                     f"| {r['p_value']:.3g} | {share} |")
+    lines += ["", "| problem | sample | log p | visible cases | all cases | picked by |", "| --- | --- | --- | --- | --- | --- |"]
+    for problem in selection["problems"]:
+        for row in problem["candidates"]:
+            logprob = "-" if row["logprob"] is None else f"{row['logprob']:.3f}"
+            outcome = "pass" if row["passed"] else row["status"]
+            lines.append(f"| {problem['task_id']} | {row['sample']} | {logprob} | {row['visible']} "
+                         f"| {row['all']} {outcome} | {', '.join(row['picked_by'])} |")
+    return lines + [""]
 
 
 def select_samples(problems: list[Problem], store: Store, pool, strategies: tuple[str, ...]) -> Selection:
