@@ -186,7 +186,7 @@ RULES = (
     ("repair.prompt", lambda v: v in REPAIR_MODES, ", ".join(REPAIR_MODES)),
     ("mine.samples", lambda v: v >= 1, "at least 1"),
     ("mine.temperature", lambda v: v >= 0, "0 (greedy) or more"),
-    ("select.strategies", lambda v: selected_strategies(v) is not None, "\"all\" or some of " + ", ".join(SELECT_STRATEGIES)),
+    ("select.strategies", lambda v: selected_strategies(v) is not None, '"all" or some of ' + ", ".join(SELECT_STRATEGIES)),
     ("train.preset", lambda v: v in ("auto", "cpu", "default"), "auto, cpu or default"),
     ("train.eval_limit", lambda v: v is None or v >= 1, "at least 1"),
     ("train.mine_limit", lambda v: v is None or v >= 1, "at least 1"),

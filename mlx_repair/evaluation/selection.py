@@ -33,6 +33,7 @@ from mlx_repair.evaluation.stats import moved_problems
 from mlx_repair.mining.store import Attempt, Store
 from mlx_repair.problems import Problem
 
+
 @dataclass(frozen=True)
 class Candidate:
     """One sample as a selector sees it."""
@@ -134,7 +135,9 @@ def strategy_results(outcomes: dict[str, dict[str, bool]], oracle: dict[str, boo
     for strategy, passed in [*outcomes.items(), ("oracle", oracle)]:
         moved = moved_problems(first, passed)
         share = gap_share(sum(first.values()), sum(passed.values()), sum(oracle.values()))
-        results.append(StrategyResult(strategy, moved.n, sum(passed.values()), moved.fixed, moved.broken, moved.p_value, share))
+        results.append(StrategyResult(
+            strategy, moved.n, sum(passed.values()), moved.fixed, moved.broken, moved.p_value, share
+        ))
     return results
 
 
@@ -212,7 +215,11 @@ def selection_markdown(selection: dict, system: str) -> list[str]:
         share = "-" if r["gap_share"] is None else f"{100 * r['gap_share']:.0f}%"
         lines.append(f"| {name} | {format_rate(r['pass@1'], r['n'])} | {len(r['fixed'])} / {len(r['broken'])} "
                      f"| {r['p_value']:.3g} | {share} |")
-    lines += ["", "| problem | sample | log p | visible cases | all cases | picked by |", "| --- | --- | --- | --- | --- | --- |"]
+    lines += [
+        "",
+        "| problem | sample | log p | visible cases | all cases | picked by |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for problem in selection["problems"]:
         for row in problem["candidates"]:
             logprob = "-" if row["logprob"] is None else f"{row['logprob']:.3f}"
@@ -235,8 +242,8 @@ def select_samples(problems: list[Problem], store: Store, pool, strategies: tupl
         candidates = [Candidate.of(d, behaviours.get((task_id, d.sample_index), ())) for d in drafts[task_id]]
         picks = choose(candidates, strategies)
         store.save_picks(task_id, picks)
-        probe = probes.get(task_id)
-        chosen.append(ProblemSelection(task_id, probe.inputs if probe else (), picks, candidate_rows(drafts[task_id], picks)))
+        inputs = probes[task_id].inputs if probes.get(task_id) else ()
+        chosen.append(ProblemSelection(task_id, inputs, picks, candidate_rows(drafts[task_id], picks)))
     return Selection(min(map(len, drafts.values())), strategies, _results(chosen, drafts, strategies), chosen)
 
 

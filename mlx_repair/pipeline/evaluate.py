@@ -74,9 +74,14 @@ def selection_strategies(config) -> tuple[str, ...]:
     one-line error before the model loads."""
     strategies = selected_strategies(config.select.strategies)
     if strategies and config.sampling.samples < 2:
-        raise UserError("selection (--select) chooses among several samples per problem: give --samples N, N of 2 or more")
+        raise UserError(
+            "selection (--select) chooses among several samples per problem: give --samples N, N of 2 or more"
+        )
     if strategies and config.sampling.temperature == 0:
-        raise UserError("selection (--select) needs different samples, and greedy decoding draws equal ones: give --temperature (e.g. 0.8)")
+        raise UserError(
+            "selection (--select) needs different samples, and greedy decoding draws equal ones: "
+            "give --temperature (e.g. 0.8)"
+        )
     return strategies
 
 
@@ -133,7 +138,8 @@ def _selection_results(result: dict) -> dict[str, dict]:
 
 def _moved_text(r: dict) -> str:
     """Against the first sample: problems fixed and broken, McNemar p, the oracle gap closed."""
-    share = "" if r["gap_share"] is None or r["strategy"] == "oracle" else f", {100 * r['gap_share']:.0f}% of the oracle gap"
+    closes = r["gap_share"] is not None and r["strategy"] != "oracle"  # the oracle closes all of it
+    share = f", {100 * r['gap_share']:.0f}% of the oracle gap" if closes else ""
     moved = f"{len(r['fixed'])} fixed, {len(r['broken'])} broken"
     return f"  vs first: {moved}, McNemar p={r['p_value']:.3g}{share}"
 
