@@ -20,6 +20,7 @@ def test_train_one_liner_end_to_end(tiny_repairer_dir, tmp_path, monkeypatch, ca
     printed = capsys.readouterr()
     assert f"adapter: {out}\nreport:  {out / 'report.md'}" in printed.out
     assert "preset default (asked for)" in printed.err
+    assert f"loading {tiny_repairer_dir}\n" in printed.err and f"loading {tiny_repairer_dir} with adapter {out}\n" in printed.err
     # The tiny model's repairs always pass, so there is no garbage to train the control on:
     # the run says so and goes on without it.
     assert "no control adapter trained: garbage pairs to train on: 0," in printed.err

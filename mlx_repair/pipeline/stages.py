@@ -145,6 +145,7 @@ def run_stage(config: Config, stage: str, side: str, loop_config, console, adapt
     if notice := announcement(isolation(config.sandbox.isolation)):
         console.show(Log(notice))
     with run_lock(directory):  # before the model loads: a second writer refuses at once
+        console.show(Log(f"loading {config.run.model}" + (f" with adapter {adapter}" if adapter else "")))
         writer = load_writer(config, adapter, progress=console.import_progress, listener=console.writing)
         with Store.open(directory) as store, sandbox_pool(config) as pool:
             store.start_run(stage, writer.name, config.run.problems, settings, split.to_dict())
