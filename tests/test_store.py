@@ -47,10 +47,10 @@ def test_a_selection_is_stored_per_problem_and_replaced_when_made_again(store):
     assert store.picks() == {"T/0": {"first": 0, "visible": 2}, "T/1": {"first": 0}}
 
 
-def test_a_store_of_the_previous_schema_is_refused_in_one_line(tmp_path, store):
-    store.db.execute("UPDATE meta SET value='3' WHERE key='schema_version'")
+def test_a_store_of_a_schema_that_cannot_be_migrated_is_refused_in_one_line(tmp_path, store):
+    store.db.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
     store.db.commit()
-    with pytest.raises(UserError, match=r"store schema 3, this version reads 4\); use a new run directory"):
+    with pytest.raises(UserError, match=r"store schema 2, this version reads 4\); use a new run directory"):
         Store.open(tmp_path)
 
 
@@ -96,3 +96,19 @@ def test_corrupted_or_foreign_files_are_refused(tmp_path):
     sqlite3.connect(tmp_path / "b" / STORE_FILE).execute("CREATE TABLE x (y)")
     with pytest.raises(UserError, match="not an mlx-repair store"):
         Store.open(tmp_path / "b")
+
+
+def test_a_schema_3_store_opens_with_its_attempts_and_pairs(tmp_path, store):
+    """Schema 4 only added log-probabilities and picks: an older store is migrated, not refused."""
+    draft = store.add_attempt(attempt())
+    store.add_pair(Pair(task_id="T/0", kind="solve", fixed_id=draft.id, feedback=""))
+    store.db.executescript(
+        "ALTER TABLE attempts DROP COLUMN logprob; DROP TABLE picks; "
+        "UPDATE meta SET value='3' WHERE key='schema_version';"
+    )
+    with Store.open(tmp_path) as again:
+        again.select_run("r")
+        assert [a.id for a in again.attempts()] == [draft.id] and again.attempts()[0].logprob is None
+        assert again.pair_counts()["solve"] == 1 and again.picks() == {}
+        version = again.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
+    assert version == "4"

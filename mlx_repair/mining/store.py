@@ -19,6 +19,10 @@ from mlx_repair.errors import UserError
 
 SCHEMA_VERSION = 4
 STORE_FILE = "store.sqlite"
+# Store schemas this version opens by adding what they lack: version -> SQL, run before
+# SCHEMA (whose statements all create only what is missing). Schema 3 had no log-probs
+# and no picks.
+MIGRATIONS = {3: "ALTER TABLE attempts ADD COLUMN logprob REAL;"}
 PAIR_KINDS = ("repair", "solve", "keep", "garbage")
 # Where a pair's answer came from: a passing draft (solve, keep), the model's repair of
 # the broken attempt it was shown (self-repair), or an independent sample of the same
@@ -167,7 +171,9 @@ class Store:
         if "meta" in tables:
             row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             version = int(row[0]) if row else None
-            if version != SCHEMA_VERSION:
+            if version in MIGRATIONS:
+                self._migrate(version)
+            elif version != SCHEMA_VERSION:
                 raise UserError(
                     f"{self.path}: written by another mlx-repair version (store schema {version}, "
                     f"this version reads {SCHEMA_VERSION}); use a new run directory"
@@ -181,6 +187,13 @@ class Store:
             self.db.execute(
                 "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
+
+    def _migrate(self, version: int) -> None:
+        """Bring an older store up to this version, when what changed only adds (a column
+        that may be empty, a table): its attempts and pairs stay as they are."""
+        with self.db:
+            self.db.executescript(f"BEGIN; {MIGRATIONS[version]} {SCHEMA} COMMIT;")
+            self.db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
         self.db.close()
