@@ -73,7 +73,7 @@ def test_mbpp_record_becomes_a_humaneval_shaped_problem(tmp_path):
     [
         ("{not json", ":2: not valid JSON"),
         ('["a list"]', ":2: expected a JSON object"),
-        ('{"task_id": "x", "prompt": "p"}', ":2: neither HumanEval format (missing entry_point, test)"),
+        ('{"task_id": "x", "prompt": "p"}', ":2: not HumanEval format (missing entry_point, test)"),
         (json.dumps({**HE_RECORD, "task_id": "T/1", "test": "assert True"}), ":2: field 'test' must define check"),
         (json.dumps({**HE_RECORD, "task_id": "T/1", "prompt": ""}), ":2: field 'prompt' must be a non-empty string"),
         (json.dumps(HE_RECORD), ":2: task_id 'Fresh/0' repeats line 1"),

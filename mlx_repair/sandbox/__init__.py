@@ -7,7 +7,8 @@ line), `mounts` (the unshare level's file system), `seatbelt` (the macOS profile
 `limits`, `processes` (child processes, the fork server, pipes, the watched limits),
 `tracking` (a run's processes, found and killed), `child` (the stdlib-only program inside
 the sandbox), `cases` (tests split into cases), `judge` (the parent decides each case
-from the values the child reported), `feedback` (what the model is shown) and `verdict`.
+from the values the child reported), `feedback` (what the model is shown) and `verdict`;
+math problems go to the math checker (`math_answer`, `math_check`, `math_child`).
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Any, Iterable, Iterator
 
-from mlx_repair.problems import Problem
+from mlx_repair.problems import MATH, Problem
 from mlx_repair.sandbox.cases import assemble, plan_tests
 from mlx_repair.sandbox.child import SOLUTION_FILE
 from mlx_repair.sandbox.feedback import feedback_text
 from mlx_repair.sandbox.levels import AUTO, isolation
 from mlx_repair.sandbox.judge import CaseResult
 from mlx_repair.sandbox.limits import Limits
+from mlx_repair.sandbox.math_check import check_answer
 from mlx_repair.sandbox.processes import Outcome, run_process
 from mlx_repair.sandbox.verdict import Verdict, build_verdict, run_error
 
@@ -32,8 +34,11 @@ __all__ = ["Limits", "CaseResult", "Verdict", "run_candidate", "feedback_text", 
 
 def run_candidate(problem: Problem, completion: str, limits: Limits | None = None, isolation_level: str = AUTO) -> Verdict:
     """Run `completion` (a body continuing the prompt, or a whole program) on every case,
-    under `isolation_level` ("auto": the platform's real sandbox, or a UserError)."""
+    under `isolation_level` ("auto": the platform's real sandbox, or a UserError). A math
+    problem's completion is an answer, judged by the math checker."""
     limits = limits or Limits()
+    if problem.domain == MATH:
+        return check_answer(problem, completion, limits)
     start = time.monotonic()
     plan = plan_tests(problem)
     level = isolation(isolation_level)
