@@ -97,6 +97,25 @@ class MineSection:
 
 
 @dataclass
+class InventSection:
+    """`mlx-repair invent`: problems the model writes for itself, kept only when they pass
+    every filter (problems/invented.py, pipeline/invent.py); `train` adds `count` of them
+    to the mining side."""
+
+    count: int = 0  # problems to keep (invent --count; train --invent: 0 invents none)
+    domain: str = "code"  # "code" (HumanEval format) or "math" (train: the set's own)
+    solutions: int = 4  # k: the model's solutions judged per invented problem
+    min_passing: int = 1  # kept only when at least this many of the k pass ...
+    min_failing: int = 1  # ... and at least this many fail: neither impossible nor trivial
+    temperature: float = 0.8  # for the problems and their solutions
+    batch: int = 4  # requests written together; the level moves after each of their problems
+    start_level: int = 2  # difficulty of the first request, 1 to 5
+    ngram: int = 6  # near-copies: token n-grams of this length ...
+    max_overlap: float = 0.5  # ... shared above this share with a known problem
+    requests_per_problem: int = 5  # give up after count x this many requests
+
+
+@dataclass
 class SelectSection:
     """`eval` chooses one of each problem's `sampling.samples` drafts by these strategies:
     "all", or names separated by commas ("visible,agreement"); "" chooses none."""
@@ -147,6 +166,7 @@ class Config:
     sandbox: SandboxSection = field(default_factory=SandboxSection)
     repair: RepairSection = field(default_factory=RepairSection)
     mine: MineSection = field(default_factory=MineSection)
+    invent: InventSection = field(default_factory=InventSection)
     select: SelectSection = field(default_factory=SelectSection)
     train: TrainSection = field(default_factory=TrainSection)
 
@@ -186,6 +206,17 @@ RULES = (
     ("repair.prompt", lambda v: v in REPAIR_MODES, ", ".join(REPAIR_MODES)),
     ("mine.samples", lambda v: v >= 1, "at least 1"),
     ("mine.temperature", lambda v: v >= 0, "0 (greedy) or more"),
+    ("invent.count", lambda v: v >= 0, "0 or more"),
+    ("invent.domain", lambda v: v in ("code", "math"), "code or math"),
+    ("invent.solutions", lambda v: v >= 2, "at least 2 (one must pass and one fail)"),
+    ("invent.min_passing", lambda v: v >= 1, "at least 1"),
+    ("invent.min_failing", lambda v: v >= 1, "at least 1"),
+    ("invent.temperature", lambda v: v > 0, "more than 0 (k equal greedy solutions judge nothing)"),
+    ("invent.batch", lambda v: v >= 1, "at least 1"),
+    ("invent.start_level", lambda v: 1 <= v <= 5, "1 to 5"),
+    ("invent.ngram", lambda v: v >= 1, "at least 1"),
+    ("invent.max_overlap", lambda v: 0 < v <= 1, "in (0, 1]"),
+    ("invent.requests_per_problem", lambda v: v >= 1, "at least 1"),
     ("select.strategies", lambda v: selected_strategies(v) is not None, '"all" or some of ' + ", ".join(SELECT_STRATEGIES)),
     ("train.preset", lambda v: v in ("auto", "cpu", "default"), "auto, cpu or default"),
     ("train.eval_limit", lambda v: v is None or v >= 1, "at least 1"),

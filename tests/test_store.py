@@ -3,7 +3,7 @@ import sqlite3
 import pytest
 
 from mlx_repair.errors import UserError
-from mlx_repair.mining.store import STORE_FILE, Attempt, Pair, Store
+from mlx_repair.mining.store import Invention, STORE_FILE, Attempt, Pair, Store
 
 SPLIT = {"train": ["T/0", "T/1"], "eval": ["T/2"]}
 
@@ -50,7 +50,7 @@ def test_a_selection_is_stored_per_problem_and_replaced_when_made_again(store):
 def test_a_store_of_a_schema_that_cannot_be_migrated_is_refused_in_one_line(tmp_path, store):
     store.db.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
     store.db.commit()
-    with pytest.raises(UserError, match=r"store schema 2, this version reads 4\); use a new run directory"):
+    with pytest.raises(UserError, match=r"store schema 2, this version reads 5\); use a new run directory"):
         Store.open(tmp_path)
 
 
@@ -103,12 +103,35 @@ def test_a_schema_3_store_opens_with_its_attempts_and_pairs(tmp_path, store):
     draft = store.add_attempt(attempt())
     store.add_pair(Pair(task_id="T/0", kind="solve", fixed_id=draft.id, feedback=""))
     store.db.executescript(
-        "ALTER TABLE attempts DROP COLUMN logprob; DROP TABLE picks; "
-        "UPDATE meta SET value='3' WHERE key='schema_version';"
+        "ALTER TABLE attempts DROP COLUMN logprob; DROP TABLE picks; ALTER TABLE pairs DROP COLUMN origin; "
+        "DROP TABLE inventions; UPDATE meta SET value='3' WHERE key='schema_version';"
     )
     with Store.open(tmp_path) as again:
         again.select_run("r")
         assert [a.id for a in again.attempts()] == [draft.id] and again.attempts()[0].logprob is None
         assert again.pair_counts()["solve"] == 1 and again.picks() == {}
         version = again.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
-    assert version == "4"
+    assert version == "5"
+
+
+def test_a_schema_4_store_opens_its_pairs_as_from_given_problems(tmp_path, store):
+    """Schema 5 only added the pairs' origin and the inventions table."""
+    draft = store.add_attempt(attempt())
+    store.add_pair(Pair(task_id="T/0", kind="solve", fixed_id=draft.id, feedback="", origin="invented"))
+    store.db.executescript(
+        "ALTER TABLE pairs DROP COLUMN origin; DROP TABLE inventions; "
+        "UPDATE meta SET value='4' WHERE key='schema_version';"
+    )
+    with Store.open(tmp_path) as again:
+        again.select_run("r")
+        assert [p.origin for p in again.pairs()] == ["given"] and again.inventions() == []
+        again.add_pair(Pair(task_id="T/0", kind="keep", fixed_id=draft.id, feedback="", broken_id=draft.id, origin="invented"))
+        assert [p.origin for p in again.pairs()] == ["given", "invented"]
+
+
+def test_an_invention_is_stored_pending_then_replaced_by_its_outcome(store):
+    store.add_invention(Invention(0, 2, "Invented/0", False, "pending", {}, "text"))
+    store.add_invention(Invention(1, 3, "Invented/1", False, "unreadable", {"detail": "no check"}, "???"))
+    kept = Invention(0, 2, "Invented/0", True, "", {"task_id": "Invented/0"}, "text", passing=1, solutions=4, overlap=0.1, overlap_with="HumanEval/3")
+    store.add_invention(kept)
+    assert store.inventions() == [kept, Invention(1, 3, "Invented/1", False, "unreadable", {"detail": "no check"}, "???")]

@@ -17,6 +17,8 @@ def add_arguments(parser) -> None:
                         help="stage sizes and training steps: 'cpu' fits a 2-core CPU; auto (the default) picks it without Metal")
     parser.add_argument("--limit", dest="train.eval_limit", type=int, metavar="N", help="evaluate on the first N eval-side problems")
     parser.add_argument("--mine-limit", dest="train.mine_limit", type=int, metavar="N", help="mine the first N train-side problems")
+    parser.add_argument("--invent", dest="invent.count", type=int, metavar="N",
+                        help="also mine N problems the model invents for itself (mlx-repair invent), never evaluated on")
     add_mining_arguments(parser)
     add_sandbox_arguments(parser)
     parser.add_argument("--iters", dest="train.iters", type=int, metavar="N", help="training steps")

@@ -16,7 +16,8 @@ import re
 import textwrap
 from dataclasses import dataclass
 
-from mlx_repair.problems import Problem
+from mlx_repair.generation import math_prompts
+from mlx_repair.problems import MATH, Problem
 
 # A fenced block: ```lang ... ``` (the closing fence may end a code line, and a block cut
 # off by max_tokens has none).
@@ -45,8 +46,11 @@ def extract_code(text: str, problem: Problem) -> str:
     """A complete program defining `problem.entry_point` from a model's raw output.
 
     When nothing parses, returns the most plausible raw code, so the sandbox reports the
-    model's own syntax error instead of the harness hiding it.
+    model's own syntax error instead of the harness hiding it. A math attempt is its text
+    up to its answer line; an invented problem is kept as written.
     """
+    if problem.domain != "code":
+        return math_prompts.attempt_text(text) if problem.domain == MATH else text.strip()
     text = _strip_think(text.replace("\r\n", "\n"))
     snippets = _snippets(text, problem)
     parsed = [code for code in map(_parse_trimmed, snippets) if code is not None]

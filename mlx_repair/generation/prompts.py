@@ -13,6 +13,9 @@ A repair prompt has one of three modes (`REPAIR_MODES`, the `repair.prompt` sett
 - `explain`: as `facts`, and the model is asked to say in a sentence or two what the
   failing tests show before it writes the code.
 Their measurement is in benchmarks/results/repair_prompt_modes.md.
+
+Math problems and requests to invent a problem have their own wording
+(`math_prompts`, `invent_prompts`); the functions here hand them over by `problem.domain`.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ import json
 import textwrap
 
 from mlx_repair.config import REPAIR_MODES
+from mlx_repair.generation import invent_prompts, math_prompts
 from mlx_repair.generation.extract import DEFINING, is_docstring
-from mlx_repair.problems import Problem
+from mlx_repair.problems import MATH, Problem
 
 SYSTEM = "You are an expert Python programmer. You write correct, complete, self-contained code."
 ANSWER_FORMAT = (
@@ -35,6 +39,8 @@ ANSWER_FORMAT = (
 
 def draft_messages(problem: Problem) -> list[dict]:
     """The chat turn that asks an instruct model for a first solution."""
+    if problem.domain != "code":
+        return (math_prompts if problem.domain == MATH else invent_prompts).draft_messages(problem)
     user = (
         "Complete the following Python function.\n\n"
         f"```python\n{problem.prompt.rstrip()}\n```\n\n{ANSWER_FORMAT}"
@@ -58,6 +64,8 @@ def repair_messages(problem: Problem, code: str, feedback: str, mode: str = "cod
     that wording fits a `keep` pair too, whose tests all pass.
     """
     _check_mode(mode)
+    if problem.domain == MATH:
+        return math_prompts.repair_messages(problem, code, feedback, mode)
     task = f"Complete the following Python function.\n\n```python\n{problem.prompt.rstrip()}\n```\n\n"
     if mode == "code":
         user = (
@@ -144,7 +152,7 @@ def draft_prompt(tokenizer, problem: Problem, chat: bool | None = None) -> str:
     model) the problem prompt itself to continue."""
     if _chat(tokenizer, chat):
         return render(tokenizer, draft_messages(problem))
-    return problem.prompt
+    return math_prompts.base_draft_text(problem) if problem.domain == MATH else problem.prompt
 
 
 def repair_prompt(
@@ -159,6 +167,8 @@ def repair_prompt(
 
 def base_repair_text(problem: Problem, code: str, feedback: str, mode: str = "code") -> str:
     """A base model cannot be asked to explain first: `explain` reads as `facts` here."""
+    if problem.domain == MATH:
+        return math_prompts.base_repair_text(problem, code, feedback)
     results = f"Test results:\n{feedback.rstrip()}"
     if shows_code(mode):
         shown, heading = f"{without_docstrings(code).rstrip()}\n\n{results}", "This attempt fails its tests"

@@ -9,7 +9,8 @@ import re
 from functools import partial
 from typing import Callable
 
-from mlx_repair.problems import Problem
+from mlx_repair.generation import invent_prompts, math_prompts
+from mlx_repair.problems import MATH, Problem
 
 # A fenced block with its closing fence.
 CLOSED_FENCE = re.compile(r"```[^\n]*\n(.*?)```", re.S)
@@ -24,7 +25,12 @@ StopCheck = Callable[[str], "int | None"]
 
 def stop_check(problem: Problem, chat: bool) -> StopCheck:
     """A function of the text generated so far that returns where the answer is complete
-    (an index to cut the text at) or None to keep generating."""
+    (an index to cut the text at) or None to keep generating. A math answer is complete
+    after its answer line, an invented problem after its test."""
+    if problem.domain == MATH:
+        return math_prompts.answer_end
+    if problem.domain != "code":
+        return partial(invent_prompts.answer_end, problem.domain)
     if chat:
         return partial(fenced_function_end, problem.entry_point)
     return completion_end

@@ -31,12 +31,12 @@ import json
 import math
 import random
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Iterable
 
 from mlx_repair.errors import UserError
-from mlx_repair.problems import Problem
+from mlx_repair.problems import MATH, Problem
 from mlx_repair.generation.prompts import draft_messages, repair_messages, shows_code
 from mlx_repair.mining.pairing import kind_counts
 from mlx_repair.mining.store import PAIR_KINDS, Attempt, Pair, Store
@@ -115,6 +115,10 @@ def build_dataset(store: Store, problems: Iterable[Problem], config: MixConfig |
     by_id = {problem.task_id: problem for problem in problems}
     attempts = {attempt.id: attempt for attempt in store.attempts()}
     pairs = [p for p in store.pairs() if config.include_near_copies or not p.near_copy]
+    if by_id and all(problem.domain == MATH for problem in by_id.values()):
+        if config.keep_ratio <= 0:
+            raise UserError("math training needs keep records (a correct answer stays correct): set train.keep_ratio above 0")
+        config = replace(config, prompt_mode="code")  # math repair turns show the attempt in every mode
     if not shows_code(config.prompt_mode):
         pairs = [p for p in pairs if p.kind != "keep"]
     missing = sorted({p.task_id for p in pairs} - set(by_id))
@@ -218,15 +222,18 @@ def record(pair: Pair, problem: Problem, attempts: dict[int, Attempt], mode: str
     else:  # repair, garbage: the broken code and the feedback it got
         messages = repair_messages(problem, attempts[pair.broken_id].code, pair.feedback, mode)
     return {
-        "messages": [*messages, answer_message(fixed)],
+        "messages": [*messages, answer_message(fixed, problem)],
         "task_id": pair.task_id,
         "kind": pair.kind,
         "provenance": pair.provenance,
     }
 
 
-def answer_message(code: str) -> dict:
-    """The assistant turn: the code in the ```python fence the loop's extraction reads."""
+def answer_message(code: str, problem: Problem | None = None) -> dict:
+    """The assistant turn: the code in the ```python fence the loop's extraction reads;
+    a math attempt as written (its reasoning and answer line)."""
+    if problem is not None and problem.domain == MATH:
+        return {"role": "assistant", "content": code.strip()}
     return {"role": "assistant", "content": f"```python\n{code.rstrip()}\n```"}
 
 

@@ -204,17 +204,18 @@ def _attempt(output: Output, verdict, writer: Writer) -> Attempt:
 
 
 def _save_pairs(request: Request, attempt: Attempt, store: Store) -> Iterator[PairSaved]:
-    yield from _store_pairs(attempt_pairs(attempt, request.broken), store)
+    yield from _store_pairs(attempt_pairs(attempt, request.broken), store, request.problem)
 
 
 def _save_sample_pairs(chunk: list[Problem], store: Store) -> Iterator[PairSaved]:
     """Once every draft of the chunk is judged: pairs among each problem's drafts."""
     for problem in chunk:
         drafts = [a for a in store.attempts(problem.task_id) if a.kind == "draft"]
-        yield from _store_pairs(sample_pairs(drafts), store)
+        yield from _store_pairs(sample_pairs(drafts), store, problem)
 
 
-def _store_pairs(pairs, store: Store) -> Iterator[PairSaved]:
+def _store_pairs(pairs, store: Store, problem: Problem) -> Iterator[PairSaved]:
     for pair in pairs:
+        pair.origin = problem.origin
         if store.add_pair(pair):
             yield PairSaved(pair, store.pair_counts())

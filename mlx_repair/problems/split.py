@@ -1,11 +1,12 @@
-"""The train/eval split: each task's side decided by a stable hash of its id."""
+"""The train/eval split: each task's side decided by a stable hash of its id; problems the
+model invented are always on the train side."""
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
 
-from mlx_repair.problems import Problem
+from mlx_repair.problems import INVENTED, Problem
 
 SPLIT_SEED = "mlx-repair-split-v1"
 
@@ -41,7 +42,8 @@ def split_problems(
     if not 0.0 < eval_fraction < 1.0:
         raise ValueError(f"eval_fraction must be between 0 and 1, got {eval_fraction}")
     ids = [p.task_id for p in problems]
-    evals = tuple(t for t in ids if is_eval_task(t, eval_fraction, seed))
+    # Invented problems are for mining only: never on the eval side.
+    evals = tuple(p.task_id for p in problems if p.origin != INVENTED and is_eval_task(p.task_id, eval_fraction, seed))
     eval_ids = set(evals)
     train = tuple(t for t in ids if t not in eval_ids)
     return Split(train=train, eval=evals, eval_fraction=eval_fraction, seed=seed)

@@ -1,0 +1,197 @@
+"""Problems the model invents: what it wrote read into a `Problem`, the checks that need
+no model, and the exported set.
+
+An invented code problem is HumanEval's shape: a signature and docstring (with `>>>`
+examples) and a `check(candidate)` of asserts; an invented math problem is a question and
+an answer SymPy can check. Reading one either gives the problem or a `Rejected` with its
+reason. The checks here run before any model solves the problem:
+- `unreadable`: no code block, code that does not parse, no documented function or no
+  `check(candidate)`; for math, no question or an answer the checker cannot read;
+- `unsplittable`: a test statement that is not an assert the sandbox splits into a case
+  (`sandbox/cases.py`), or fewer than `MIN_CASES` of them;
+- `no examples`: the docstring shows no example with a literal result;
+- `near-copy`: too many of its token n-grams are in a known problem (HumanEval, fresh,
+  the math set, or one already kept), so the model is not recalling a benchmark.
+The model's solutions and the sandbox decide the rest (`pipeline/invent.py`).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from dataclasses import asdict
+from pathlib import Path
+
+from mlx_repair.errors import UserError
+from mlx_repair.problems import INVENTED, MATH, Problem, ProblemsError, rename_calls
+
+# Reasons an invented problem is not kept, in the order the filters run.
+REASONS = ("unreadable", "unsplittable", "no examples", "near-copy", "impossible", "trivial", "examples disagree")
+MIN_CASES = 3
+TOKEN = re.compile(r"\w+|[^\w\s]")
+FENCE = re.compile(r"```[^\n]*\n(.*?)(?:```|\Z)", re.S)
+EXAMPLE = re.compile(r"^\s*>>>\s*(.+?)\s*$")
+QUESTION = re.compile(r"^[*\s]*question[*\s]*:[*\s]*(.+?)\s*$", re.I | re.M)
+
+
+class Rejected(Exception):
+    """An invented problem that is not kept: `reason` (one of REASONS) and a detail."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail = reason, detail
+
+
+def read_code(text: str, task_id: str, level: int) -> Problem:
+    """The HumanEval-format problem in a model's text, or Rejected."""
+    block = _test_block(text)
+    try:
+        tree = ast.parse(block)
+    except SyntaxError as error:
+        raise Rejected("unreadable", f"the code does not parse ({error.msg})") from None
+    function = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name != "check"), None)
+    check = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "check" and n.args.args), None)
+    if function is None or ast.get_docstring(function) is None:
+        raise Rejected("unreadable", "no function with a docstring")
+    if check is None:
+        raise Rejected("unreadable", "no check(candidate)")
+    lines = block.splitlines(keepends=True)
+    imports = "".join(ast.get_source_segment(block, n) + "\n" for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)))
+    signature_and_doc = "".join(lines[function.lineno - 1 : function.body[0].end_lineno]).rstrip() + "\n"
+    test = imports + ast.get_source_segment(block, check) + "\n"
+    problem = Problem(task_id, imports + signature_and_doc, function.name, test, source=INVENTED, difficulty=level)
+    _require_cases(problem)
+    if not docstring_examples(problem):
+        raise Rejected("no examples", "the docstring shows no `>>> call` followed by a literal result")
+    return problem
+
+
+def _test_block(text: str) -> str:
+    """The fenced block holding check() (or the text itself when nothing is fenced)."""
+    blocks = FENCE.findall(text)
+    return next((b for b in blocks if "def check" in b), blocks[0] if blocks else text)
+
+
+def _require_cases(problem: Problem) -> None:
+    """Every statement of check() is an assert the sandbox splits into a case."""
+    from mlx_repair.sandbox.cases import plan_tests
+
+    try:
+        plan = plan_tests(problem)
+    except UserError as error:
+        raise Rejected("unreadable", str(error)) from None
+    whole = [c.source for c in plan.cases if c.kind == "statement"]
+    setup = [step for step in plan.steps if step[0] == "setup"]
+    if whole or setup:
+        shown = whole[0] if whole else "a statement that tests nothing"
+        raise Rejected("unsplittable", f"{shown[:80]!r} is not an assert of a shape split into a case")
+    if len(plan.cases) < MIN_CASES:
+        raise Rejected("unsplittable", f"{len(plan.cases)} asserts, fewer than {MIN_CASES}")
+
+
+def docstring_examples(problem: Problem) -> list[tuple[str, str]]:
+    """(call, expected) of each `>>> call` line of the docstring that calls the function
+    and is followed by a line holding a literal."""
+    function = next(n for n in ast.parse(problem.prompt).body if isinstance(n, ast.FunctionDef))
+    lines = (ast.get_docstring(function) or "").splitlines()
+    examples = []
+    for index, line in enumerate(lines[:-1]):
+        match = EXAMPLE.match(line)
+        expected = lines[index + 1].strip()
+        if match and expected and not EXAMPLE.match(lines[index + 1]) and _calls(match.group(1), problem.entry_point):
+            if _is_literal(expected):
+                examples.append((match.group(1), expected))
+    return examples
+
+
+def examples_problem(problem: Problem) -> Problem:
+    """A problem whose test asserts the docstring's examples, to run solutions against."""
+    asserts = []
+    for call, expected in docstring_examples(problem):
+        try:
+            asserts.append("    " + rename_calls(f"assert {call} == {expected}", problem.entry_point, problem.task_id))
+        except ProblemsError:
+            continue
+    test = "def check(candidate):\n" + "\n".join(asserts) + "\n"
+    return Problem(problem.task_id + "/examples", problem.prompt, problem.entry_point, test)
+
+
+def _calls(source: str, name: str) -> bool:
+    try:
+        tree = ast.parse(source, mode="eval")
+    except SyntaxError:
+        return False
+    return isinstance(tree.body, ast.Call) and isinstance(tree.body.func, ast.Name) and tree.body.func.id == name
+
+
+def _is_literal(source: str) -> bool:
+    try:
+        ast.literal_eval(source)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
+    return True
+
+
+def read_math(text: str, task_id: str, level: int) -> Problem:
+    """The question and answer in a model's text, or Rejected."""
+    from mlx_repair.sandbox.math_answer import InvalidAnswer, final_answer, parse_answer
+
+    question = QUESTION.search(text)
+    answer = final_answer(text[question.end() :]) if question else None
+    if question is None or answer is None:
+        raise Rejected("unreadable", "no 'Question:' line followed by an 'Answer:' line")
+    try:
+        parse_answer(answer)
+    except InvalidAnswer as error:
+        raise Rejected("unreadable", f"the answer {answer[:60]!r} cannot be checked ({error})") from None
+    return Problem(
+        task_id, question.group(1), "answer", answer, canonical_solution=f"Answer: {answer}",
+        source=INVENTED, domain=MATH, difficulty=level,
+    )
+
+
+def ngrams(text: str, n: int) -> set[tuple[str, ...]]:
+    """The text's lower-cased word-and-symbol token n-grams (the whole text if shorter)."""
+    tokens = TOKEN.findall(text.lower())
+    if len(tokens) < n:
+        return {tuple(tokens)} if tokens else set()
+    return {tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)}
+
+
+def nearest(problem: Problem, known: dict[str, set], n: int) -> tuple[float, str | None]:
+    """The largest share of the problem's n-grams found in one known problem, and which.
+    Judged on the prompt: a code problem's signature and docstring, a math question."""
+    own = ngrams(problem.prompt, n)
+    best, which = 0.0, None
+    for task_id, grams in known.items():
+        share = len(own & grams) / len(own) if own else 0.0
+        if share > best:
+            best, which = share, task_id
+    return best, which
+
+
+def known_ngrams(problems: list[Problem], n: int) -> dict[str, set]:
+    return {p.task_id: ngrams(p.prompt, n) for p in problems}
+
+
+def write_invented(path: Path, problems: list[Problem]) -> Path:
+    """The kept problems as JSONL that `load_problems` reads back as invented: HumanEval
+    format for code, math format for math, each with `origin` and `difficulty`."""
+    with open(path, "w", encoding="utf-8") as out:
+        for problem in problems:
+            out.write(json.dumps(_record(problem)) + "\n")
+    return path
+
+
+def _record(problem: Problem) -> dict:
+    extra = {"origin": INVENTED, "difficulty": problem.difficulty}
+    if problem.domain == MATH:
+        return {"task_id": problem.task_id, "question": problem.prompt, "answer": problem.test, **extra}
+    return {"task_id": problem.task_id, "prompt": problem.prompt, "entry_point": problem.entry_point,
+            "test": problem.test, **extra}
+
+
+def problem_fields(problem: Problem) -> dict:
+    """The problem as stored with its invention (`Problem(**fields)` rebuilds it)."""
+    return asdict(problem)
