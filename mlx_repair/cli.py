@@ -16,6 +16,7 @@ from mlx_repair.errors import UserError
 
 COMMANDS = {
     "train": "Evaluate base, mine pairs, train a LoRA adapter, evaluate it, write a report.",
+    "train-critic": "Train a critic on judged train-side samples, to choose among samples (eval --select critic).",
     "mine": "Run draft -> execute -> repair on the train split and store verified pairs.",
     "invent": "Let the model write problems with tests for itself; keep those that pass every filter, for mining.",
     "eval": "Measure a model (and adapter) on a problem set: pass@1, repair, budget-matched baselines.",
@@ -28,7 +29,7 @@ COMMANDS = {
     "doctor": "Check this machine: MLX, BLAS, sandbox isolation, packaged models and data.",
 }
 # The commands whose settings live in the config file; the others take no --config.
-CONFIGURED = ("train", "mine", "invent", "eval", "exec")
+CONFIGURED = ("train", "train-critic", "mine", "invent", "eval", "exec")
 
 
 def build_parser() -> argparse.ArgumentParser:

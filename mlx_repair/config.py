@@ -40,8 +40,12 @@ ISOLATION_LEVELS = ("bwrap", "unshare", "sandbox-exec", "rlimits-only")
 ISOLATION_CHOICES = ("auto", *ISOLATION_LEVELS)
 # Ways to choose one of a problem's samples (evaluation/selection.py has one function per
 # name; named here so that reading settings never imports evaluation). "first" is the
-# cold baseline at the same number of samples, always reported beside the others.
-SELECT_STRATEGIES = ("first", "visible", "agreement")
+# cold baseline at the same number of samples, always reported beside the others;
+# "critic" needs a trained critic ([select] critic).
+SELECT_STRATEGIES = ("first", "visible", "agreement", "critic")
+# What a critic is (training/critic.py), the default first: a head on the frozen model's
+# hidden state, or a LoRA adapter that answers yes or no.
+CRITIC_KINDS = ("head", "lora")
 
 
 @dataclass
@@ -121,14 +125,16 @@ class SelectSection:
     "all", or names separated by commas ("visible,agreement"); "" chooses none."""
 
     strategies: str = ""
+    critic: str = ""  # the critic folder `mlx-repair train-critic` wrote, for "critic"
 
 
-def selected_strategies(text: str) -> tuple[str, ...] | None:
+def selected_strategies(text: str, critic: bool = False) -> tuple[str, ...] | None:
     """The strategies `text` names, in SELECT_STRATEGIES order, "first" (the baseline)
-    included whenever any is; None when it names an unknown one."""
+    included whenever any is; None when it names an unknown one. "all" is every strategy
+    that can run: "critic" only when there is a critic."""
     names = {name.strip() for name in text.split(",") if name.strip()}
     if names == {"all"}:
-        return SELECT_STRATEGIES
+        return tuple(name for name in SELECT_STRATEGIES if critic or name != "critic")
     if not names <= set(SELECT_STRATEGIES):
         return None
     if names:

@@ -125,10 +125,12 @@ def test_selection_strategies_are_checked_and_do_not_move_the_eval_run(tmp_path)
     from mlx_repair.pipeline.stages import run_dir, settings_of
 
     assert selected_strategies("") == ()
-    assert selected_strategies("all") == SELECT_STRATEGIES
+    assert selected_strategies("all") == ("first", "visible", "agreement")  # the critic only when there is one
+    assert selected_strategies("all", critic=True) == SELECT_STRATEGIES
+    assert selected_strategies("critic") == ("first", "critic")
     assert selected_strategies("agreement, visible") == ("first", "visible", "agreement")  # the baseline always
     assert selected_strategies("visible,critics") is None
-    with pytest.raises(UserError, match="'select.strategies' must be \"all\" or some of first, visible, agreement, got 'best'"):
+    with pytest.raises(UserError, match="'select.strategies' must be \"all\" or some of first, visible, agreement, critic, got 'best'"):
         load_config(write(tmp_path, '[select]\nstrategies = "best"\n'))
     plain, selecting = Config(), Config()
     selecting.select.strategies = "all"

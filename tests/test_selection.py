@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 import pytest
 
 from mlx_repair.cli import main
-from mlx_repair.config import SELECT_STRATEGIES
+from mlx_repair.config import SELECT_STRATEGIES, selected_strategies
 from mlx_repair.evaluation.probes import extra_inputs, make_probe, mutations, variants
 from mlx_repair.evaluation.selection import (
     PICKERS,
@@ -27,7 +27,7 @@ from mlx_repair.sandbox.cases import hidden_flags
 from test_loop import CASES, RIGHT, WRONG, ScriptedWriter, problem
 from tiny_repairer import double_problems, write_problems
 
-ALL = SELECT_STRATEGIES
+ALL = selected_strategies("all")  # the critic's test is in test_critic.py
 
 
 def attempt_with(cases, passed):

@@ -27,8 +27,10 @@ def add_arguments(parser) -> None:
         "--select", dest="select.strategies", metavar="STRATEGY",
         help=f"choose one of each problem's --samples drafts (at a --temperature above 0) by {', '.join(SELECT_STRATEGIES)} "
         "(comma-separated) or 'all', and report each choice's pass@1 beside cold pass@1 and pass@N, with the "
-        "problems it moved against the first sample; selection sees only the visible cases",
+        "problems it moved against the first sample; selection sees only the visible cases ('critic': a trained "
+        "critic's score, with its AUROC on these samples; 'all' includes it when --critic is given)",
     )
+    parser.add_argument("--critic", dest="select.critic", metavar="DIR", help="the critic folder `mlx-repair train-critic` wrote, for --select critic")
     parser.add_argument("--json", metavar="OUT", help="also write the result as JSON")
     parser.add_argument("--run-dir", metavar="DIR", help="store the run here (default: runs/eval-<model>-<settings hash>)")
 

@@ -8,17 +8,20 @@ strategies (`PICKERS`; `config.SELECT_STRATEGIES` names them):
   mean token log-probability);
 - agreement: the samples that pass the visible cases, grouped by what they return on
   extra inputs (`probes`); the largest group wins, ties going to the group holding the
-  most likely sample, and within it the most likely sample is picked.
-When no sample passes the visible cases, each strategy but `first` picks the most likely
+  most likely sample, and within it the most likely sample is picked;
+- critic: the sample a critic trained on execution labels (training/critic.py) scores
+  highest, whatever its visible cases say: the critic alone is what is measured. Its
+  AUROC over all the samples, against their verdicts on all cases, is reported beside.
+When no sample passes the visible cases, `visible` and `agreement` pick the most likely
 sample: it fails a visible case, so it fails whichever is picked.
 
-A selector sees a `Candidate`: the visible cases' verdict, the likelihood and the
-behaviour on extra inputs, never a hidden case. The selected sample then counts as
+A selector sees a `Candidate`: the visible cases' verdict, the likelihood, the
+behaviour on extra inputs and the critic's score, never a hidden case. The selected sample then counts as
 passing only if it passed every case, hidden ones included, as every sample was judged.
 The result reports, beside cold pass@1, each strategy's pass@1 with the problems it moved
 against `first` (exact McNemar p), the oracle pass@N (any sample passed) and the share of
-the oracle gap each strategy recovers. A new strategy (a critic's score) is one function
-in `PICKERS` and its name in `config.SELECT_STRATEGIES`.
+the oracle gap each strategy recovers. A new strategy is one function in `PICKERS` and
+its name in `config.SELECT_STRATEGIES`.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import Callable
 
 from mlx_repair.evaluation.metrics import SELECTED, format_rate
 from mlx_repair.evaluation.probes import make_probe, run_probes
-from mlx_repair.evaluation.stats import moved_problems
+from mlx_repair.evaluation.stats import auroc, moved_problems
 from mlx_repair.mining.store import Attempt, Store
 from mlx_repair.problems import Problem
 
@@ -42,10 +45,11 @@ class Candidate:
     logprob: float | None  # mean token log-probability (None: the writer did not say)
     visible_passed: bool  # passed every visible case
     behaviour: tuple[str, ...] = ()  # what it did on each extra input (probes.behaviour)
+    score: float | None = None  # the critic's probability that it passes (None: no critic)
 
     @classmethod
-    def of(cls, draft: Attempt, behaviour: tuple[str, ...] = ()) -> "Candidate":
-        return cls(draft.sample_index, draft.logprob, passes_visible(draft.verdict), behaviour)
+    def of(cls, draft: Attempt, behaviour: tuple[str, ...] = (), score: float | None = None) -> "Candidate":
+        return cls(draft.sample_index, draft.logprob, passes_visible(draft.verdict), behaviour, score)
 
 
 def passes_visible(verdict: dict) -> bool:
@@ -90,10 +94,16 @@ def pick_agreement(candidates: list[Candidate]) -> Candidate:
     return most_likely(agreement_groups(candidates)[0])
 
 
+def pick_critic(candidates: list[Candidate]) -> Candidate:
+    """The critic's highest score; ties go to the more likely sample."""
+    return max(candidates, key=lambda c: (-math.inf if c.score is None else c.score, *_likelihood(c)))
+
+
 PICKERS: dict[str, Callable[[list[Candidate]], Candidate]] = {
     "first": pick_first,
     "visible": pick_visible,
     "agreement": pick_agreement,
+    "critic": pick_critic,
 }
 
 
@@ -141,9 +151,10 @@ def strategy_results(outcomes: dict[str, dict[str, bool]], oracle: dict[str, boo
     return results
 
 
-def candidate_rows(drafts: list[Attempt], picks: dict[str, int]) -> list[dict]:
-    """A problem's samples as the result and the TUI list them: likelihood, the verdict on
-    the visible cases and on all cases, and the strategies that picked each one."""
+def candidate_rows(drafts: list[Attempt], picks: dict[str, int], scores: dict[int, float] | None = None) -> list[dict]:
+    """A problem's samples as the result and the TUI list them: likelihood, the critic's
+    score (by sample index, when there is a critic), the verdict on the visible cases and
+    on all cases, and the strategies that picked each one."""
     rows = []
     for draft in sorted(drafts, key=lambda d: d.sample_index):
         cases = draft.verdict.get("cases", [])
@@ -151,6 +162,7 @@ def candidate_rows(drafts: list[Attempt], picks: dict[str, int]) -> list[dict]:
         rows.append({
             "sample": draft.sample_index,
             "logprob": draft.logprob,
+            "critic": (scores or {}).get(draft.sample_index),
             "visible": f"{sum(c['passed'] for c in visible)}/{len(visible)}",
             "visible_passed": passes_visible(draft.verdict),
             "all": f"{sum(c['passed'] for c in cases)}/{len(cases)}",
@@ -182,6 +194,9 @@ class Selection:
     strategies: tuple[str, ...]
     results: list[StrategyResult]
     problems: list[ProblemSelection] = field(default_factory=list)
+    # The critic's ranking of every sample against its verdict on all cases:
+    # {"auroc", "samples", "passed"} (None: no critic, or one label only for "auroc").
+    critic: dict | None = None
 
     def metric(self, result: StrategyResult) -> str:
         """The key of a result in the evaluation's "metrics": a strategy's pass@1, or the
@@ -197,6 +212,7 @@ class Selection:
             "strategies": list(self.strategies),
             "results": [{**r.to_dict(), "metric": self.metric(r)} for r in self.results],
             "problems": [p.__dict__ for p in self.problems],
+            "critic": self.critic,
         }
 
 
@@ -215,6 +231,8 @@ def selection_markdown(selection: dict, system: str) -> list[str]:
         share = "-" if r["gap_share"] is None else f"{100 * r['gap_share']:.0f}%"
         lines.append(f"| {name} | {format_rate(r['pass@1'], r['n'])} | {len(r['fixed'])} / {len(r['broken'])} "
                      f"| {r['p_value']:.3g} | {share} |")
+    if selection.get("critic"):
+        lines += ["", critic_line(selection["critic"])]
     lines += [
         "",
         "| problem | sample | log p | visible cases | all cases | picked by |",
@@ -229,22 +247,55 @@ def selection_markdown(selection: dict, system: str) -> list[str]:
     return lines + [""]
 
 
-def select_samples(problems: list[Problem], store: Store, pool, strategies: tuple[str, ...]) -> Selection:
+def critic_line(critic: dict) -> str:
+    """The critic's AUROC with what it is measured on."""
+    value = "- (one label only)" if critic["auroc"] is None else f"{critic['auroc']:.3f}"
+    failed = critic["samples"] - critic["passed"]
+    return f"critic AUROC {value} on {critic['samples']} samples ({critic['passed']} passing, {failed} failing)"
+
+
+def select_samples(
+    problems: list[Problem], store: Store, pool, strategies: tuple[str, ...],
+    critic: Callable[[Problem, str], float] | None = None,
+) -> Selection:
     """Choose among each problem's drafts by every strategy, store the picks, and measure
     them. Agreement runs the samples that pass the visible cases on extra inputs in
-    `pool` (a `sandbox.Pool`)."""
+    `pool` (a `sandbox.Pool`); the critic strategy scores every draft with
+    `critic(problem, code)`."""
     drafts = {p.task_id: [a for a in store.attempts(p.task_id) if a.kind == "draft"] for p in problems}
     probes = {p.task_id: make_probe(p) for p in problems} if "agreement" in strategies else {}
-    behaviours = _behaviours(probes, drafts, pool)
+    behaviours = _behaviours(probes, drafts, pool) if probes else {}
+    scores = _scores(problems, drafts, critic) if "critic" in strategies else {}
     chosen = []
     for problem in problems:
         task_id = problem.task_id
-        candidates = [Candidate.of(d, behaviours.get((task_id, d.sample_index), ())) for d in drafts[task_id]]
+        candidates = [
+            Candidate.of(d, behaviours.get((task_id, d.sample_index), ()), scores.get((task_id, d.sample_index)))
+            for d in drafts[task_id]
+        ]
         picks = choose(candidates, strategies)
         store.save_picks(task_id, picks)
         inputs = probes[task_id].inputs if probes.get(task_id) else ()
-        chosen.append(ProblemSelection(task_id, inputs, picks, candidate_rows(drafts[task_id], picks)))
-    return Selection(min(map(len, drafts.values())), strategies, _results(chosen, drafts, strategies), chosen)
+        by_sample = {c.sample_index: c.score for c in candidates if c.score is not None}
+        chosen.append(ProblemSelection(task_id, inputs, picks, candidate_rows(drafts[task_id], picks, by_sample)))
+    results = _results(chosen, drafts, strategies)
+    return Selection(min(map(len, drafts.values())), strategies, results, chosen, _critic_summary(scores, drafts))
+
+
+def _scores(problems: list[Problem], drafts: dict[str, list[Attempt]], critic) -> dict[tuple[str, int], float]:
+    """{(task id, sample index): the critic's score} of every draft."""
+    if critic is None:
+        raise ValueError("the critic strategy needs a critic")
+    return {(p.task_id, d.sample_index): critic(p, d.code) for p in problems for d in drafts[p.task_id]}
+
+
+def _critic_summary(scores: dict[tuple[str, int], float], drafts: dict[str, list[Attempt]]) -> dict | None:
+    """The critic's AUROC over every scored draft, against its verdict on all cases."""
+    if not scores:
+        return None
+    passed = [d.passed for task_drafts in drafts.values() for d in task_drafts]
+    ranked = [scores[d.task_id, d.sample_index] for task_drafts in drafts.values() for d in task_drafts]
+    return {"auroc": auroc(ranked, passed), "samples": len(passed), "passed": sum(passed)}
 
 
 def _behaviours(probes: dict, drafts: dict[str, list[Attempt]], pool) -> dict:

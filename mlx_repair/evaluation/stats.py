@@ -80,3 +80,20 @@ def bootstrap_interval(
     tail = (1.0 - level) / 2
     low, high = np.quantile(means, [tail, 1.0 - tail])
     return float(low), float(high)
+
+
+def auroc(scores: list[float], labels: list[bool]) -> float | None:
+    """Area under the ROC curve: the chance that a random passing sample scores above a
+    random failing one, ties counting half (the Mann-Whitney U over both counts). It
+    judges a critic's ranking whatever its calibration. None with one label only: there
+    is nothing to rank."""
+    if len(scores) != len(labels):
+        raise ValueError(f"{len(scores)} scores for {len(labels)} labels")
+    positive = np.asarray(labels, dtype=bool)
+    passed, failed = int(positive.sum()), int((~positive).sum())
+    if not passed or not failed:
+        return None
+    _, inverse, counts = np.unique(np.asarray(scores, dtype=np.float64), return_inverse=True, return_counts=True)
+    mean_rank = np.cumsum(counts) - (counts - 1) / 2  # 1-based, ties sharing their mean rank
+    rank_sum = mean_rank[inverse][positive].sum()
+    return float((rank_sum - passed * (passed + 1) / 2) / (passed * failed))

@@ -273,6 +273,10 @@ class Store:
         self.run_id = cursor.lastrowid
         return self.run_id
 
+    def run_names(self) -> list[str]:
+        """The runs this store holds ("eval", "mine", ...), oldest first."""
+        return [name for (name,) in self.db.execute("SELECT name FROM runs ORDER BY id")]
+
     def select_run(self, name: str) -> int:
         """Work on an existing run, for reading it back (reports, the TUI, training)."""
         row = self.db.execute("SELECT id FROM runs WHERE name=?", (name,)).fetchone()

@@ -21,7 +21,7 @@ from mlx_repair.config import selected_strategies
 from mlx_repair.console import Console
 from mlx_repair.errors import UserError
 from mlx_repair.evaluation.metrics import format_metric, format_value, gains_over_cold, summarize
-from mlx_repair.evaluation.selection import select_samples
+from mlx_repair.evaluation.selection import critic_line, select_samples
 from mlx_repair.events import Log, Selected
 from mlx_repair.mining.loop import LoopConfig
 from mlx_repair.mining.store import Store
@@ -72,7 +72,9 @@ def evaluate_model(config, side: str, adapter=None, repair: bool = True, run_dir
 def selection_strategies(config) -> tuple[str, ...]:
     """The strategies `[select]` names (none by default); with nothing to choose from, a
     one-line error before the model loads."""
-    strategies = selected_strategies(config.select.strategies)
+    strategies = selected_strategies(config.select.strategies, critic=bool(config.select.critic))
+    if "critic" in strategies and not config.select.critic:
+        raise UserError("selection by critic needs a critic: give --critic DIR (a folder `mlx-repair train-critic` wrote)")
     if strategies and config.sampling.samples < 2:
         raise UserError(
             "selection (--select) chooses among several samples per problem: give --samples N, N of 2 or more"
@@ -89,11 +91,20 @@ def select(config, problems, store, strategies, console):
     """Choose among each problem's drafts (running candidates on extra inputs in a sandbox
     pool of their own), and report each problem's picks as `Selected` events."""
     console.show(Log(f"selecting one of {config.sampling.samples} samples per problem: {', '.join(strategies)}"))
+    critic = load_scorer(config.select.critic, console) if "critic" in strategies else None
     with sandbox_pool(config) as pool:
-        selection = select_samples(problems, store, pool, strategies)
+        selection = select_samples(problems, store, pool, strategies, critic)
     for chosen in selection.problems:
         console.show(Selected(chosen.task_id, chosen.picks))
     return selection
+
+
+def load_scorer(path: str, console):
+    """The critic's `score(problem, code)`, its base model loaded (a minute or more on a CPU)."""
+    from mlx_repair.training.critic import load_critic
+
+    console.show(Log(f"loading the critic {path}; it reads every sample once"))
+    return load_critic(path).score
 
 
 def evaluate_with_fresh(config, side: str, fresh: str | None, adapter=None, repair=True, run_dir=None, console=None) -> dict:
@@ -117,6 +128,8 @@ def show_result(result: dict, rows, console) -> None:
     moved = {key: _moved_text(r) for key, r in _selection_results(result).items()}
     for key, value in result["metrics"].items():
         console.line("  " + format_metric(key, value, n) + moved.get(key, ""))
+    if critic := result.get("selection", {}).get("critic"):
+        console.line(f"  {critic_line(critic)}")
     for attr, label, metric in (("repair", "repair", "repair_pass@1"), ("resample", "resampling", "resample_pass@2")):
         if metric in result["metrics"]:
             gained = gains_over_cold(rows, attr)

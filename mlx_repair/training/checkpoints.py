@@ -61,7 +61,7 @@ def save_adapter(out_dir: Path, model) -> None:
     """The adapter weights as they are now, as adapters.safetensors (replaced atomically)."""
     from mlx.utils import tree_flatten
 
-    _atomic_safetensors(out_dir / ADAPTER_FILE, dict(tree_flatten(model.trainable_parameters())))
+    atomic_safetensors(out_dir / ADAPTER_FILE, dict(tree_flatten(model.trainable_parameters())))
 
 
 def save_checkpoint(out_dir: Path, model, optimizer, run: RunState, fingerprint: str) -> None:
@@ -72,7 +72,7 @@ def save_checkpoint(out_dir: Path, model, optimizer, run: RunState, fingerprint:
     arrays = {f"adapter.{k}": v for k, v in tree_flatten(model.trainable_parameters())}
     arrays.update({f"optimizer.{k}": v for k, v in tree_flatten(optimizer.state)})
     metadata = {"format": CHECKPOINT_FORMAT, "fingerprint": fingerprint, "run": json.dumps(asdict(run))}
-    _atomic_safetensors(out_dir / CHECKPOINT_FILE, arrays, metadata)
+    atomic_safetensors(out_dir / CHECKPOINT_FILE, arrays, metadata)
 
 
 def load_checkpoint(path: Path, model, optimizer, fingerprint: str) -> RunState | None:
@@ -95,7 +95,7 @@ def _with_prefix(arrays: dict, prefix: str) -> list[tuple[str, object]]:
     return [(k.removeprefix(prefix), v) for k, v in arrays.items() if k.startswith(prefix)]
 
 
-def _atomic_safetensors(path: Path, arrays: dict, metadata: dict | None = None) -> None:
+def atomic_safetensors(path: Path, arrays: dict, metadata: dict | None = None) -> None:
     import mlx.core as mx
 
     temp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.safetensors")

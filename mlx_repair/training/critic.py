@@ -1,0 +1,344 @@
+"""A critic: how likely a sample is to pass its tests, learned from execution labels.
+
+Every judged sample is a labelled example: problem + code -> passed every case, hidden
+ones included, or not. Generator + executor + critic is the published recipe (a 1.5B
+model drew 50 samples and a critic trained on such labels picked one: 58.4% -> 65.0% on
+MBPP); `evaluation.selection`'s `critic` strategy picks the sample scored highest.
+
+Both kinds keep the base model frozen and read the same prompt (`critic_messages`: the
+problem, the code, "Does this code pass its tests?"):
+- `head`: a logistic regression on the base model's final hidden state where the answer
+  would start. The model reads each example once (cached in the critic's folder, so a
+  killed run resumes where it stopped); the head then trains in seconds, full batch.
+- `lora`: a LoRA adapter trained by `lora.train_adapter` to answer "yes" or "no" (the
+  answer is the assistant turn, the only part its loss counts); the score is
+  P(yes) / (P(yes) + P(no)) at the answer's first token.
+The default kind was chosen by measurement (benchmarks/results/critic_compare.md).
+
+Validation is by problem: the held-out problems' samples never train the critic, and
+their AUROC (`evaluation.stats.auroc`) is the manifest's measure of it.
+
+A critic folder holds critic.json (kind, base model), its weights (head.safetensors, or
+the adapter files), manifest.json and, for a head, the features cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Iterator
+
+from mlx_repair.config import CRITIC_KINDS
+from mlx_repair.errors import UserError
+from mlx_repair.events import Log, TrainStep
+from mlx_repair.evaluation.stats import auroc
+from mlx_repair.generation.prompts import SYSTEM
+from mlx_repair.mining.dataset import Dataset, MixConfig, split_tasks
+from mlx_repair.problems import Problem
+from mlx_repair.training.checkpoints import RunState, atomic_safetensors, atomic_write_text
+from mlx_repair.training.config import TrainConfig, preset
+from mlx_repair.training.manifest import MANIFEST_FILE, build_manifest
+
+CRITIC_FILE = "critic.json"
+HEAD_FILE = "head.safetensors"
+FEATURES_FILE = "features.safetensors"
+QUESTION = "Does this code pass its tests? Answer yes or no."
+ANSWERS = ("yes", "no")  # the assistant turn of a passing and of a failing sample
+FEATURES_SAVE_EVERY = 16  # examples read between two saves of the features cache
+HEAD_ITERS = 500
+LORA_EPOCHS = 3.0
+HEAD_STEPS_PER_EVAL = 25
+
+
+@dataclass(frozen=True)
+class Example:
+    """One judged sample: the problem it answers, its code, and whether it passed all cases."""
+
+    task_id: str
+    code: str
+    passed: bool
+
+
+@dataclass
+class CriticConfig:
+    """Critic settings. `iters` and `learning_rate` default per kind: a head takes 500
+    full-batch steps at 1e-2; a LoRA critic three epochs at 1e-4 (at batch 1 on a CPU;
+    one epoch was not enough on the planted signal, benchmarks/results/critic_compare.md)."""
+
+    kind: str = CRITIC_KINDS[0]  # "head" or "lora"
+    iters: int | None = None
+    learning_rate: float | None = None
+    weight_decay: float = 0.01  # head: AdamW's, against fitting a few problems' samples
+    rank: int = 8  # lora
+    layers: int = 8  # lora: the last N transformer blocks get adapters
+    valid_fraction: float = 0.2  # share of the problems held out for validation
+    patience: int = 5  # validations without a new best validation loss before stopping
+    max_seq_length: int = 2048  # longer examples are left out of training
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.kind not in CRITIC_KINDS:
+            raise UserError(f"critic kind must be one of {', '.join(CRITIC_KINDS)}, got {self.kind!r}")
+        if self.iters is not None and self.iters < 1:
+            raise UserError(f"critic iters must be at least 1, got {self.iters}")
+        if not 0.0 <= self.valid_fraction < 1.0:
+            raise UserError(f"critic valid_fraction must be in [0, 1), got {self.valid_fraction}")
+
+
+def critic_messages(problem: Problem, code: str) -> list[dict]:
+    """The chat turn the critic answers: the problem as the generator saw it, a sample."""
+    user = (
+        f"A Python function to complete:\n\n```python\n{problem.prompt.rstrip()}\n```\n\n"
+        f"A candidate solution:\n\n```python\n{code.rstrip()}\n```\n\n{QUESTION}"
+    )
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+
+
+def critic_record(problem: Problem, example: Example) -> dict:
+    """A chat record for mlx-lm: the critic's turn, and the answer the label gives."""
+    answer = ANSWERS[0] if example.passed else ANSWERS[1]
+    messages = [*critic_messages(problem, example.code), {"role": "assistant", "content": answer}]
+    return {"messages": messages, "task_id": example.task_id, "passed": example.passed}
+
+
+def critic_tokens(tokenizer, problem: Problem, code: str) -> tuple[list[int], tuple[int, int]]:
+    """The prompt's token ids, and the first token of "yes" and of "no" after it, encoded
+    exactly as training encodes a record (mlx-lm's `ChatDataset`)."""
+    from mlx_lm.tuner.datasets import ChatDataset
+
+    chat = ChatDataset([], tokenizer, mask_prompt=True)
+    encoded = [chat.process(critic_record(problem, Example("", code, passed))) for passed in (True, False)]
+    (yes, offset), (no, _) = encoded
+    return yes[:offset], (yes[offset], no[offset])
+
+
+def split_examples(examples: list[Example], config: CriticConfig) -> tuple[list[Example], list[Example]]:
+    """(train, valid): whole problems held out, by the seeded hash the pair dataset uses.
+    One label only on the training side is a one-line error: nothing to tell apart."""
+    tasks = sorted({e.task_id for e in examples})
+    _, valid_tasks = split_tasks(tasks, MixConfig(valid_fraction=config.valid_fraction, seed=config.seed))
+    held_out = set(valid_tasks)
+    train = [e for e in examples if e.task_id not in held_out]
+    valid = [e for e in examples if e.task_id in held_out]
+    if len({e.passed for e in train}) < 2:
+        label = "passed" if train and train[0].passed else "failed"
+        raise UserError(
+            f"all {len(train)} training samples {label}: a critic learns from passing and failing samples "
+            "of the same kind of problem; sample more per problem at a temperature (--samples, --temperature)"
+        )
+    return train, valid
+
+
+def train_critic(
+    model_spec: str, problems: dict[str, Problem], examples: list[Example], out_dir: str | Path,
+    config: CriticConfig | None = None, quantize: int | None = None, extra: dict | None = None,
+) -> Iterator[TrainStep | Log]:
+    """Train a critic of `config.kind` on `examples` (split by problem) into `out_dir`, on
+    the base model quantized to `quantize` bits when given. Yields training events;
+    returns the manifest, whose "critic" entry holds the split, the label counts and the
+    validation AUROC."""
+    config = config or CriticConfig()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    train, valid = split_examples(examples, config)
+    train_kind = _train_head if config.kind == "head" else _train_lora
+    manifest = yield from train_kind(model_spec, quantize, problems, train, valid, out_dir, config)
+    settings = {"kind": config.kind, "base_model": model_spec, "quantize": quantize}
+    atomic_write_text(out_dir / CRITIC_FILE, json.dumps(settings, indent=2) + "\n")
+    critic = load_critic(out_dir)
+    scores = [critic.score(problems[e.task_id], e.code) for e in valid]
+    sides = (("train", train), ("valid", valid))
+    manifest |= (extra or {}) | {"critic": {
+        "kind": config.kind,
+        "split": {side: sorted({e.task_id for e in chosen}) for side, chosen in sides},
+        "samples": {side: label_counts(chosen) for side, chosen in sides},
+        "valid_auroc": auroc(scores, [e.passed for e in valid]),
+    }}
+    atomic_write_text(out_dir / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def label_counts(examples: list[Example]) -> dict[str, int]:
+    passed = sum(e.passed for e in examples)
+    return {"passed": passed, "failed": len(examples) - passed}
+
+
+def _train_lora(model_spec, quantize, problems, train, valid, out_dir, config):
+    """The yes/no records through the LoRA loop (`lora.train_adapter`), which writes the
+    adapter, its checkpoints and the manifest, and resumes."""
+    from mlx_repair.training.lora import train_adapter
+
+    records = {side: [critic_record(problems[e.task_id], e) for e in chosen] for side, chosen in (("train", train), ("valid", valid))}
+    dataset = Dataset(
+        train=records["train"], valid=records["valid"],
+        train_tasks=sorted({e.task_id for e in train}), valid_tasks=sorted({e.task_id for e in valid}),
+        counts={"train": label_counts(train), "valid": label_counts(valid)}, config=asdict(config),
+    )
+    return (yield from train_adapter(model_spec, dataset, out_dir, lora_config(config), quantize=quantize))
+
+
+def lora_config(config: CriticConfig) -> TrainConfig:
+    """The LoRA loop's settings for a critic: the machine's preset, `LORA_EPOCHS` unless
+    `iters` is set, validation often enough for early stopping to act within an epoch."""
+    return replace(
+        preset("auto"), rank=config.rank, num_layers=config.layers, learning_rate=config.learning_rate or 1e-4,
+        iters=config.iters or 1, epochs=None if config.iters else LORA_EPOCHS, steps_per_eval=25, steps_per_report=5,
+        val_batches=-1, patience=config.patience, max_seq_length=config.max_seq_length, seed=config.seed,
+    )
+
+
+def _train_head(model_spec, quantize, problems, train, valid, out_dir, config):
+    """Read every example once with the frozen model (resumably), then fit the head."""
+    import mlx.core as mx
+
+    from mlx_repair.model.resolve import load_model
+
+    started = time.perf_counter()
+    mx.reset_peak_memory()
+    config = replace(config, iters=config.iters or HEAD_ITERS)
+    model, tokenizer = load_model(model_spec, quantize=quantize)
+    encoded = [[(e, critic_tokens(tokenizer, problems[e.task_id], e.code)[0]) for e in side] for side in (train, valid)]
+    fitting = [ids for side in encoded for _, ids in side if len(ids) <= config.max_seq_length]
+    source = json.dumps({"model": model_spec, "quantize": quantize})
+    features = yield from read_features(model, fitting, out_dir / FEATURES_FILE, source)
+    (train_x, train_y), (valid_x, valid_y) = (_matrix(features, side) for side in encoded)
+    if train_x is None:
+        raise UserError(f"no training sample fits in max_seq_length={config.max_seq_length}; raise it")
+    run = RunState()
+    head = yield from _fit_head(train_x, train_y, valid_x, valid_y, config, run)
+    atomic_safetensors(out_dir / HEAD_FILE, head)
+    data_info = {"sha256": _examples_hash(train + valid), "counts": {"train": label_counts(train), "valid": label_counts(valid)}}
+    return build_manifest(config, model_spec, quantize, data_info, run, time.perf_counter() - started, mx.get_peak_memory())
+
+
+def read_features(model, prompts: list[list[int]], cache: Path, source: str):
+    """{key of the prompt: `answer_state`} for every prompt, read with the model and
+    saved to `cache` every few prompts, so that a killed run reads only what is left.
+    `source` names the model: a cache another model wrote is read again."""
+    import mlx.core as mx
+
+    features, metadata = mx.load(str(cache), return_metadata=True) if cache.is_file() else ({}, {})
+    if metadata.get("source") != source:
+        features = {}
+    todo = {_key(ids): ids for ids in prompts if _key(ids) not in features}
+    if features:
+        yield Log(f"critic: {len(features)} samples read before, {len(todo)} to read")
+    started = time.perf_counter()
+    for done, (key, ids) in enumerate(todo.items(), start=1):
+        features[key] = answer_state(model, ids)
+        mx.eval(features[key])
+        if done % FEATURES_SAVE_EVERY == 0 or done == len(todo):
+            atomic_safetensors(cache, features, {"source": source})
+            yield Log(f"critic: read {done}/{len(todo)} samples ({time.perf_counter() - started:.0f}s)")
+    return features
+
+
+def answer_state(model, ids: list[int]):
+    """The final hidden state at the last prompt token: where the model would answer."""
+    import mlx.core as mx
+
+    language_model = getattr(model, "language_model", model)  # qwen3_5 wraps its text model
+    return language_model.model(mx.array([ids]))[0, -1].astype(mx.float32)
+
+
+def _key(ids: list[int]) -> str:
+    return hashlib.sha256(json.dumps(ids).encode()).hexdigest()
+
+
+def _matrix(features: dict, encoded: list[tuple[Example, list[int]]]):
+    """(features stacked, labels) of the encoded examples that were read; (None, [])
+    when none was."""
+    import mlx.core as mx
+
+    rows = [(features[_key(ids)], e.passed) for e, ids in encoded if _key(ids) in features]
+    return (mx.stack([x for x, _ in rows]), [y for _, y in rows]) if rows else (None, [])
+
+
+def _examples_hash(examples: list[Example]) -> str:
+    return hashlib.sha256(json.dumps([asdict(e) for e in examples], sort_keys=True).encode()).hexdigest()
+
+
+def _fit_head(train_x, train_y, valid_x, valid_y, config: CriticConfig, run: RunState):
+    """A logistic regression on standardised features, full batch with AdamW. With a
+    validation side, the weights kept are those of the best validation loss, and it stops
+    after `patience` validations without a new best. Returns the head's arrays."""
+    import mlx.core as mx
+    import mlx.nn as nn
+    import mlx.optimizers as optim
+
+    mean, std = train_x.mean(axis=0), train_x.std(axis=0) + 1e-6
+    mx.random.seed(config.seed)  # the head's initial weights
+    head = nn.Linear(train_x.shape[1], 1)
+    optimizer = optim.AdamW(learning_rate=config.learning_rate or 1e-2, weight_decay=config.weight_decay)
+    train = ((train_x - mean) / std, mx.array(train_y, dtype=mx.float32))
+    valid = ((valid_x - mean) / std, mx.array(valid_y, dtype=mx.float32)) if valid_x is not None else None
+    loss_and_grad = nn.value_and_grad(head, _head_loss)
+    best = dict(head.parameters())
+    for step in range(1, config.iters + 1):
+        tic = time.perf_counter()
+        loss, grad = loss_and_grad(head, *train)
+        optimizer.update(head, grad)
+        mx.eval(head.parameters(), optimizer.state, loss)
+        run.step, run.seconds = step, run.seconds + time.perf_counter() - tic
+        if step % HEAD_STEPS_PER_EVAL and step != config.iters:
+            continue
+        val_loss = _head_loss(head, *valid).item() if valid else None
+        if val_loss is None or run.validated(step, val_loss):
+            best = dict(head.parameters())
+        yield _head_step(run, step, loss.item(), val_loss)
+        if run.validations_since_best >= config.patience:
+            yield Log(f"critic head: stopped at step {step}; kept step {run.best_step}'s (validation loss {run.best_val_loss:.3f})")
+            break
+    return {"weight": best["weight"], "bias": best["bias"], "mean": mean, "std": std}
+
+
+def _head_loss(head, x, y):
+    import mlx.nn as nn
+
+    return nn.losses.binary_cross_entropy(head(x).squeeze(-1), y, reduction="mean")
+
+
+def _head_step(run: RunState, step: int, loss: float, val_loss: float | None) -> TrainStep:
+    import mlx.core as mx
+
+    event = TrainStep(step, loss, 0.0, mx.get_peak_memory() / 1e9, val_loss)
+    run.history.append(asdict(event))
+    return event
+
+
+@dataclass
+class Critic:
+    """A trained critic, loaded: `score(problem, code)` is its probability of a pass, from
+    the head when it has one, else from the adapted model's yes and no."""
+
+    model: object
+    tokenizer: object
+    head: dict | None = None
+
+    def score(self, problem: Problem, code: str) -> float:
+        import mlx.core as mx
+
+        ids, (yes, no) = critic_tokens(self.tokenizer, problem, code)
+        if self.head is not None:
+            x = (answer_state(self.model, ids) - self.head["mean"]) / self.head["std"]
+            return mx.sigmoid(x @ self.head["weight"].T + self.head["bias"]).item()
+        logits = self.model(mx.array([ids]))[0, -1]
+        return mx.softmax(logits[mx.array([yes, no])].astype(mx.float32)).tolist()[0]
+
+
+def load_critic(path: str | Path) -> Critic:
+    """A critic folder (as `train_critic` writes it) with its base model loaded."""
+    import mlx.core as mx
+
+    from mlx_repair.model.resolve import load_model
+
+    path = Path(path)
+    if not (path / CRITIC_FILE).is_file():
+        raise UserError(f"{path}: no {CRITIC_FILE} here, so not a critic; train one with `mlx-repair train-critic`")
+    settings = json.loads((path / CRITIC_FILE).read_text())
+    adapter = path if settings["kind"] == "lora" else None
+    model, tokenizer = load_model(settings["base_model"], adapter_path=adapter, quantize=settings["quantize"])
+    return Critic(model, tokenizer, None if adapter else dict(mx.load(str(path / HEAD_FILE))))

@@ -1,0 +1,114 @@
+"""The critic: AUROC (pure), the critic strategy's pick, and critics trained on a tiny model
+with a planted signal (tiny_critic.py) through the real store, MLX and the CLI."""
+
+import io
+import json
+
+import pytest
+
+from mlx_repair.cli import main
+from mlx_repair.config import Config
+from mlx_repair.console import Console
+from mlx_repair.evaluation.selection import Candidate, choose, select_samples
+from mlx_repair.evaluation.stats import auroc
+from mlx_repair.mining.store import Store
+from mlx_repair.pipeline.critic import train_critic_job
+from mlx_repair.pipeline.stages import problems_for
+from mlx_repair.training.critic import CRITIC_FILE, CriticConfig, load_critic
+from mlx_repair.training.manifest import MANIFEST_FILE
+from tiny_critic import planted_problem_file, planted_store
+
+PROBLEMS = 60  # 26 on the train side, 34 on the eval side
+SAMPLES = 6
+
+
+def test_auroc_is_the_chance_a_passing_sample_outranks_a_failing_one():
+    assert auroc([0.1, 0.4, 0.35, 0.8], [False, False, True, True]) == 0.75
+    assert auroc([0.9, 0.8, 0.1], [True, True, False]) == 1.0
+    assert auroc([0.1, 0.8, 0.9], [True, False, False]) == 0.0
+    assert auroc([0.5, 0.5, 0.5, 0.5], [True, False, True, False]) == 0.5  # ties count half
+    assert auroc([0.2, 0.7, 0.7], [False, True, False]) == 0.75
+    assert auroc([0.3, 0.9], [True, True]) is None  # one label: nothing to rank
+    with pytest.raises(ValueError):
+        auroc([0.1], [True, False])
+
+
+def test_the_critic_strategy_picks_the_highest_score_whatever_the_visible_cases_say():
+    candidates = [
+        Candidate(0, -0.1, True, score=0.2),
+        Candidate(1, -0.9, False, score=0.9),
+        Candidate(2, -0.5, True, score=0.9),  # ties with 1: the more likely wins
+        Candidate(3, -0.01, True, score=None),
+    ]
+    assert choose(candidates, ("first", "visible", "critic")) == {"first": 0, "visible": 3, "critic": 2}
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory, tiny_model_dir):
+    """A config on the planted problems with the tiny model, a store of samples of every
+    problem (train and eval side: the critic must read the train side's only) and one of
+    the eval side's samples."""
+    root = tmp_path_factory.mktemp("planted")
+    config = Config()
+    config.run.model, config.run.problems = str(tiny_model_dir), str(planted_problem_file(root / "planted.jsonl", PROBLEMS))
+    train, _ = problems_for(config, "train")
+    evals, _ = problems_for(config, "eval")
+    everything = planted_store(root / "train", train + evals, SAMPLES, seed=1)
+    return config, everything, planted_store(root / "eval", evals, SAMPLES, seed=2), evals
+
+
+def critic_on_eval(critic_dir, eval_dir, problems):
+    """The critic's selection among the eval side's samples (no sandbox: no agreement)."""
+    with Store.open(eval_dir) as store:
+        store.select_run("eval")
+        return select_samples(problems, store, None, ("first", "critic"), load_critic(critic_dir).score)
+
+
+@pytest.mark.parametrize("kind", ["head", "lora"])
+def test_a_critic_learns_a_planted_signal_and_ranks_the_eval_side_by_it(planted, kind, tmp_path):
+    config, train_dir, eval_dir, evals = planted
+    out = tmp_path / kind
+    printed = io.StringIO()
+    train_critic_job(config, [str(train_dir)], CriticConfig(kind=kind, iters=None if kind == "head" else 300), out, Console(printed))
+    manifest = json.loads((out / MANIFEST_FILE).read_text())
+    assert json.loads((out / CRITIC_FILE).read_text())["kind"] == kind
+    assert manifest["critic"]["valid_auroc"] > 0.9 and "validation AUROC" in printed.getvalue()
+    assert f"{len(evals) * SAMPLES} samples of problems not on the train side" in printed.getvalue()
+    assert not set(manifest["critic"]["split"]["train"]) & {p.task_id for p in evals}  # eval side never trains it
+    selection = critic_on_eval(out, eval_dir, evals)
+    assert selection.critic["auroc"] > 0.9 and selection.critic["samples"] == len(evals) * SAMPLES
+    results = {r.strategy: r for r in selection.results}
+    assert results["critic"].passed > results["first"].passed and results["critic"].broken == []
+
+
+def test_a_head_critic_reads_each_sample_once_and_resumes_from_its_cache(planted, tmp_path):
+    config, train_dir, _, _ = planted
+    printed = []
+    for _ in range(2):
+        stream = io.StringIO()
+        train_critic_job(config, [str(train_dir)], CriticConfig(iters=50), tmp_path / "head", Console(stream))
+        printed.append(stream.getvalue())
+    assert "critic: read " in printed[0] and "read before" not in printed[0]
+    assert "samples read before, 0 to read" in printed[1] and "critic: read " not in printed[1]
+
+
+def test_a_store_with_one_label_fails_in_one_line(planted, tmp_path, capsys):
+    config, _, _, _ = planted
+    train, _ = problems_for(config, "train")
+    failing = planted_store(tmp_path / "failing", train, 2, passed=lambda problem, k: False)
+    args = ["train-critic", str(failing), "--model", config.run.model, "--problems", config.run.problems, "--out", str(tmp_path / "c")]
+    assert main(args) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("mlx-repair train-critic: error: all ") and "samples failed" in error and "\n" not in error
+    evals, _ = problems_for(config, "eval")
+    eval_only = planted_store(tmp_path / "eval-only", evals, 2)
+    assert main([*args[:1], str(eval_only), *args[2:]]) == 2
+    assert "no judged sample of a train-side problem" in capsys.readouterr().err
+
+
+def test_eval_select_critic_without_a_critic_fails_in_one_line(capsys):
+    assert main(["eval", "--samples", "2", "--temperature", "0.8", "--select", "critic"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "mlx-repair eval: error: selection by critic needs a critic: give --critic DIR "
+        "(a folder `mlx-repair train-critic` wrote)"
+    )
