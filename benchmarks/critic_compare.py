@@ -76,7 +76,7 @@ def measure(config, train_dirs, eval_dir, critic: CriticConfig, out: Path) -> di
         store.select_run("eval")
         evals = [p for p in evals if store.attempts(p.task_id)]
         started = time.perf_counter()
-        selection = select_samples(evals, store, None, ("first", "critic"), load_critic(out).score)
+        selection = select_samples(evals, store, None, ("first", "critic"), load_critic(out).scores)
     results = {r.strategy: r for r in selection.results}
     manifest = json.loads((out / MANIFEST_FILE).read_text())["critic"]
     return {

@@ -14,9 +14,10 @@ from mlx_repair.evaluation.stats import auroc
 from mlx_repair.mining.store import Store
 from mlx_repair.pipeline.critic import train_critic_job
 from mlx_repair.pipeline.stages import problems_for
-from mlx_repair.training.critic import CRITIC_FILE, CriticConfig, load_critic
+from mlx_repair.training.critic import CRITIC_FILE, CriticConfig, last_states, load_critic
 from mlx_repair.training.manifest import MANIFEST_FILE
 from tiny_critic import planted_problem_file, planted_store
+from tiny_repairer import double_problems, write_problems
 
 PROBLEMS = 60  # 26 on the train side, 34 on the eval side
 SAMPLES = 6
@@ -43,6 +44,23 @@ def test_the_critic_strategy_picks_the_highest_score_whatever_the_visible_cases_
     assert choose(candidates, ("first", "visible", "critic")) == {"first": 0, "visible": 3, "critic": 2}
 
 
+@pytest.mark.parametrize("arch", ["qwen2", "qwen3_5"])
+def test_samples_of_one_problem_read_their_common_start_once_with_the_same_result(arch, tiny_model_dir, tiny_qwen35_dir):
+    import mlx.core as mx
+    from mlx_lm import load
+
+    model, tokenizer = load(str(tiny_model_dir if arch == "qwen2" else tiny_qwen35_dir))
+    start = tokenizer.encode("def shift(x):\n    return x")
+    prompts = [start + tokenizer.encode(end) for end in (" + 1\n", " - 1  # no\n", " + 1\n")]
+    backbone = getattr(model, "language_model", model).model
+    for logits, forward in ((False, backbone), (True, model)):
+        alone = [forward(mx.array([ids]))[0, -1] for ids in prompts]
+        for shared, whole in zip(last_states(model, prompts, logits=logits), alone):
+            assert mx.allclose(shared, whole, atol=1e-4).item()
+    one = prompts[:1]  # alone, a prompt's start is all but its last token
+    assert mx.allclose(last_states(model, one)[0], backbone(mx.array(one))[0, -1], atol=1e-4).item()
+
+
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory, tiny_model_dir):
     """A config on the planted problems with the tiny model, a store of samples of every
@@ -61,7 +79,7 @@ def critic_on_eval(critic_dir, eval_dir, problems):
     """The critic's selection among the eval side's samples (no sandbox: no agreement)."""
     with Store.open(eval_dir) as store:
         store.select_run("eval")
-        return select_samples(problems, store, None, ("first", "critic"), load_critic(critic_dir).score)
+        return select_samples(problems, store, None, ("first", "critic"), load_critic(critic_dir).scores)
 
 
 @pytest.mark.parametrize("kind", ["head", "lora"])
@@ -112,3 +130,22 @@ def test_eval_select_critic_without_a_critic_fails_in_one_line(capsys):
         "mlx-repair eval: error: selection by critic needs a critic: give --critic DIR "
         "(a folder `mlx-repair train-critic` wrote)"
     )
+
+
+def test_eval_selects_by_a_critic_end_to_end(tiny_sampler_dir, tmp_path, monkeypatch, capsys):
+    """Drafts of a tiny model that writes `double` right or wrong: the train side's label a
+    critic (`train-critic`), which `eval --select all --critic` then uses on the eval side."""
+    monkeypatch.chdir(tmp_path)
+    problems = str(write_problems(tmp_path / "double.jsonl", double_problems(12)))
+    model = ["--model", str(tiny_sampler_dir), "--problems", problems]
+    sampling = [*model, "--no-repair", "--samples", "4", "--temperature", "1.0", "--max-tokens", "40"]
+    assert main(["eval", *sampling, "--split", "train", "--run-dir", "train-run"]) == 0
+    assert main(["train-critic", "train-run", *model, "--out", "critic"]) == 0
+    assert main(["eval", *sampling, "--select", "all", "--critic", "critic", "--run-dir", "eval-run", "--json", "result.json"]) == 0
+    result = json.loads((tmp_path / "result.json").read_text())
+    selection, metrics = result["selection"], result["metrics"]
+    assert [r["strategy"] for r in selection["results"]] == ["first", "visible", "agreement", "critic", "oracle"]
+    # x * 3 against x * 2: learned from the train side's few samples, it ranks every eval-side one.
+    assert selection["critic"]["auroc"] > 0.9 and metrics["critic_pass@1"] == metrics["pass@4"] > metrics["first_pass@1"]
+    assert all(row["critic"] is not None for p in selection["problems"] for row in p["candidates"])
+    assert "critic AUROC" in capsys.readouterr().err

@@ -256,12 +256,12 @@ def critic_line(critic: dict) -> str:
 
 def select_samples(
     problems: list[Problem], store: Store, pool, strategies: tuple[str, ...],
-    critic: Callable[[Problem, str], float] | None = None,
+    critic: Callable[[Problem, list[str]], list[float]] | None = None,
 ) -> Selection:
     """Choose among each problem's drafts by every strategy, store the picks, and measure
     them. Agreement runs the samples that pass the visible cases on extra inputs in
-    `pool` (a `sandbox.Pool`); the critic strategy scores every draft with
-    `critic(problem, code)`."""
+    `pool` (a `sandbox.Pool`); the critic strategy scores a problem's drafts with
+    `critic(problem, codes)`."""
     drafts = {p.task_id: [a for a in store.attempts(p.task_id) if a.kind == "draft"] for p in problems}
     probes = {p.task_id: make_probe(p) for p in problems} if "agreement" in strategies else {}
     behaviours = _behaviours(probes, drafts, pool) if probes else {}
@@ -286,7 +286,11 @@ def _scores(problems: list[Problem], drafts: dict[str, list[Attempt]], critic) -
     """{(task id, sample index): the critic's score} of every draft."""
     if critic is None:
         raise ValueError("the critic strategy needs a critic")
-    return {(p.task_id, d.sample_index): critic(p, d.code) for p in problems for d in drafts[p.task_id]}
+    scores = {}
+    for problem in problems:
+        samples = drafts[problem.task_id]
+        scores.update(zip([(problem.task_id, d.sample_index) for d in samples], critic(problem, [d.code for d in samples])))
+    return scores
 
 
 def _critic_summary(scores: dict[tuple[str, int], float], drafts: dict[str, list[Attempt]]) -> dict | None:

@@ -100,11 +100,11 @@ def select(config, problems, store, strategies, console):
 
 
 def load_scorer(path: str, console):
-    """The critic's `score(problem, code)`, its base model loaded (a minute or more on a CPU)."""
+    """The critic's `scores(problem, codes)`, its base model loaded (a minute or more on a CPU)."""
     from mlx_repair.training.critic import load_critic
 
     console.show(Log(f"loading the critic {path}; it reads every sample once"))
-    return load_critic(path).score
+    return load_critic(path).scores
 
 
 def evaluate_with_fresh(config, side: str, fresh: str | None, adapter=None, repair=True, run_dir=None, console=None) -> dict:

@@ -10,6 +10,8 @@ problem, the code, "Does this code pass its tests?"):
 - `head`: a logistic regression on the base model's final hidden state where the answer
   would start. The model reads each example once (cached in the critic's folder, so a
   killed run resumes where it stopped); the head then trains in seconds, full batch.
+  The samples of one problem share the start of their prompt (the system turn and the
+  problem, about half of it): `last_states` reads it once per problem.
 - `lora`: a LoRA adapter trained by `lora.train_adapter` to answer "yes" or "no" (the
   answer is the assistant turn, the only part its loss counts); the score is
   P(yes) / (P(yes) + P(no)) at the answer's first token.
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -149,16 +152,25 @@ def train_critic(
     settings = {"kind": config.kind, "base_model": model_spec, "quantize": quantize}
     atomic_write_text(out_dir / CRITIC_FILE, json.dumps(settings, indent=2) + "\n")
     critic = load_critic(out_dir)
-    scores = [critic.score(problems[e.task_id], e.code) for e in valid]
+    by_problem = _by_problem(valid)
+    scores = [s for task, chosen in by_problem.items() for s in critic.scores(problems[task], [e.code for e in chosen])]
+    labels = [e.passed for chosen in by_problem.values() for e in chosen]
     sides = (("train", train), ("valid", valid))
     manifest |= (extra or {}) | {"critic": {
         "kind": config.kind,
         "split": {side: sorted({e.task_id for e in chosen}) for side, chosen in sides},
         "samples": {side: label_counts(chosen) for side, chosen in sides},
-        "valid_auroc": auroc(scores, [e.passed for e in valid]),
+        "valid_auroc": auroc(scores, labels),
     }}
     atomic_write_text(out_dir / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def _by_problem(examples: list[Example]) -> dict[str, list[Example]]:
+    grouped: dict[str, list[Example]] = {}
+    for e in examples:
+        grouped.setdefault(e.task_id, []).append(e)
+    return grouped
 
 
 def label_counts(examples: list[Example]) -> dict[str, int]:
@@ -182,11 +194,12 @@ def _train_lora(model_spec, quantize, problems, train, valid, out_dir, config):
 
 def lora_config(config: CriticConfig) -> TrainConfig:
     """The LoRA loop's settings for a critic: the machine's preset, `LORA_EPOCHS` unless
-    `iters` is set, validation often enough for early stopping to act within an epoch."""
+    `iters` is set, validation often enough for early stopping to act within an epoch, on
+    at most 16 records (each a forward pass: ~10 s for Qwen 0.5B on a 2-core CPU)."""
     return replace(
         preset("auto"), rank=config.rank, num_layers=config.layers, learning_rate=config.learning_rate or 1e-4,
-        iters=config.iters or 1, epochs=None if config.iters else LORA_EPOCHS, steps_per_eval=25, steps_per_report=5,
-        val_batches=-1, patience=config.patience, max_seq_length=config.max_seq_length, seed=config.seed,
+        iters=config.iters or 1, epochs=None if config.iters else LORA_EPOCHS, steps_per_eval=50, steps_per_report=10,
+        val_batches=16, patience=config.patience, max_seq_length=config.max_seq_length, seed=config.seed,
     )
 
 
@@ -201,9 +214,12 @@ def _train_head(model_spec, quantize, problems, train, valid, out_dir, config):
     config = replace(config, iters=config.iters or HEAD_ITERS)
     model, tokenizer = load_model(model_spec, quantize=quantize)
     encoded = [[(e, critic_tokens(tokenizer, problems[e.task_id], e.code)[0]) for e in side] for side in (train, valid)]
-    fitting = [ids for side in encoded for _, ids in side if len(ids) <= config.max_seq_length]
+    groups: dict[str, list[list[int]]] = {}
+    for e, ids in (pair for side in encoded for pair in side):
+        if len(ids) <= config.max_seq_length:
+            groups.setdefault(e.task_id, []).append(ids)
     source = json.dumps({"model": model_spec, "quantize": quantize})
-    features = yield from read_features(model, fitting, out_dir / FEATURES_FILE, source)
+    features = yield from read_features(model, list(groups.values()), out_dir / FEATURES_FILE, source)
     (train_x, train_y), (valid_x, valid_y) = (_matrix(features, side) for side in encoded)
     if train_x is None:
         raise UserError(f"no training sample fits in max_seq_length={config.max_seq_length}; raise it")
@@ -214,34 +230,50 @@ def _train_head(model_spec, quantize, problems, train, valid, out_dir, config):
     return build_manifest(config, model_spec, quantize, data_info, run, time.perf_counter() - started, mx.get_peak_memory())
 
 
-def read_features(model, prompts: list[list[int]], cache: Path, source: str):
-    """{key of the prompt: `answer_state`} for every prompt, read with the model and
-    saved to `cache` every few prompts, so that a killed run reads only what is left.
-    `source` names the model: a cache another model wrote is read again."""
+def read_features(model, groups: list[list[list[int]]], cache: Path, source: str):
+    """{key of the prompt: its `last_states`} for every prompt (grouped by problem), read
+    with the model and saved to `cache` every few prompts, so that a killed run reads
+    only what is left. `source` names the model: a cache another model wrote is read again."""
     import mlx.core as mx
 
     features, metadata = mx.load(str(cache), return_metadata=True) if cache.is_file() else ({}, {})
     if metadata.get("source") != source:
         features = {}
-    todo = {_key(ids): ids for ids in prompts if _key(ids) not in features}
+    todo = [list({_key(ids): ids for ids in group if _key(ids) not in features}.values()) for group in groups]
+    total, done, saved = sum(map(len, todo)), 0, 0
     if features:
-        yield Log(f"critic: {len(features)} samples read before, {len(todo)} to read")
+        yield Log(f"critic: {len(features)} samples read before, {total} to read")
     started = time.perf_counter()
-    for done, (key, ids) in enumerate(todo.items(), start=1):
-        features[key] = answer_state(model, ids)
-        mx.eval(features[key])
-        if done % FEATURES_SAVE_EVERY == 0 or done == len(todo):
+    for group in filter(None, todo):
+        features.update(zip(map(_key, group), last_states(model, group)))
+        done += len(group)
+        if done - saved >= FEATURES_SAVE_EVERY or done == total:
             atomic_safetensors(cache, features, {"source": source})
-            yield Log(f"critic: read {done}/{len(todo)} samples ({time.perf_counter() - started:.0f}s)")
+            saved = done
+            yield Log(f"critic: read {done}/{total} samples ({time.perf_counter() - started:.0f}s)")
     return features
 
 
-def answer_state(model, ids: list[int]):
-    """The final hidden state at the last prompt token: where the model would answer."""
-    import mlx.core as mx
+def last_states(model, prompts: list[list[int]], logits: bool = False) -> list:
+    """At each prompt's last token, where the answer would start: the final hidden state,
+    or with `logits` the model's output. The prompts' common start is read once, and
+    each prompt's own tokens go on from a copy of its cache."""
+    import copy
 
-    language_model = getattr(model, "language_model", model)  # qwen3_5 wraps its text model
-    return language_model.model(mx.array([ids]))[0, -1].astype(mx.float32)
+    import mlx.core as mx
+    from mlx_lm.models.cache import make_prompt_cache
+
+    forward = model if logits else getattr(model, "language_model", model).model  # qwen3_5 wraps its text model
+    shared = os.path.commonprefix(prompts)[: min(map(len, prompts)) - 1]
+    cache = make_prompt_cache(model)
+    if shared:
+        forward(mx.array([shared]), cache=cache)
+        mx.eval([c.state for c in cache])
+    states = []
+    for ids in prompts:
+        states.append(forward(mx.array([ids[len(shared):]]), cache=copy.deepcopy(cache))[0, -1].astype(mx.float32))
+        mx.eval(states[-1])
+    return states
 
 
 def _key(ids: list[int]) -> str:
@@ -311,22 +343,25 @@ def _head_step(run: RunState, step: int, loss: float, val_loss: float | None) ->
 
 @dataclass
 class Critic:
-    """A trained critic, loaded: `score(problem, code)` is its probability of a pass, from
-    the head when it has one, else from the adapted model's yes and no."""
+    """A trained critic, loaded: `scores(problem, codes)` are its probabilities that each
+    sample of one problem passes, from the head when it has one, else from the adapted
+    model's yes and no."""
 
     model: object
     tokenizer: object
     head: dict | None = None
 
-    def score(self, problem: Problem, code: str) -> float:
+    def scores(self, problem: Problem, codes: list[str]) -> list[float]:
         import mlx.core as mx
 
-        ids, (yes, no) = critic_tokens(self.tokenizer, problem, code)
+        encoded = [critic_tokens(self.tokenizer, problem, code) for code in codes]
+        prompts = [ids for ids, _ in encoded]
         if self.head is not None:
-            x = (answer_state(self.model, ids) - self.head["mean"]) / self.head["std"]
-            return mx.sigmoid(x @ self.head["weight"].T + self.head["bias"]).item()
-        logits = self.model(mx.array([ids]))[0, -1]
-        return mx.softmax(logits[mx.array([yes, no])].astype(mx.float32)).tolist()[0]
+            x = (mx.stack(last_states(self.model, prompts)) - self.head["mean"]) / self.head["std"]
+            return mx.sigmoid((x @ self.head["weight"].T).squeeze(-1) + self.head["bias"]).tolist()
+        answers = mx.array(encoded[0][1])  # the tokens of "yes" and "no"
+        logits = mx.stack(last_states(self.model, prompts, logits=True))[:, answers]
+        return mx.softmax(logits, axis=-1)[:, 0].tolist()
 
 
 def load_critic(path: str | Path) -> Critic:
