@@ -148,4 +148,5 @@ def test_eval_selects_by_a_critic_end_to_end(tiny_sampler_dir, tmp_path, monkeyp
     # x * 3 against x * 2: learned from the train side's few samples, it ranks every eval-side one.
     assert selection["critic"]["auroc"] > 0.9 and metrics["critic_pass@1"] == metrics["pass@4"] > metrics["first_pass@1"]
     assert all(row["critic"] is not None for p in selection["problems"] for row in p["candidates"])
-    assert "critic AUROC" in capsys.readouterr().err
+    printed = capsys.readouterr()
+    assert "critic AUROC" in printed.err and "critic: critic\n" in printed.out  # train-critic's folder, on stdout

@@ -25,4 +25,7 @@ def run(args) -> int:
 
     flags = {"kind": args.kind, "iters": args.iters, "learning_rate": args.learning_rate}
     critic = CriticConfig(**{key: value for key, value in flags.items() if value is not None})
-    return run_job(args, "train-critic", lambda config, console: train_critic_job(config, args.run_dirs, critic, args.out, console))
+    return run_job(
+        args, "train-critic", lambda config, console: train_critic_job(config, args.run_dirs, critic, args.out, console),
+        done=lambda out: print(f"critic: {out}"),
+    )

@@ -40,7 +40,7 @@ def train_critic_job(config, run_dirs: list[str], critic: CriticConfig, out=None
     events = train_critic(config.run.model, {p.task_id: p for p in problems}, examples, out, critic,
                           quantize=config.run.quantize, extra=extra)
     manifest = _follow(events, console)
-    show_critic(manifest["critic"], out, console)
+    show_critic(manifest["critic"], console)
     return out
 
 
@@ -85,12 +85,12 @@ def _follow(events, console) -> dict:
             return done.value
 
 
-def show_critic(summary: dict, out: Path, console) -> None:
+def show_critic(summary: dict, console) -> None:
     """What the critic learned from, and how well it ranks the held-out problems' samples."""
+    console.line(f"critic ({summary['kind']}):")
     for side in ("train", "valid"):
         counts, tasks = summary["samples"][side], summary["split"][side]
         console.line(f"  {side}: {counts['passed']} passing and {counts['failed']} failing samples of {len(tasks)} problems")
     value = summary["valid_auroc"]
     auroc = "not measured (the held-out samples have one label)" if value is None else f"{value:.3f}"
     console.line(f"  validation AUROC (held-out problems): {auroc}")
-    console.line(f"critic ({summary['kind']}): {out}")
