@@ -151,19 +151,25 @@ def train_critic(
     manifest = yield from train_kind(model_spec, quantize, problems, train, valid, out_dir, config)
     settings = {"kind": config.kind, "base_model": model_spec, "quantize": quantize}
     atomic_write_text(out_dir / CRITIC_FILE, json.dumps(settings, indent=2) + "\n")
-    critic = load_critic(out_dir)
-    by_problem = _by_problem(valid)
-    scores = [s for task, chosen in by_problem.items() for s in critic.scores(problems[task], [e.code for e in chosen])]
-    labels = [e.passed for chosen in by_problem.values() for e in chosen]
-    sides = (("train", train), ("valid", valid))
     manifest |= (extra or {}) | {"critic": {
         "kind": config.kind,
-        "split": {side: sorted({e.task_id for e in chosen}) for side, chosen in sides},
-        "samples": {side: label_counts(chosen) for side, chosen in sides},
-        "valid_auroc": auroc(scores, labels),
+        "split": {"train": _tasks(train), "valid": _tasks(valid)},
+        "samples": side_counts(train, valid),
+        "valid_auroc": valid_auroc(out_dir, problems, valid),
     }}
     atomic_write_text(out_dir / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def valid_auroc(critic_dir: Path, problems: dict[str, Problem], valid: list[Example]) -> float | None:
+    """The saved critic's AUROC on the held-out problems' samples; None (and no model
+    loaded) when they have one label only."""
+    if len({e.passed for e in valid}) < 2:
+        return None
+    critic = load_critic(critic_dir)
+    by_problem = _by_problem(valid)
+    scores = [s for task, chosen in by_problem.items() for s in critic.scores(problems[task], [e.code for e in chosen])]
+    return auroc(scores, [e.passed for chosen in by_problem.values() for e in chosen])
 
 
 def _by_problem(examples: list[Example]) -> dict[str, list[Example]]:
@@ -173,9 +179,14 @@ def _by_problem(examples: list[Example]) -> dict[str, list[Example]]:
     return grouped
 
 
-def label_counts(examples: list[Example]) -> dict[str, int]:
-    passed = sum(e.passed for e in examples)
-    return {"passed": passed, "failed": len(examples) - passed}
+def _tasks(examples: list[Example]) -> list[str]:
+    return sorted({e.task_id for e in examples})
+
+
+def side_counts(train: list[Example], valid: list[Example]) -> dict[str, dict[str, int]]:
+    """Passing and failing samples on each side of the split."""
+    return {side: {"passed": sum(e.passed for e in chosen), "failed": sum(not e.passed for e in chosen)}
+            for side, chosen in (("train", train), ("valid", valid))}
 
 
 def _train_lora(model_spec, quantize, problems, train, valid, out_dir, config):
@@ -183,11 +194,10 @@ def _train_lora(model_spec, quantize, problems, train, valid, out_dir, config):
     adapter, its checkpoints and the manifest, and resumes."""
     from mlx_repair.training.lora import train_adapter
 
-    records = {side: [critic_record(problems[e.task_id], e) for e in chosen] for side, chosen in (("train", train), ("valid", valid))}
     dataset = Dataset(
-        train=records["train"], valid=records["valid"],
-        train_tasks=sorted({e.task_id for e in train}), valid_tasks=sorted({e.task_id for e in valid}),
-        counts={"train": label_counts(train), "valid": label_counts(valid)}, config=asdict(config),
+        train=[critic_record(problems[e.task_id], e) for e in train],
+        valid=[critic_record(problems[e.task_id], e) for e in valid],
+        train_tasks=_tasks(train), valid_tasks=_tasks(valid), counts=side_counts(train, valid), config=asdict(config),
     )
     return (yield from train_adapter(model_spec, dataset, out_dir, lora_config(config), quantize=quantize))
 
@@ -213,20 +223,19 @@ def _train_head(model_spec, quantize, problems, train, valid, out_dir, config):
     mx.reset_peak_memory()
     config = replace(config, iters=config.iters or HEAD_ITERS)
     model, tokenizer = load_model(model_spec, quantize=quantize)
-    encoded = [[(e, critic_tokens(tokenizer, problems[e.task_id], e.code)[0]) for e in side] for side in (train, valid)]
-    groups: dict[str, list[list[int]]] = {}
-    for e, ids in (pair for side in encoded for pair in side):
-        if len(ids) <= config.max_seq_length:
-            groups.setdefault(e.task_id, []).append(ids)
+    prompts = {e: critic_tokens(tokenizer, problems[e.task_id], e.code)[0] for e in train + valid}
+    fitting = [e for e in train + valid if len(prompts[e]) <= config.max_seq_length]
+    groups = [[prompts[e] for e in chosen] for chosen in _by_problem(fitting).values()]
     source = json.dumps({"model": model_spec, "quantize": quantize})
-    features = yield from read_features(model, list(groups.values()), out_dir / FEATURES_FILE, source)
-    (train_x, train_y), (valid_x, valid_y) = (_matrix(features, side) for side in encoded)
+    features = yield from read_features(model, groups, out_dir / FEATURES_FILE, source)
+    read = {e: features[_key(prompts[e])] for e in fitting}
+    (train_x, train_y), (valid_x, valid_y) = (_matrix(read, side) for side in (train, valid))
     if train_x is None:
         raise UserError(f"no training sample fits in max_seq_length={config.max_seq_length}; raise it")
     run = RunState()
     head = yield from _fit_head(train_x, train_y, valid_x, valid_y, config, run)
     atomic_safetensors(out_dir / HEAD_FILE, head)
-    data_info = {"sha256": _examples_hash(train + valid), "counts": {"train": label_counts(train), "valid": label_counts(valid)}}
+    data_info = {"sha256": _examples_hash(train + valid), "counts": side_counts(train, valid)}
     return build_manifest(config, model_spec, quantize, data_info, run, time.perf_counter() - started, mx.get_peak_memory())
 
 
@@ -280,13 +289,13 @@ def _key(ids: list[int]) -> str:
     return hashlib.sha256(json.dumps(ids).encode()).hexdigest()
 
 
-def _matrix(features: dict, encoded: list[tuple[Example, list[int]]]):
-    """(features stacked, labels) of the encoded examples that were read; (None, [])
-    when none was."""
+def _matrix(read: dict, examples: list[Example]):
+    """(features stacked, labels) of the examples that were read ({example: features});
+    (None, []) when none was."""
     import mlx.core as mx
 
-    rows = [(features[_key(ids)], e.passed) for e, ids in encoded if _key(ids) in features]
-    return (mx.stack([x for x, _ in rows]), [y for _, y in rows]) if rows else (None, [])
+    kept = [e for e in examples if e in read]
+    return (mx.stack([read[e] for e in kept]), [e.passed for e in kept]) if kept else (None, [])
 
 
 def _examples_hash(examples: list[Example]) -> str:
@@ -322,7 +331,8 @@ def _fit_head(train_x, train_y, valid_x, valid_y, config: CriticConfig, run: Run
             best = dict(head.parameters())
         yield _head_step(run, step, loss.item(), val_loss)
         if run.validations_since_best >= config.patience:
-            yield Log(f"critic head: stopped at step {step}; kept step {run.best_step}'s (validation loss {run.best_val_loss:.3f})")
+            yield Log(f"critic head: stopped at step {step}; kept step {run.best_step}'s "
+                      f"(validation loss {run.best_val_loss:.3f})")
             break
     return {"weight": best["weight"], "bias": best["bias"], "mean": mean, "std": std}
 
