@@ -9,7 +9,7 @@ import pytest
 from mlx_repair.cli import main
 from mlx_repair.config import Config
 from mlx_repair.console import Console
-from mlx_repair.evaluation.selection import Candidate, choose, select_samples
+from mlx_repair.evaluation.selection import Candidate, choose, select_samples, selection_markdown
 from mlx_repair.evaluation.stats import auroc
 from mlx_repair.mining.store import Store
 from mlx_repair.pipeline.critic import train_critic_job
@@ -97,6 +97,7 @@ def test_a_critic_learns_a_planted_signal_and_ranks_the_eval_side_by_it(planted,
     assert selection.critic["auroc"] > 0.9 and selection.critic["samples"] == len(evals) * SAMPLES
     results = {r.strategy: r for r in selection.results}
     assert results["critic"].passed > results["first"].passed and results["critic"].broken == []
+    assert any(line.startswith("critic AUROC ") for line in selection_markdown(selection.to_dict(), kind))  # the report
 
 
 def test_a_head_critic_reads_each_sample_once_and_resumes_from_its_cache(planted, tmp_path):
