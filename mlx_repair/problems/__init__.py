@@ -16,6 +16,9 @@ can read ("17/3", "sqrt(2)/2", "{-2, 3}"); the sandbox's math checker judges it
 (`sandbox/math_check.py`). Math JSONL has `task_id`, `question`, `answer`, optional
 `answer_kind` (number, expression, set) and `difficulty`.
 
+Go problems (`"language": "go"` records, the packaged `go` set) load through `go.py`: the
+same `Problem`, with `language="go"`; the sandbox, the prompts and extraction dispatch on it.
+
 Problems the model invented (`mlx-repair invent`) load from `invented:RUN_DIR` (or the
 JSONL the run exports, whose records say `"origin": "invented"`): their `source` starts
 with "invented", they always fall on the train side of the split, and no evaluation takes
@@ -41,7 +44,8 @@ INVENTED = "invented"
 INVENTED_FILE = "invented.jsonl"  # in an invent run's directory
 FRESH_FILE = Path(__file__).parent / "data" / "fresh.jsonl"
 MATH_FILE = Path(__file__).parent / "data" / "math.jsonl"
-PACKAGED = {FRESH: FRESH_FILE, MATH: MATH_FILE}
+GO_FILE = Path(__file__).parent / "data" / "go.jsonl"
+PACKAGED = {FRESH: FRESH_FILE, MATH: MATH_FILE, "go": GO_FILE}
 HUMANEVAL_KEYS = ("task_id", "prompt", "entry_point", "test")
 MBPP_KEYS = ("task_id", "text", "code", "test_list")
 MATH_KEYS = ("task_id", "question", "answer")
@@ -63,6 +67,7 @@ class Problem:
     domain: str = "code"  # "code", or "math": `test` is the answer
     answer_kind: str = ""  # math: "number", "expression" or "set" ("": from the answer)
     difficulty: int | None = None  # as the file (or the invent job) gives it
+    language: str = "python"  # or "go": the prompt, tests and completions are Go
 
     @property
     def origin(self) -> str:
@@ -71,7 +76,7 @@ class Problem:
 
 
 def load_problems(spec: str | Path, empty_ok: bool = False) -> list[Problem]:
-    """Load `humaneval`, `fresh` or `math` (packaged) or a HumanEval/MBPP/math-format JSONL
+    """Load `humaneval`, `fresh`, `math` or `go` (packaged) or a HumanEval/MBPP/math-format JSONL
     (optionally .gz), `invented:RUN_DIR`, or several of these joined by "+". A file with
     no problems is an error unless `empty_ok`."""
     if "+" in str(spec) and not Path(spec).exists():
@@ -90,7 +95,7 @@ def load_problems(spec: str | Path, empty_ok: bool = False) -> list[Problem]:
     path = Path(spec)
     if not path.is_file():
         raise ProblemsError(
-            f"{spec}: no such problem set; use 'humaneval', 'fresh', 'math' or the path of a JSONL file"
+            f"{spec}: no such problem set; use 'humaneval', 'fresh', 'math', 'go' or the path of a JSONL file"
         )
     return _load_jsonl(path, source=str(path), empty_ok=empty_ok)
 
@@ -143,6 +148,10 @@ def read_json_lines(path: Path) -> Iterable[tuple[int, dict]]:
 def _to_problem(record: dict, where: str, source: str) -> Problem:
     if record.get("origin") == INVENTED and not source.startswith(INVENTED):
         source = f"{INVENTED}:{source}"
+    if record.get("language") == "go":
+        from mlx_repair.problems.go import go_problem
+
+        return go_problem(record, where, source)
     if all(key in record for key in MATH_KEYS):
         return _math_problem(record, where, source)
     if all(key in record for key in HUMANEVAL_KEYS):

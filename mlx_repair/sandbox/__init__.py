@@ -8,7 +8,9 @@ line), `mounts` (the unshare level's file system), `seatbelt` (the macOS profile
 `tracking` (a run's processes, found and killed), `child` (the stdlib-only program inside
 the sandbox), `cases` (tests split into cases), `judge` (the parent decides each case
 from the values the child reported), `feedback` (what the model is shown) and `verdict`;
-math problems go to the math checker (`math_answer`, `math_check`, `math_child`).
+math problems go to the math checker (`math_answer`, `math_check`, `math_child`), Go
+problems to the Go backend (`go_toolchain`, `go_program`, `go_cases`, `go_harness`,
+`go_child`, `go_judge`, `go_run`).
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Any, Iterable, Iterator
 
 from mlx_repair.problems import MATH, Problem
+from mlx_repair.problems.go import GO
 from mlx_repair.sandbox.cases import assemble, plan_tests
 from mlx_repair.sandbox.child import SOLUTION_FILE
 from mlx_repair.sandbox.feedback import feedback_text
+from mlx_repair.sandbox.go_run import run_go
 from mlx_repair.sandbox.levels import AUTO, isolation
 from mlx_repair.sandbox.judge import CaseResult
 from mlx_repair.sandbox.limits import Limits
@@ -40,6 +44,8 @@ def run_candidate(problem: Problem, completion: str, limits: Limits | None = Non
     if problem.domain == MATH:
         return check_answer(problem, completion, limits)
     start = time.monotonic()
+    if problem.language == GO:
+        return run_go(problem, completion, limits, isolation(isolation_level))
     plan = plan_tests(problem)
     level = isolation(isolation_level)
     source = assemble(problem, completion)

@@ -124,30 +124,32 @@ def failure(level: str) -> str | None:
     return None
 
 
-def wrap(level: str, argv: list[str], limits: Limits, workdir: str) -> list[str]:
-    """The command line that runs `argv` under `level`."""
+def wrap(level: str, argv: list[str], limits: Limits, workdir: str, visible: tuple[str, ...] = ()) -> list[str]:
+    """The command line that runs `argv` under `level`. `visible`: host paths the child
+    must read even inside a hidden home (a language's toolchain and build cache)."""
     if level == "bwrap":
-        return _bwrap_args(limits) + ["--"] + argv
+        return _bwrap_args(limits, visible) + ["--"] + argv
     if level == "unshare":
-        return _unshare_args(limits) + argv
+        return _unshare_args(limits, visible) + argv
     if level == "sandbox-exec":
         return seatbelt.command(argv, workdir)
     return argv
 
 
-def _bwrap_args(limits: Limits) -> list[str]:
+def _bwrap_args(limits: Limits, visible: tuple[str, ...] = ()) -> list[str]:
     args = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
     args += ["--size", str(limits.disk_mb << 20), "--tmpfs", "/tmp"]
     hidden = hidden_homes()
     for directory in hidden:
         args += ["--tmpfs", directory]
-    args += _reexpose(os.path.realpath(sys.base_prefix), ["/tmp", *hidden])
+    for path in _kept_paths(visible):
+        args += _reexpose(path, ["/tmp", *hidden])
     args += ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
     args += ["--die-with-parent", "--new-session", "--chdir", "/"]
     return args
 
 
-def _unshare_args(limits: Limits) -> list[str]:
+def _unshare_args(limits: Limits, visible: tuple[str, ...] = ()) -> list[str]:
     """unshare makes the namespaces (a user namespace maps us to root in it when we are
     not root); its first process runs mounts.py, which builds the file system and execs
     the child. --kill-child: the namespace, and all in it, dies with unshare."""
@@ -155,12 +157,18 @@ def _unshare_args(limits: Limits) -> list[str]:
     spec = {
         "tmp_mb": limits.disk_mb,
         "homes": hidden_homes(),
-        "prefix": os.path.realpath(sys.base_prefix),
+        "prefixes": _kept_paths(visible),
         "drop_caps": not can_drop("unshare"),
     }
     namespaces = ["--mount", "--propagation", "private", "--net", "--pid", "--fork", "--kill-child", "--mount-proc"]
     python = os.path.realpath(sys.executable)
     return ["unshare", *user, *namespaces, "--", python, "-I", "-S", "-B", "-c", MOUNTS_SOURCE, json.dumps(spec)]
+
+
+def _kept_paths(visible: tuple[str, ...]) -> list[str]:
+    """The interpreter's prefix and the `visible` paths, resolved; none inside another."""
+    paths = sorted({os.path.realpath(p) for p in (sys.base_prefix, *visible)})
+    return [p for p in paths if not any(p.startswith(o.rstrip("/") + "/") for o in paths if o != p)]
 
 
 def hidden_homes() -> list[str]:

@@ -35,13 +35,13 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 
 def main(argv: list[str]) -> None:
-    """SPEC (JSON: tmp_mb, homes, prefix, drop_caps) ARGV..."""
+    """SPEC (JSON: tmp_mb, homes, prefixes, drop_caps) ARGV..."""
     spec = json.loads(argv[1])
     os.umask(0o022)
     mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing done here reaches the host
     make_everything_read_only()
     mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={spec['tmp_mb']}m,mode=1777")
-    hide_homes(spec["homes"], spec["prefix"])
+    hide_homes(spec["homes"], spec["prefixes"])
     minimal_dev(spec["tmp_mb"])
     lock(spec["drop_caps"])
     os.execv(argv[2], argv[2:])
@@ -80,21 +80,21 @@ def _unescape(path: bytes) -> bytes:
     return re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]), path)
 
 
-def hide_homes(homes: list[str], prefix: str) -> None:
-    """An empty read-only tmpfs over each home directory; the interpreter, when it lives
-    in one, is bound back read-only at its own path (kept aside in /tmp meanwhile)."""
+def hide_homes(homes: list[str], prefixes: list[str]) -> None:
+    """An empty read-only tmpfs over each home directory; the interpreter and any other
+    path the child must read, when it lives in one, is bound back read-only at its own
+    path (kept aside in /tmp meanwhile)."""
     homes = [h for h in homes if not any(h.startswith(o.rstrip("/") + "/") for o in homes)]
-    inside = any(prefix.startswith(h.rstrip("/") + "/") for h in homes)
-    aside = "/tmp/.interpreter"
-    if inside:
-        os.mkdir(aside)
-        mount(prefix, aside, None, MS_BIND | MS_REC)
+    inside = [p for p in prefixes if any(p.startswith(h.rstrip("/") + "/") for h in homes)]
+    for number, prefix in enumerate(inside):
+        os.mkdir(f"/tmp/.keep{number}")
+        mount(prefix, f"/tmp/.keep{number}", None, MS_BIND | MS_REC)
     for home in homes:
         mount("tmpfs", home, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
-    if inside:
+    for number, prefix in enumerate(inside):
         os.makedirs(prefix)
-        mount(aside, prefix, None, MS_MOVE)
-        os.rmdir(aside)
+        mount(f"/tmp/.keep{number}", prefix, None, MS_MOVE)
+        os.rmdir(f"/tmp/.keep{number}")
     for home in homes:
         mount(None, home, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
 

@@ -69,7 +69,11 @@ class Outcome:
     stderr_tail: str = ""
 
 
-def run_process(problem, plan: TestPlan, program, source: str, limits: Limits, level: str) -> Outcome:
+def run_process(
+    problem, plan: TestPlan, program, source: str, limits: Limits, level: str, visible: tuple[str, ...] = ()
+) -> Outcome:
+    """Run `program` and the plan's steps in a child under `level`. `visible`: host paths
+    the program must read (see `levels.wrap`), e.g. the Go toolchain and its build cache."""
     token, run_id = secrets.token_hex(16), secrets.token_hex(8)
     uid = secrets.randbelow(SANDBOX_UIDS[1] - SANDBOX_UIDS[0]) + SANDBOX_UIDS[0] if can_drop(level) else None
     warm = FORK_SERVER and level == "bwrap" and uid is not None
@@ -94,9 +98,9 @@ def run_process(problem, plan: TestPlan, program, source: str, limits: Limits, l
     pipes = _Pipes()
     try:
         if warm:
-            child = _WarmChild(_thread_zygote(limits), uid, workdir, pipes.child_ends)
+            child = _WarmChild(_thread_zygote(limits, visible), uid, workdir, pipes.child_ends)
         else:
-            child = _ColdChild(level, limits, workdir, run_id, pipes.child_ends)
+            child = _ColdChild(level, limits, workdir, run_id, pipes.child_ends, visible)
     except BaseException:
         pipes.close(pipes.parent_ends)
         raise
@@ -145,14 +149,14 @@ class _ColdChild:
 
     clean = False
 
-    def __init__(self, level: str, limits: Limits, workdir: str, run_id: str, fds: tuple):
+    def __init__(self, level: str, limits: Limits, workdir: str, run_id: str, fds: tuple, visible: tuple = ()):
         job_r, report_w, out_w, err_w = fds
         self.watch = RunWatch(None, run_id)
         # Root that could not drop to a throwaway uid is exempt from RLIMIT_NPROC, and
         # on macOS the limit counts all of the user's processes: count the run's here.
         self.watch_processes = not can_drop(level) and (os.geteuid() == 0 or not on_linux())
         self.watch_memory = memory_watched()
-        argv = wrap(level, _python_argv(str(job_r), str(report_w)), limits, workdir)
+        argv = wrap(level, _python_argv(str(job_r), str(report_w)), limits, workdir, visible)
         self.process = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
@@ -182,10 +186,10 @@ class _Zygote:
     """A warm fork server: one clean interpreter (never imported MLX, never runs candidate
     code) inside bwrap, with common modules preloaded, that forks a child per candidate."""
 
-    def __init__(self, limits: Limits):
-        self.disk_mb = limits.disk_mb
+    def __init__(self, limits: Limits, visible: tuple = ()):
+        self.disk_mb, self.visible = limits.disk_mb, visible
         self.control, theirs = socket.socketpair()
-        argv = wrap("bwrap", _python_argv("--serve", str(theirs.fileno())), limits, SANDBOX_WORKDIR)
+        argv = wrap("bwrap", _python_argv("--serve", str(theirs.fileno())), limits, SANDBOX_WORKDIR, visible)
         try:
             self.process = subprocess.Popen(
                 argv,
@@ -231,13 +235,13 @@ class _Zygote:
 _ZYGOTES = threading.local()
 
 
-def _thread_zygote(limits: Limits) -> _Zygote:
+def _thread_zygote(limits: Limits, visible: tuple = ()) -> _Zygote:
     """This thread's fork server (bwrap's --die-with-parent ends it with the thread)."""
     zygote = getattr(_ZYGOTES, "zygote", None)
-    if zygote is None or not zygote.alive() or zygote.disk_mb != limits.disk_mb:
+    if zygote is None or not zygote.alive() or (zygote.disk_mb, zygote.visible) != (limits.disk_mb, visible):
         if zygote is not None:
             zygote.close()
-        zygote = _ZYGOTES.zygote = _Zygote(limits)
+        zygote = _ZYGOTES.zygote = _Zygote(limits, visible)
     return zygote
 
 
@@ -254,7 +258,7 @@ class _WarmChild:
             zygote.start(uid, workdir, fds)
         except OSError:  # a server that died since its last run: start another
             self._abandon()
-            self.zygote = _thread_zygote(Limits(disk_mb=zygote.disk_mb))
+            self.zygote = _thread_zygote(Limits(disk_mb=zygote.disk_mb), zygote.visible)
             self.zygote.start(uid, workdir, fds)
 
     def poll(self) -> int | None:

@@ -83,10 +83,12 @@ def _cpu_killed(outcome: Outcome) -> bool:
 
 
 def build_verdict(
-    problem, plan, outcome: Outcome, level: str, start: float, run_error: str | None, syntax: bool = False
+    problem, plan, outcome: Outcome, level: str, start: float, run_error: str | None, syntax: bool = False,
+    judge_cases=judge,
 ) -> Verdict:
+    """`judge_cases(plan, records, not_run_reason)` decides the cases (Go has its own)."""
     first_missing = None if (outcome.done or syntax) else run_error
-    cases = judge(plan, outcome.records, first_missing)
+    cases = judge_cases(plan, outcome.records, first_missing)
     status = _status(outcome, run_error, cases, syntax)
     verdict = Verdict(
         task_id=problem.task_id,
