@@ -6,7 +6,7 @@ unused imports undercounts a model badly. So extraction parses with `ast` and ke
 whole statements: the target function with every nested block, the helpers, classes and
 imports the model wrote, the module-level constants its code uses, and the prompt's own
 imports and helpers. It drops only statements that run at import time and define
-nothing (tests, prints, `__main__` blocks).
+nothing (tests, prints, `__main__` blocks). Go answers go to `go_extract`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from mlx_repair.generation import math_prompts
 from mlx_repair.problems import MATH, Problem
+from mlx_repair.problems.go import GO
 
 # A fenced block: ```lang ... ``` (the closing fence may end a code line, and a block cut
 # off by max_tokens has none).
@@ -52,6 +53,10 @@ def extract_code(text: str, problem: Problem) -> str:
     if problem.domain != "code":
         return math_prompts.attempt_text(text) if problem.domain == MATH else text.strip()
     text = _strip_think(text.replace("\r\n", "\n"))
+    if problem.language == GO:
+        from mlx_repair.generation.go_extract import extract_go
+
+        return extract_go(text, problem)
     snippets = _snippets(text, problem)
     parsed = [code for code in map(_parse_trimmed, snippets) if code is not None]
     main = next((c for c in reversed(parsed) if _defines(c.tree, problem.entry_point)), None)

@@ -16,6 +16,7 @@ Their measurement is in benchmarks/results/repair_prompt_modes.md.
 
 Math problems and requests to invent a problem have their own wording
 (`math_prompts`, `invent_prompts`); the functions here hand them over by `problem.domain`.
+Go problems take the same turns in Go's words (`go_prompts`), chosen by `problem.language`.
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ import ast
 import hashlib
 import json
 import textwrap
+from typing import NamedTuple
 
 from mlx_repair.config import REPAIR_MODES
-from mlx_repair.generation import invent_prompts, math_prompts
+from mlx_repair.generation import go_prompts, invent_prompts, math_prompts
 from mlx_repair.generation.extract import DEFINING, is_docstring
 from mlx_repair.problems import MATH, Problem
+from mlx_repair.problems.go import GO
 
 SYSTEM = "You are an expert Python programmer. You write correct, complete, self-contained code."
 ANSWER_FORMAT = (
@@ -37,15 +40,34 @@ ANSWER_FORMAT = (
 )
 
 
+class Words(NamedTuple):
+    """What a prompt says that depends on the problem's language."""
+
+    name: str
+    fence: str
+    system: str
+    answer_format: str
+    doc: str  # what an attempt is shown without
+    comment: str  # a base model's line comment
+
+
+def words(problem: Problem) -> Words:
+    """The problem's language's words (read at call time: tests change ANSWER_FORMAT)."""
+    if problem.language == GO:
+        return Words("Go", "go", go_prompts.SYSTEM, go_prompts.ANSWER_FORMAT, "doc comment", "// ")
+    return Words("Python", "python", SYSTEM, ANSWER_FORMAT, "docstring", "# ")
+
+
 def draft_messages(problem: Problem) -> list[dict]:
     """The chat turn that asks an instruct model for a first solution."""
     if problem.domain != "code":
         return (math_prompts if problem.domain == MATH else invent_prompts).draft_messages(problem)
+    said = words(problem)
     user = (
-        "Complete the following Python function.\n\n"
-        f"```python\n{problem.prompt.rstrip()}\n```\n\n{ANSWER_FORMAT}"
+        f"Complete the following {said.name} function.\n\n"
+        f"```{said.fence}\n{problem.prompt.rstrip()}\n```\n\n{said.answer_format}"
     )
-    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+    return [{"role": "system", "content": said.system}, {"role": "user", "content": user}]
 
 
 EXPLAIN_FIRST = (
@@ -66,22 +88,23 @@ def repair_messages(problem: Problem, code: str, feedback: str, mode: str = "cod
     _check_mode(mode)
     if problem.domain == MATH:
         return math_prompts.repair_messages(problem, code, feedback, mode)
-    task = f"Complete the following Python function.\n\n```python\n{problem.prompt.rstrip()}\n```\n\n"
+    said = words(problem)
+    task = f"Complete the following {said.name} function.\n\n```{said.fence}\n{problem.prompt.rstrip()}\n```\n\n"
     if mode == "code":
         user = (
-            f"{task}An attempt, with its docstring left out:\n\n"
-            f"```python\n{without_docstrings(code).rstrip()}\n```\n\n"
+            f"{task}An attempt, with its {said.doc} left out:\n\n"
+            f"```{said.fence}\n{without_docs(problem, code).rstrip()}\n```\n\n"
             f"Test results:\n{feedback.rstrip()}\n\n"
             "Where a test fails, find the mistake the results point to and correct it; "
-            f"do not write the failing code again. {ANSWER_FORMAT}"
+            f"do not write the failing code again. {said.answer_format}"
         )
     else:
         explain = f"{EXPLAIN_FIRST} " if mode == "explain" else ""
         user = (
             f"{task}An earlier attempt failed these tests:\n{feedback.rstrip()}\n\n"
-            f"Write a version that passes them. {explain}{ANSWER_FORMAT}"
+            f"Write a version that passes them. {explain}{said.answer_format}"
         )
-    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+    return [{"role": "system", "content": said.system}, {"role": "user", "content": user}]
 
 
 def shows_code(mode: str) -> bool:
@@ -94,6 +117,11 @@ def _check_mode(mode: str) -> str:
     if mode not in REPAIR_MODES:
         raise ValueError(f"repair prompt mode must be one of {REPAIR_MODES}, got {mode!r}")
     return mode
+
+
+def without_docs(problem: Problem, code: str) -> str:
+    """The attempt as a repair prompt shows it: without its docstrings (Go: doc comments)."""
+    return go_prompts.without_doc_comments(code) if problem.language == GO else without_docstrings(code)
 
 
 def without_docstrings(code: str) -> str:
@@ -171,11 +199,12 @@ def base_repair_text(problem: Problem, code: str, feedback: str, mode: str = "co
         return math_prompts.base_repair_text(problem, code, feedback)
     results = f"Test results:\n{feedback.rstrip()}"
     if shows_code(mode):
-        shown, heading = f"{without_docstrings(code).rstrip()}\n\n{results}", "This attempt fails its tests"
+        shown, heading = f"{without_docs(problem, code).rstrip()}\n\n{results}", "This attempt fails its tests"
     else:
         shown, heading = feedback.rstrip(), "An earlier attempt failed these tests"
-    commented = textwrap.indent(shown, "# ", lambda _: True)
-    return f"# {heading}:\n{commented}\n\n# A corrected version:\n{problem.prompt}"
+    comment = words(problem).comment
+    commented = textwrap.indent(shown, comment, lambda _: True)
+    return f"{comment}{heading}:\n{commented}\n\n{comment}A corrected version:\n{problem.prompt}"
 
 
 def _chat(tokenizer, chat: bool | None) -> bool:

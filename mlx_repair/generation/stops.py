@@ -9,8 +9,9 @@ import re
 from functools import partial
 from typing import Callable
 
-from mlx_repair.generation import invent_prompts, math_prompts
+from mlx_repair.generation import go_prompts, invent_prompts, math_prompts
 from mlx_repair.problems import MATH, Problem
+from mlx_repair.problems.go import GO
 
 # A fenced block with its closing fence.
 CLOSED_FENCE = re.compile(r"```[^\n]*\n(.*?)```", re.S)
@@ -31,6 +32,8 @@ def stop_check(problem: Problem, chat: bool) -> StopCheck:
         return math_prompts.answer_end
     if problem.domain != "code":
         return partial(invent_prompts.answer_end, problem.domain)
+    if problem.language == GO:
+        return go_prompts.stop_check(problem, chat)
     if chat:
         return partial(fenced_function_end, problem.entry_point)
     return completion_end

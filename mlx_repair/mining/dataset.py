@@ -37,7 +37,7 @@ from typing import Iterable
 
 from mlx_repair.errors import UserError
 from mlx_repair.problems import MATH, Problem
-from mlx_repair.generation.prompts import draft_messages, repair_messages, shows_code
+from mlx_repair.generation.prompts import draft_messages, repair_messages, shows_code, words
 from mlx_repair.mining.pairing import kind_counts
 from mlx_repair.mining.store import PAIR_KINDS, Attempt, Pair, Store
 
@@ -230,11 +230,12 @@ def record(pair: Pair, problem: Problem, attempts: dict[int, Attempt], mode: str
 
 
 def answer_message(code: str, problem: Problem | None = None) -> dict:
-    """The assistant turn: the code in the ```python fence the loop's extraction reads;
+    """The assistant turn: the code in the ```python (or ```go) fence the loop's extraction reads;
     a math attempt as written (its reasoning and answer line)."""
     if problem is not None and problem.domain == MATH:
         return {"role": "assistant", "content": code.strip()}
-    return {"role": "assistant", "content": f"```python\n{code.rstrip()}\n```"}
+    fence = words(problem).fence if problem is not None else "python"
+    return {"role": "assistant", "content": f"```{fence}\n{code.rstrip()}\n```"}
 
 
 def write_dataset(dataset: Dataset, folder: str | Path) -> DatasetInfo:
