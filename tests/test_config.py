@@ -154,3 +154,16 @@ def test_mining_takes_its_own_sampling_and_ignores_an_unused_repair_prompt():
 
     assert directory("facts", 0) == directory("code", 0)  # no repair turn: the same drafts
     assert directory("facts", 1) != directory("code", 1)
+
+
+def test_only_settings_that_shape_a_stage_move_its_run_directory():
+    """Sections read by other jobs (invent, select, mine through mining_config, train) and
+    the isolation level leave the eval directory where it was."""
+    from mlx_repair.pipeline.stages import run_dir, settings_of
+
+    plain, other = Config(), Config()
+    other.invent.count, other.select.strategies = 5, "visible"
+    other.sandbox.isolation, other.mine.samples = "bwrap", 8
+    assert run_dir(plain, "eval", settings_of(plain, side="eval")) == run_dir(other, "eval", settings_of(other, side="eval"))
+    other.repair.prompt = "code"
+    assert run_dir(plain, "eval", settings_of(plain, side="eval")) != run_dir(other, "eval", settings_of(other, side="eval"))

@@ -70,16 +70,16 @@ def store(tmp_path):
 
 
 def test_records_hold_the_exact_loop_turns_and_a_fenced_answer(store):
-    data = build_dataset(store, PROBLEMS, MixConfig(keep_ratio=1.0, solve_ratio=1.0, valid_fraction=0, include_near_copies=False))
+    data = build_dataset(store, PROBLEMS, MixConfig(keep_ratio=1.0, solve_ratio=1.0, valid_fraction=0, include_near_copies=False, prompt_mode="code"))
     by_kind = {r["kind"]: r for r in data.train}
     task = {p.task_id: p for p in PROBLEMS}
     repair, solve, keep = by_kind["repair"], by_kind["solve"], by_kind["keep"]
     head = f"def {task[repair['task_id']].entry_point}(x):\n    return"
-    assert repair["messages"][:-1] == repair_messages(task[repair["task_id"]], f"{head} 3 * x  # 0", FEEDBACK)
+    assert repair["messages"][:-1] == repair_messages(task[repair["task_id"]], f"{head} 3 * x  # 0", FEEDBACK, "code")
     assert repair["messages"][-1] == {"role": "assistant", "content": f"```python\n{head} 2 * x  # 0\n```"}
     assert solve["messages"][:-1] == draft_messages(task[solve["task_id"]])
     code = f"def {task[keep['task_id']].entry_point}(x):\n    return x + x"
-    assert keep["messages"][:-1] == repair_messages(task[keep["task_id"]], code, KEEP_FEEDBACK)
+    assert keep["messages"][:-1] == repair_messages(task[keep["task_id"]], code, KEEP_FEEDBACK, "code")
     assert keep["messages"][-1]["content"] == f"```python\n{code}\n```"
 
 
@@ -92,14 +92,14 @@ def test_near_copies_are_kept_unless_excluded(store):
 
 
 def test_keep_and_solve_are_capped_at_their_ratio_of_repairs(store):
-    data = build_dataset(store, PROBLEMS, MixConfig(valid_fraction=0, keep_ratio=0.3, solve_ratio=0.2, include_near_copies=False))
+    data = build_dataset(store, PROBLEMS, MixConfig(valid_fraction=0, keep_ratio=0.3, solve_ratio=0.2, include_near_copies=False, prompt_mode="code"))
     assert data.counts["train"] == {"repair": {"self-repair": 10}, "keep": {"draft": 3}, "solve": {"draft": 2}}
     assert data.available == {"repair": {"self-repair": 10}, "solve": {"draft": 5}, "keep": {"draft": 5}, "garbage": {"self-repair": 20}}
 
 
 def test_garbage_control_swaps_repairs_for_as_many_garbage_pairs(store):
-    real = build_dataset(store, PROBLEMS, MixConfig())
-    control = build_dataset(store, PROBLEMS, MixConfig(control="garbage"))
+    real = build_dataset(store, PROBLEMS, MixConfig(prompt_mode="code"))
+    control = build_dataset(store, PROBLEMS, MixConfig(control="garbage", prompt_mode="code"))
     assert "repair" not in control.counts["train"]
     assert pair_total(control.counts["train"], "garbage") == pair_total(real.counts["train"], "repair")
     assert control.counts["train"]["keep"] == real.counts["train"]["keep"]

@@ -285,7 +285,7 @@ def test_messages_hold_the_problem_code_and_feedback():
     assert [m["role"] for m in draft] == ["system", "user"]
     assert PROMPT.rstrip() in draft[1]["content"]
     feedback = "Input: [1]\nExpected: False\nGot: 1"
-    repair = repair_messages(PROBLEM, "def below_zero(o):\n    return 1", feedback)
+    repair = repair_messages(PROBLEM, "def below_zero(o):\n    return 1", feedback, "code")
     user = repair[1]["content"]
     assert PROMPT.rstrip() in user and "return 1" in user and "Expected: False" in user
 
@@ -303,7 +303,7 @@ def test_chat_rendering_on_the_tiny_models_tokenizer(tiny_tokenizer):
 
 def test_base_model_prompts_are_plain_continuations(tiny_tokenizer):
     assert draft_prompt(tiny_tokenizer, PROBLEM, chat=False) == PROMPT
-    repair = repair_prompt(tiny_tokenizer, PROBLEM, "x = 1", "Got: 1", chat=False)
+    repair = repair_prompt(tiny_tokenizer, PROBLEM, "x = 1", "Got: 1", chat=False, mode="code")
     assert repair.endswith(PROMPT) and "# x = 1" in repair and "# Got: 1" in repair
     ast.parse(repair)  # the model continues valid Python
 
@@ -312,7 +312,7 @@ def test_repair_shows_the_attempt_without_docstrings():
     """The problem above already holds the docstring: the attempt's copy is dropped
     (tokens are the cost on a CPU), its code and comments are kept."""
     attempt = 'def below_zero(o):\n    """Doc\n    more doc."""\n    # walk\n    return 1\n'
-    user = repair_messages(PROBLEM, attempt, "Got: 1")[1]["content"]
+    user = repair_messages(PROBLEM, attempt, "Got: 1", "code")[1]["content"]
     shown = user.split("An attempt")[1]
     assert "Doc" not in shown and "# walk\n    return 1" in shown
     assert without_docstrings(attempt) == "def below_zero(o):\n    # walk\n    return 1\n"
@@ -340,6 +340,7 @@ def test_each_repair_mode_shows_what_it_promises(mode, tiny_tokenizer):
 def test_every_repair_mode_has_its_own_fingerprint():
     prints = {mode: fingerprint(mode) for mode in REPAIR_MODES}
     assert len(set(prints.values())) == len(REPAIR_MODES)
-    assert prints["code"] == fingerprint()  # the default mode, as before modes existed
+    assert prints["facts"] == fingerprint()  # the default mode
+    assert prints["code"] == "b9e738a02b15"  # the prompts of stores made before modes existed
     with pytest.raises(ValueError, match="repair prompt mode"):
         repair_messages(PROBLEM, FAILING, FACTS, "hint")

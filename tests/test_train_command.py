@@ -14,7 +14,7 @@ def test_train_one_liner_end_to_end(tiny_repairer_dir, tmp_path, monkeypatch, ca
     args = [
         "train", "--model", str(tiny_repairer_dir), "--problems", str(problems), "--preset", "default",
         "--iters", "3", "--batch-size", "1", "--max-tokens", "40", "--min-pairs", "1", "--out", str(out),
-        "--control", "garbage", "--samples", "1",
+        "--control", "garbage", "--samples", "1", "--rounds", "1",
     ]
     assert main(args) == 0
     printed = capsys.readouterr()
@@ -80,7 +80,7 @@ def test_train_refuses_fewer_pairs_than_the_minimum(tiny_repairer_dir, tmp_path,
     out = tmp_path / "adapter"
     args = [
         "train", "--model", str(tiny_repairer_dir), "--problems", str(problems), "--preset", "default",
-        "--max-tokens", "40", "--min-pairs", "50", "--out", str(out), "--samples", "1",
+        "--max-tokens", "40", "--min-pairs", "50", "--out", str(out), "--samples", "1", "--rounds", "1",
     ]
     assert main(args) == 0
     report = (out / "report.md").read_text()
@@ -113,7 +113,8 @@ def test_train_mines_resample_pairs_from_independent_drafts_and_trains_on_them(t
     records = [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]
     resampled = [r for r in records if r["provenance"] == "resample"]
     assert resampled and all("return x * 2" in r["messages"][-1]["content"] for r in resampled)
-    for record in resampled:  # the failing draft is shown, with its test results
-        shown = record["messages"][1]["content"].split("An attempt, with its docstring left out:")[1]
-        assert "Test results:" in shown and "return x * 2" not in shown
+    for record in resampled:  # the failing draft's test results, in the default (facts) prompt
+        shown = record["messages"][1]["content"].split("An earlier attempt failed these tests:")[1]
+        assert "Input:" in shown or "Error" in shown
+        assert "return x" not in shown  # no code of either draft
     assert (out / "adapters.safetensors").is_file()

@@ -27,7 +27,7 @@ import json
 import textwrap
 from typing import NamedTuple
 
-from mlx_repair.config import REPAIR_MODES
+from mlx_repair.config import REPAIR_MODES, RepairSection
 from mlx_repair.generation import go_prompts, invent_prompts, math_prompts
 from mlx_repair.generation.extract import DEFINING, is_docstring
 from mlx_repair.problems import MATH, Problem
@@ -70,13 +70,14 @@ def draft_messages(problem: Problem) -> list[dict]:
     return [{"role": "system", "content": said.system}, {"role": "user", "content": user}]
 
 
+DEFAULT_MODE = RepairSection.prompt
 EXPLAIN_FIRST = (
     "First say, in one or two sentences, what the failing tests show the function must do "
     "differently; then write the code."
 )
 
 
-def repair_messages(problem: Problem, code: str, feedback: str, mode: str = "code") -> list[dict]:
+def repair_messages(problem: Problem, code: str, feedback: str, mode: str = DEFAULT_MODE) -> list[dict]:
     """The chat turn that shows what the sandbox saw of an attempt and asks for a fix.
 
     One user turn (not a replayed conversation) so that a mined pair becomes one training
@@ -139,7 +140,7 @@ def without_docstrings(code: str) -> str:
     return "".join(line for number, line in enumerate(lines) if number not in dropped)
 
 
-def fingerprint(mode: str = "code") -> str:
+def fingerprint(mode: str = DEFAULT_MODE) -> str:
     """A short hash of the prompts' wording in this repair mode. Runs record it, so a
     store filled with other prompts is not resumed as if it were the same experiment."""
     probe = Problem("probe", 'def f(x):\n    """Doc."""\n', "f", "")
@@ -184,7 +185,7 @@ def draft_prompt(tokenizer, problem: Problem, chat: bool | None = None) -> str:
 
 
 def repair_prompt(
-    tokenizer, problem: Problem, code: str, feedback: str, chat: bool | None = None, mode: str = "code"
+    tokenizer, problem: Problem, code: str, feedback: str, chat: bool | None = None, mode: str = DEFAULT_MODE
 ) -> str:
     """The text that asks for a repair. A base model sees the feedback (and in `code`
     mode the failed code) as comments, then the problem prompt again, which it continues."""
@@ -193,7 +194,7 @@ def repair_prompt(
     return base_repair_text(problem, code, feedback, mode)
 
 
-def base_repair_text(problem: Problem, code: str, feedback: str, mode: str = "code") -> str:
+def base_repair_text(problem: Problem, code: str, feedback: str, mode: str = DEFAULT_MODE) -> str:
     """A base model cannot be asked to explain first: `explain` reads as `facts` here."""
     if problem.domain == MATH:
         return math_prompts.base_repair_text(problem, code, feedback)

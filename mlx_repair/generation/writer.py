@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Iterator
 
+from mlx_repair.config import RepairSection
 from mlx_repair.generation import prompts
 from mlx_repair.generation.extract import extract_code
 from mlx_repair.generation.stops import stop_check
@@ -53,7 +54,7 @@ class MLXWriter:
         sampling: WriterSampling,
         chat: bool | None = None,
         listener: WritingListener | None = None,
-        repair_prompt: str = "code",
+        repair_prompt: str = RepairSection.prompt,
     ):
         self.model = model
         self.tokenizer = tokenizer

@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Iterable
 
+from mlx_repair.config import RepairSection
 from mlx_repair.errors import UserError
 from mlx_repair.problems import MATH, Problem
 from mlx_repair.generation.prompts import draft_messages, repair_messages, shows_code, words
@@ -63,7 +64,7 @@ class MixConfig:
     pairs_per_problem: int = 2
     # The repair prompt mode of the loop that will use the adapter (prompts.REPAIR_MODES):
     # records show exactly that prompt.
-    prompt_mode: str = "code"
+    prompt_mode: str = RepairSection.prompt
     # A near-copy fix passed hidden tests its broken code failed: a one-line bug fix.
     # Kept by default; False trains on larger edits only.
     include_near_copies: bool = True
@@ -211,7 +212,7 @@ def _shuffled(pairs: list[Pair], rng: random.Random) -> list[Pair]:
     return ordered
 
 
-def record(pair: Pair, problem: Problem, attempts: dict[int, Attempt], mode: str = "code") -> dict:
+def record(pair: Pair, problem: Problem, attempts: dict[int, Attempt], mode: str = RepairSection.prompt) -> dict:
     """One chat record: the user turn the loop showed (in repair prompt `mode`), the code
     as the answer."""
     fixed = attempts[pair.fixed_id].code

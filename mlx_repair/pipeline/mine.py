@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from mlx_repair.config import RepairSection
 from mlx_repair.console import Console
 from mlx_repair.mining.loop import LoopConfig
 from mlx_repair.mining.pairing import format_pair_counts, kind_counts
@@ -38,10 +37,14 @@ def mine(config, run_dir=None, console=None) -> tuple[Path, dict[str, int]]:
     return done.directory, counts
 
 
+# Mining without repair turns shows no repair prompt: its runs all record this mode, so
+# that the run (and its directory) is one whichever mode the records will be written in.
+UNUSED_REPAIR_PROMPT = "code"
+
+
 def mining_config(config):
-    """`config` with the drafts' sampling set by `[mine]`. Without repair turns the repair
-    prompt is never shown, so its mode is set to the default: the run (and its directory)
-    is the same whichever mode the records will be written in."""
+    """`config` with the drafts' sampling set by `[mine]`, and without repair turns, the
+    unused repair prompt set to UNUSED_REPAIR_PROMPT."""
     sampling = replace(config.sampling, samples=config.mine.samples, temperature=config.mine.temperature)
-    repair = config.repair if config.repair.rounds else replace(config.repair, prompt=RepairSection.prompt)
+    repair = config.repair if config.repair.rounds else replace(config.repair, prompt=UNUSED_REPAIR_PROMPT)
     return replace(config, sampling=sampling, repair=repair)

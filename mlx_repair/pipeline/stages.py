@@ -58,11 +58,14 @@ def settings_of(config: Config, **extra) -> dict:
     drafts and repairs, and the train job reaches its stages through `run.limit`. So is
     `[mine]`: mining puts it into `[sampling]` (`pipeline.mine.mining_config`), and it
     must not move the evaluation's directory. And so are `[select]`, which chooses among
-    stored drafts after the loop, and the sandbox's isolation level: it decides where
-    candidates run, not what they return, and every verdict records it."""
+    stored drafts after the loop, `[invent]`, whose problems reach a stage through
+    `run.problems` (and whose own job names its settings), and the sandbox's isolation
+    level: it decides where candidates run, not what they return, and every verdict
+    records it."""
     from mlx_repair.generation.prompts import fingerprint
 
-    sections = {name: value for name, value in asdict(config).items() if name not in ("train", "mine", "select")}
+    left_out = ("train", "mine", "select", "invent")
+    sections = {name: value for name, value in asdict(config).items() if name not in left_out}
     sections["sandbox"].pop("isolation")
     return {**sections, **extra, "prompts": fingerprint(config.repair.prompt)}
 
