@@ -4,8 +4,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 UNAME  := $(shell uname -s)
-# Debian/Ubuntu packages: bubblewrap isolates the sandbox, OpenBLAS makes MLX's CPU matmuls fast.
-APT_PACKAGES := bubblewrap libopenblas0-pthread libgfortran5
+# Debian/Ubuntu packages: bubblewrap isolates the sandbox, OpenBLAS makes MLX's CPU matmuls fast,
+# Go and goimports build and test Go candidates.
+APT_PACKAGES := bubblewrap libopenblas0-pthread libgfortran5 golang-go golang-golang-x-tools
 
 # mlx-lm needs Python >= 3.11, and MLX on a Mac an arm64 one. A stock Mac's python3 is 3.9.
 PY_PROBLEM = import sys, platform; v = sys.version_info; print("is Python %d.%d" % v[:2] if v < (3, 11) \

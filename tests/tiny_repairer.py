@@ -57,11 +57,15 @@ def write_problems(path: Path, problems: list[Problem]) -> Path:
     return path
 
 
-def build_tiny_repairer(path: str | Path, feedback_for, drafts: tuple[str, ...] = (WRONG,)) -> Path:
+def build_tiny_repairer(
+    path: str | Path, feedback_for, drafts: tuple[str, ...] = (WRONG,), problem: Problem | None = None,
+    repair: tuple[str, str] = (WRONG, RIGHT),
+) -> Path:
     """`feedback_for(problem, code)` gives the feedback text the loop will show (the real
     sandbox's), so that the taught repair prompt is exactly the one the loop renders.
     With `drafts=(WRONG, RIGHT)` the draft prompt is taught both answers, so sampling at a
-    temperature draws failing and passing drafts of the same problem."""
+    temperature draws failing and passing drafts of the same problem. `problem` and
+    `repair` (the broken code shown, the fix) teach another problem, e.g. a Go one."""
     import mlx.core as mx
     import mlx.nn as nn
     import mlx.optimizers as optim
@@ -70,15 +74,17 @@ def build_tiny_repairer(path: str | Path, feedback_for, drafts: tuple[str, ...] 
 
     path = build_tiny_model(path, arch="qwen2", seed=1)
     model, tokenizer = load(str(path))
-    problem = double_problem("Double/0")
+    problem = problem or double_problem("Double/0")
+    broken, fixed = repair
     draft_prompt = prompts.render(tokenizer, prompts.draft_messages(problem))
     examples = [(draft_prompt, draft) for draft in drafts] + [
-        (prompts.render(tokenizer, prompts.repair_messages(problem, WRONG, feedback_for(problem, WRONG))), RIGHT),
+        (prompts.render(tokenizer, prompts.repair_messages(problem, broken, feedback_for(problem, broken))), fixed),
     ]
+    fence = prompts.words(problem).fence
     rows = []
     for prompt, code in examples:
         prompt_ids = prompts.encode(tokenizer, prompt)
-        answer_ids = tokenizer.encode(f"```python\n{code}```", add_special_tokens=False) + [tokenizer.eos_token_id]
+        answer_ids = tokenizer.encode(f"```{fence}\n{code}```", add_special_tokens=False) + [tokenizer.eos_token_id]
         rows.append((prompt_ids + answer_ids, len(prompt_ids)))
     # One padded batch; the loss counts answer tokens only.
     width = max(len(ids) for ids, _ in rows)

@@ -1,4 +1,4 @@
-"""`mlx-repair doctor`: is this machine ready? MLX, BLAS, sandbox, packaged models and data."""
+"""`mlx-repair doctor`: is this machine ready? MLX, BLAS, sandbox, Go, packaged models and data."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    checks = [check_mlx(), check_blas(), check_sandbox(), check_humaneval()]
+    checks = [check_mlx(), check_blas(), check_sandbox(), check_go(), check_humaneval()]
     checks += check_packaged(verify=not args.quick)
     for ok, what, detail in checks:
         print(f"{'ok  ' if ok else 'FAIL'}  {what:<32} {detail}")
@@ -54,6 +54,16 @@ def check_sandbox() -> tuple[bool, str, str]:
     if reason := levels.failure(level):
         return False, f"sandbox: {level}", f"{reason}: candidates are refused; {remedy}{choose}"
     return True, f"sandbox: {level}", f"candidates run in it{choose}"
+
+
+def check_go() -> tuple[bool, str, str]:
+    """Go problems need the toolchain and goimports; everything else works without."""
+    from mlx_repair.sandbox.go_toolchain import INSTALL, find_toolchain
+
+    found = find_toolchain()
+    if isinstance(found, str):  # not a failure: nothing but Go problems needs it
+        return True, "Go (for Go problems)", f"not available ({found}); Go problems need it: {INSTALL}"
+    return True, "Go (for Go problems)", f"go {found.version} ({found.go}), goimports {found.goimports}"
 
 
 def check_humaneval() -> tuple[bool, str, str]:

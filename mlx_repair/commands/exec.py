@@ -18,7 +18,7 @@ VERDICT_FIELDS = ("task_id", "passed", "status", "feedback", "isolation")
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("problems", metavar="PROBLEMS", help="'humaneval', 'fresh' or a problems JSONL file")
+    parser.add_argument("problems", metavar="PROBLEMS", help="'humaneval', 'fresh', 'math', 'go' or a problems JSONL file")
     parser.add_argument("samples", metavar="SAMPLES", type=Path, help='JSONL of {"task_id", "completion"}')
     parser.add_argument("--out", type=Path, help="verdicts JSONL (default: SAMPLES_verdicts.jsonl)")
     parser.add_argument("--workers", dest="sandbox.workers", type=int, metavar="N", help="candidates run at once (default: cores)")

@@ -103,14 +103,13 @@ def crash_text(output: str, harness_test: str) -> str:
 
 
 def test_output(output: str, test: str) -> str:
-    """What a test run whole printed, from `go test -v`'s output: the lines between its
-    `=== RUN` and its `--- FAIL` (the harness runs it as a subtest of its own test)."""
+    """What a test run whole printed, from `go test -v`'s output: the lines after its
+    `=== RUN` (the harness runs it as a subtest of its own test) up to the next `===` or
+    `---` line, the first of them."""
     lines, inside = [], False
     for line in output.splitlines():
-        if line.startswith("=== RUN") and line.endswith(f"/{test}"):
-            inside = True
-        elif line.lstrip().startswith(("--- FAIL", "--- PASS")) and f"/{test} " in line:
-            inside = False
-        elif inside and not line.startswith("=== "):
+        if line.startswith("=== ") or line.lstrip().startswith("--- "):
+            inside = line.startswith("=== RUN") and line.endswith(f"/{test}")
+        elif inside:
             lines.append(line.strip())
-    return "\n".join(lines[-OUTPUT_LINES:])
+    return "\n".join(lines[:OUTPUT_LINES])
