@@ -8,7 +8,7 @@ checker does: the child has already set the limits, entered the throwaway work d
 of plain values) is prepended by `go_run.driver_program`.
 
 Steps, each under its own time limit:
-1. `goimports` on solution.go; only the import block of its output is kept, spliced above
+1. `goimports` on solution.go; only the import specs of its output are kept, written above
    the candidate's code, which starts with a `//line` directive, so unused or missing
    standard-library imports never fail a build and errors keep the candidate's lines;
 2. `go test -c`: a compile error is returned as the build's output; then every source
@@ -29,6 +29,7 @@ import subprocess
 import time
 
 OUTPUT_KEPT = 16_000  # characters of build or test output kept for feedback
+EXIT_GRACE_S = 0.5  # after the binary exits, how long to wait for pipes its leftovers hold
 
 
 def run_go():
@@ -61,24 +62,40 @@ def run_tool(argv, env, timeout):
 
 
 def fix_imports(env):
-    """goimports' import block above the candidate's own text (from its `//line`)."""
+    """The import specs goimports settles on, above the candidate's own text (from its
+    `//line`). Only the specs are taken from its output: it may move comments."""
     target = JOB["imports_fix"]
     if not target:
         return
     with open(target, encoding="utf-8") as source:
         original = source.read()
-    marker = original.find("\n//line ")
+    marker, block = original.find("\n//line "), original.find("import (")
     try:
         fixed = subprocess.run([JOB["goimports"], target], env=env, stdin=subprocess.DEVNULL,
                                capture_output=True, timeout=JOB["imports_timeout_s"])
     except subprocess.TimeoutExpired:
         return
-    text = fixed.stdout.decode("utf-8", "replace")
-    cut = text.find("\n//line ")
-    if fixed.returncode != 0 or marker < 0 or cut < 0:
+    if fixed.returncode != 0 or marker < 0 or block < 0:
         return  # e.g. a syntax error: the build reports it, at the candidate's lines
+    specs = import_specs(fixed.stdout.decode("utf-8", "replace"))
     with open(target, "w", encoding="utf-8") as out:
-        out.write(text[:cut] + original[marker:])
+        out.write(original[:block] + "import (\n" + "".join(f"\t{spec}\n" for spec in specs) + ")\n" + original[marker:])
+
+
+def import_specs(text):
+    """The specs of gofmt'ed Go's import declarations: `"fmt"`, `m "math"`."""
+    specs, inside = [], False
+    for line in text.splitlines():
+        words = line.split("//")[0].strip()
+        if inside and words == ")":
+            inside = False
+        elif words == "import (":
+            inside = True
+        elif inside or words.startswith("import "):
+            spec = words.removeprefix("import ").strip()
+            if spec.endswith('"') and '"' in spec[:-1]:
+                specs.append(spec)
+    return specs
 
 
 def remove_sources(root):
@@ -128,12 +145,17 @@ def drain(process, report_r):
     output, report, size = bytearray(), bytearray(), 0
     deadline = time.monotonic() + JOB["timeout_s"]
     result = {"timeout": False, "over_output": False}
+    exited_at = None
     while selector.get_map():
-        left = deadline - time.monotonic()
-        if left <= 0:
+        now = time.monotonic()
+        if exited_at is None and process.poll() is not None:
+            exited_at = now
+        if exited_at is not None and now - exited_at > EXIT_GRACE_S:
+            break  # what still holds the pipes outlived the test binary: it is killed below
+        if now >= deadline:
             result["timeout"] = True
             break
-        for key, _ in selector.select(min(left, 0.5)):
+        for key, _ in selector.select(min(deadline - now, 0.05)):
             chunk = os.read(key.fd if key.data == "report" else process.stdout.fileno(), 1 << 16)
             if not chunk:
                 selector.unregister(key.fileobj)

@@ -59,6 +59,11 @@ BUILD = GoBuild()
 def run_go(problem: Problem, completion: str, limits: Limits, level: str) -> Verdict:
     """The verdict on a Go completion (a body with its closing brace, or whole code)."""
     start = time.monotonic()
+    if level == "sandbox-exec":
+        raise UserError(
+            "Go candidates cannot run under sandbox-exec yet (its profile runs no Go toolchain); on macOS, "
+            "--isolation rlimits-only runs them with resource limits only"
+        )
     plan, expected = expectations(problem, level)
     refused = _refused(completion)
     if refused:
