@@ -30,8 +30,8 @@ class TrainConfig:
     # The last `num_layers` transformer blocks get adapters (-1: all); fewer layers also
     # means a shorter backward pass.
     num_layers: int = 16
-    # Ten times mlx-lm's default: with tens of pairs a run is a few dozen steps.
-    learning_rate: float = 1e-4
+    # mlx-lm's default; chosen by a sweep (benchmarks/results/learning_signal_qwen0.5b.md).
+    learning_rate: float = 1e-5
     iters: int = 100
     epochs: float | None = None  # when set, iters = ceil(epochs * train records / batch_size)
     batch_size: int = 4
@@ -46,7 +46,8 @@ class TrainConfig:
     compile: bool = True
     seed: int = 0
     steps_per_report: int = 10
-    steps_per_eval: int = 50
+    # Validation this often: early stopping keeps the best of these.
+    steps_per_eval: int = 10
     val_batches: int = -1  # -1: the whole validation set
     # Validations in a row without a new best validation loss before training stops
     # (None: train all `iters`). The adapter kept is the best one either way.
@@ -69,12 +70,13 @@ class TrainConfig:
 
 PRESETS = {
     "default": TrainConfig(),
-    # A 2-core CPU: 20 steps at batch 1 over the last 8 blocks, validation on 2 records at
-    # the start and the end only, a checkpoint every 4 steps; minutes, not hours, for a
-    # 0.5B model (benchmarks/results/measurement_notes.md).
+    # A 2-core CPU: at most 60 steps at batch 1 over the last 8 blocks (~15-20 s each for
+    # a 0.5B model), validation on 8 records every 10 steps, a checkpoint every 5; early
+    # stopping ends it sooner once validation stops improving
+    # (benchmarks/results/measurement_notes.md).
     "cpu": TrainConfig(
-        num_layers=8, iters=20, batch_size=1,
-        steps_per_report=2, steps_per_eval=20, val_batches=2, save_every=4,
+        num_layers=8, iters=60, batch_size=1,
+        steps_per_report=5, steps_per_eval=10, val_batches=8, save_every=5,
     ),
 }
 
