@@ -102,7 +102,7 @@ def test_the_readme_config_example_is_valid_and_train_settings_reach_training(tm
 
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     example = readme.split("```toml\n", 1)[1].split("```", 1)[0]
-    path = write(tmp_path, example.replace("iters = 20", "iters = 7"))
+    path = write(tmp_path, example.replace("iters = 60", "iters = 7"))
     config = config_from_args(build_parser().parse_args(["train", "--config", str(path)]))
     assert (train_config_of(config).iters, train_config_of(config).rank, mix_of(config).min_pairs) == (7, 8, 10)
     flagged = config_from_args(build_parser().parse_args(["train", "--config", str(path), "--iters", "9", "--dora"]))

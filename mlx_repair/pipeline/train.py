@@ -35,7 +35,7 @@ from mlx_repair.training.lora import train_adapter
 # every token, read or written, costs about a GFLOP (a 600-token repair prompt costs as
 # much as 600 generated tokens), so the cpu preset keeps the stages small there.
 PIPELINE_PRESETS = {
-    "cpu": {"eval_limit": 16, "mine_limit": 24},
+    "cpu": {"eval_limit": 16, "mine_limit": 40},
     "default": {"eval_limit": None, "mine_limit": None},
 }
 # Settings that never change what a run computes, left out of the adapter folder's name.
