@@ -16,7 +16,7 @@ def add_model_arguments(parser) -> None:
         "as mlx-lm): less memory and faster on Metal; on the CPU, where weights stay float32, MLX's "
         "quantized matmuls are 3-10x slower, so use it there only when memory is short",
     )
-    parser.add_argument("--problems", dest="run.problems", metavar="PROBLEMS", help="'humaneval', 'fresh' or a HumanEval/MBPP-format JSONL")
+    parser.add_argument("--problems", dest="run.problems", metavar="PROBLEMS", help="'humaneval', 'fresh', 'math', 'go' or a HumanEval/MBPP/math/Go JSONL (sets join with +)")
 
 
 def add_sampling_arguments(parser) -> None:

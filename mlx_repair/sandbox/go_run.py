@@ -160,14 +160,17 @@ def _verdict(problem, plan, expected, outcome: Outcome, limits: Limits, level: s
     """The driver's result read into the outcome the verdict is built from."""
     records = {r.pop("i"): r for r in map(json.loads, result.get("records", [])) if "i" in r}
     output = result.get("output", "")
+    out_of_memory = any(text in output for text in MEMORY_ERRORS)
     outcome = replace(
         outcome,
         records=records,
         done=any(r == {"done": 1} for r in map(json.loads, result.get("records", []))),
         tampered=outcome.tampered or bool(result.get("forged")),
         timed_out=outcome.timed_out or bool(result.get("timeout")),
-        over_output=outcome.over_output or bool(result.get("over_output")),
-        over_memory=outcome.over_memory or any(text in output for text in MEMORY_ERRORS),
+        # The runtime's dump of every goroutine after running out of memory can pass the
+        # output limit: the memory is what ended the run.
+        over_output=outcome.over_output or (bool(result.get("over_output")) and not out_of_memory),
+        over_memory=outcome.over_memory or out_of_memory,
         returncode=result.get("exit", outcome.returncode),
         stderr_tail=crash_text(output, result["harness"]) if output else outcome.stderr_tail,
         load_error={"load": 1, "tb": _build_text(result)} if _build_text(result) else None,

@@ -2,11 +2,13 @@
 
 `go test` is only fast with a warm build cache: the standard library packages a test
 links are compiled once and reused. The cache is shared by every run, so it must never
-hold anything a candidate wrote: it is filled by `warm` alone, which builds a fixed
-program of ours (no candidate, no problem's test) outside any sandbox, and candidates
-see it read-only (bwrap and unshare mount the whole file system read-only; the Go
-command ignores a cache it cannot write to, so a candidate's own packages are compiled
-in its throwaway directory and forgotten). Only `rlimits-only` cannot make it read-only;
+hold anything a candidate wrote: it is filled by `warm` alone, which builds the whole
+standard library and a fixed test of ours (no candidate, no problem's test) outside any
+sandbox, and candidates see it read-only (bwrap and unshare mount the whole file system
+read-only). The Go command skips writing what it cannot, so a candidate's own packages
+are compiled in its throwaway directory and forgotten; but it fails ("package net is not
+in GOROOT") when a standard package it needs has no entry it can write, which is why all
+of `std` is warmed, not only what tests usually import. Only `rlimits-only` cannot make it read-only;
 runs at that level get a cache of their own, so what they might write never reaches a
 run under a real sandbox.
 
@@ -34,12 +36,6 @@ INSTALL = (
 )
 # Where a toolchain lives when it is not on PATH (official tarball, Debian, Homebrew, `go install`).
 GO_DIRS = ("/usr/local/go/bin", "/usr/lib/go/bin", "/opt/homebrew/bin", "/usr/local/bin")
-# What candidates import most; warmed so that their tests link from the cache.
-WARM_PACKAGES = (
-    "bufio", "bytes", "container/heap", "container/list", "errors", "fmt", "math", "math/bits",
-    "math/big", "os", "reflect", "regexp", "runtime/debug", "sort", "strconv", "strings",
-    "sync", "testing", "time", "unicode", "unicode/utf8",
-)
 MODULE = "mlxrepair.local/candidate"
 WARM_LEVEL = "shared"  # the cache that runs under a read-only file system share
 
@@ -130,15 +126,15 @@ def go_mod(tools: Toolchain) -> str:
     return f"module {MODULE}\n\ngo {tools.version}\n"
 
 
-WARM_TEST = "package main\n\nimport (\n{imports})\n\nfunc TestWarm(t *testing.T) {{}}\n"
+WARM_TEST = 'package main\n\nimport "testing"\n\nfunc TestWarm(t *testing.T) {}\n'
 
 
 def warm(level: str) -> Path:
-    """The shared cache for `level`, filled once by building a fixed test of ours that
-    imports `WARM_PACKAGES` exactly as candidates are built (same flags, same env). A
-    file lock keeps parallel processes (test workers, two commands) from doing it twice."""
+    """The shared cache for `level`, filled once by building `std` and a fixed test of
+    ours exactly as candidates are built (same flags, same env). A file lock keeps
+    parallel processes (test workers, two commands) from doing it twice."""
     tools, cache = toolchain(), cache_dir(level)
-    stamp = hashlib.sha256(f"{tools}{WARM_PACKAGES}{build_env(tools, '', '')}".encode()).hexdigest()[:16]
+    stamp = hashlib.sha256(f"{tools}{WARM_TEST}{build_env(tools, '', '')}".encode()).hexdigest()[:16]
     cache.mkdir(parents=True, exist_ok=True)
     marker = cache / f"warmed-{stamp}"
     if marker.exists():
@@ -155,14 +151,13 @@ def _build_warm(tools: Toolchain, cache: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="mlx-repair-go-warm-") as workdir:
         for sub in ("home", "tmp", "gopath"):
             os.makedirs(os.path.join(workdir, sub))
-        imports = "".join(f'\t_ "{name}"\n' for name in WARM_PACKAGES if name != "testing") + '\t"testing"\n'
         Path(workdir, "go.mod").write_text(go_mod(tools))
-        Path(workdir, "warm_test.go").write_text(WARM_TEST.format(imports=imports))
-        command = [tools.go, "test", "-c", "-o", os.path.join(workdir, "warm.test"), "."]
-        result = subprocess.run(command, cwd=workdir, env=build_env(tools, workdir, str(cache)),
-                                capture_output=True, text=True, timeout=1800)
-        if result.returncode != 0:
-            raise UserError(f"Go: warming the build cache {cache} failed: {result.stderr.strip()[-300:]}")
+        Path(workdir, "warm_test.go").write_text(WARM_TEST)
+        for command in ([tools.go, "build", "std"], [tools.go, "test", "-c", "-o", os.path.join(workdir, "warm.test"), "."]):
+            result = subprocess.run(command, cwd=workdir, env=build_env(tools, workdir, str(cache)),
+                                    capture_output=True, text=True, timeout=1800)
+            if result.returncode != 0:
+                raise UserError(f"Go: warming the build cache {cache} failed: {result.stderr.strip()[-300:]}")
     for directory, _, files in os.walk(cache):  # readable by a run's throwaway uid, whatever the umask
         for name in [directory, *(os.path.join(directory, f) for f in files)]:
             os.chmod(name, os.stat(name).st_mode | 0o444 | (0o111 if os.path.isdir(name) else 0))
