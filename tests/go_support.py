@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from tiny_repairer import hidden_alike
+
 from mlx_repair.problems import Problem
-from mlx_repair.sandbox.cases import hidden_flags
 from mlx_repair.sandbox.go_toolchain import INSTALL, find_toolchain
 
 MACOS_INSTALL = "brew install go, then go install golang.org/x/tools/cmd/goimports@latest"
@@ -52,13 +53,7 @@ def double_problem(task_id: str, rows=ROWS) -> Problem:
 
 def double_problems(count: int) -> list[Problem]:
     """`count` Go Double problems whose ids hide the same rows, so all get the same feedback."""
-    problems, index = [], 0
-    while len(problems) < count:
-        task_id = f"GoDouble/{index}"
-        if hidden_flags(task_id, len(ROWS)) == hidden_flags("GoDouble/0", len(ROWS)):
-            problems.append(double_problem(task_id))
-        index += 1
-    return problems
+    return [double_problem(task_id) for task_id in hidden_alike("GoDouble", count, len(ROWS))]
 
 
 def write_go_problems(path: Path, problems: list[Problem]) -> Path:

@@ -40,13 +40,17 @@ def double_problem(task_id: str, cases=CASES, doc: str = "Return twice x.") -> P
 def double_problems(count: int) -> list[Problem]:
     """`count` copies of the double problem whose task ids hide the same cases, so the
     sandbox shows every copy the same feedback and one taught repair prompt covers all."""
-    problems, index = [], 0
-    while len(problems) < count:
-        task_id = f"Double/{index}"
-        if hidden_flags(task_id, len(CASES)) == hidden_flags("Double/0", len(CASES)):
-            problems.append(double_problem(task_id))
+    return [double_problem(task_id) for task_id in hidden_alike("Double", count, len(CASES))]
+
+
+def hidden_alike(prefix: str, count: int, cases: int) -> list[str]:
+    """`count` task ids `prefix/N` whose `cases` cases are hidden as `prefix/0`'s are."""
+    ids, index = [], 0
+    while len(ids) < count:
+        if hidden_flags(f"{prefix}/{index}", cases) == hidden_flags(f"{prefix}/0", cases):
+            ids.append(f"{prefix}/{index}")
         index += 1
-    return problems
+    return ids
 
 
 def write_problems(path: Path, problems: list[Problem]) -> Path:

@@ -21,7 +21,6 @@ ANSWER_FORMAT = (
     "Write the whole function, with its signature and any imports and helper functions "
     "it needs, in a single ```go code block."
 )
-CLOSED_FENCE = re.compile(r"```[^\n]*\n(.*?)```", re.S)
 NOT_THE_ANSWER = re.compile(r"main|(?:Test|Benchmark|Example)\w*")  # functions a model adds to try its code
 
 
@@ -47,24 +46,13 @@ def stop_check(problem: Problem, chat: bool):
 
 
 def fenced_function_end(entry_point: str, text: str) -> int | None:
-    from mlx_repair.generation.stops import _answer_start
+    from mlx_repair.generation.stops import fenced_end
 
-    start = _answer_start(text)
-    if start is None:
-        return None
     defines = re.compile(rf"\bfunc\s+{re.escape(entry_point)}\s*[\[(]")
-    for block in CLOSED_FENCE.finditer(text, start):
-        if defines.search(block.group(1)):
-            return block.end()
-    if text.count("```", start) % 2 == 0:
-        return None
-    code_start = text.find("\n", text.rfind("```", start)) + 1
-    if code_start == 0:
-        return None
-    return _after_function(text[code_start:], entry_point, code_start)
+    return fenced_end(text, defines, lambda code: _after_function(code, entry_point))
 
 
-def _after_function(code: str, entry_point: str, offset: int) -> int | None:
+def _after_function(code: str, entry_point: str) -> int | None:
     """In an open fence: the start of a `main` or test declared after the closed entry point."""
     decls = declarations(code)
     entry = next((i for i, d in enumerate(decls) if d.keyword == "func" and d.name == entry_point), None)
@@ -72,7 +60,7 @@ def _after_function(code: str, entry_point: str, offset: int) -> int | None:
         return None
     for decl in decls[entry + 1 :]:
         if decl.keyword == "func" and NOT_THE_ANSWER.fullmatch(decl.name):
-            return offset + decl.start
+            return decl.start
     return None
 
 

@@ -42,27 +42,34 @@ def stop_check(problem: Problem, chat: bool) -> StopCheck:
 def fenced_function_end(entry_point: str, text: str) -> int | None:
     """Chat answers: complete once a closed code fence holds `def entry_point(`, or once
     the fence still open holds the whole function (see `_open_fence_end`)."""
+    defines = re.compile(rf"\bdef\s+{re.escape(entry_point)}\s*\(")
+    return fenced_end(text, defines, partial(_open_fence_end, entry_point=entry_point))
+
+
+def fenced_end(text: str, defines: re.Pattern, open_end: Callable[[str], "int | None"]) -> int | None:
+    """Where a chat answer is complete: the end of the first closed fence (after any
+    reasoning) whose code `defines` matches, or, in a fence still open, where
+    `open_end(code so far)` says (an index into that code)."""
     start = _answer_start(text)
     if start is None:
         return None
-    defines = re.compile(rf"\bdef\s+{re.escape(entry_point)}\s*\(")
     for block in CLOSED_FENCE.finditer(text, start):
         if defines.search(block.group(1)):
             return block.end()
-    return _open_fence_end(text, start, entry_point)
-
-
-def _open_fence_end(text: str, start: int, entry_point: str) -> int | None:
-    """Inside a fence still open: complete at the first column-0 line after the function
-    that is not a helper it calls, provided the code before it parses. Small models go on
-    writing test harnesses in the same block (a third of Qwen 0.5B's HumanEval tokens);
-    extraction drops them anyway."""
     if text.count("```", start) % 2 == 0:
         return None
     code_start = text.find("\n", text.rfind("```", start)) + 1
     if code_start == 0:
         return None
-    code = text[code_start:]
+    end = open_end(text[code_start:])
+    return None if end is None else code_start + end
+
+
+def _open_fence_end(code: str, entry_point: str) -> int | None:
+    """Inside a fence still open: complete at the first column-0 line after the function
+    that is not a helper it calls, provided the code before it parses. Small models go on
+    writing test harnesses in the same block (a third of Qwen 0.5B's HumanEval tokens);
+    extraction drops them anyway."""
     function = re.search(rf"^(?:async\s+)?def\s+{re.escape(entry_point)}\s*\(.*\n", code, re.M)
     if function is None:
         return None
@@ -71,7 +78,7 @@ def _open_fence_end(text: str, start: int, entry_point: str) -> int | None:
         cut = offset + end
         try:
             ast.parse(code[:cut])
-            return code_start + cut
+            return cut
         except SyntaxError:  # e.g. a signature over several lines puts `) -> T:` at column 0
             offset = code.find("\n", cut) + 1
             if offset == 0:
