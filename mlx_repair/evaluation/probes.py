@@ -36,7 +36,10 @@ class Probe:
 
 def make_probe(problem: Problem, limit: int = MAX_EXTRA_INPUTS) -> Probe | None:
     """The probe of `problem`'s visible inputs, or None when none can be mutated (no
-    visible case calls the function with literal arguments)."""
+    visible case calls the function with literal arguments; a Go problem, whose inputs
+    are Go values)."""
+    if problem.language != "python":
+        return None
     inputs = extra_inputs(visible_inputs(problem), limit)
     if not inputs:
         return None
