@@ -257,3 +257,9 @@ def test_a_tiny_model_mines_go_repair_pairs_and_eval_measures_it(tmp_path, monke
     assert main(["eval", *common, "--split", "all", "--json", str(result)]) == 0
     metrics = json.loads(result.read_text())["metrics"]
     assert metrics["cold_pass@1"] == 0.0 and metrics["repair_pass@1"] == 1.0
+
+
+def test_agreement_makes_no_extra_inputs_for_go_problems():
+    from mlx_repair.evaluation.probes import make_probe
+
+    assert make_probe(BRACKETS) is None
