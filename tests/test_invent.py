@@ -229,7 +229,7 @@ def test_train_invent_adds_kept_problems_to_the_mining_side_only(tiny_repairer_d
     monkeypatch.chdir(tmp_path)
     problems = write_problems(tmp_path / "double.jsonl", double_problems(4))
     args = ["train", "--model", str(tiny_repairer_dir), "--problems", str(problems), "--preset", "default",
-            "--iters", "2", "--max-tokens", "40", "--min-pairs", "1", "--samples", "1", "--invent", "1",
+            "--iters", "2", "--max-tokens", "40", "--min-pairs", "1", "--samples", "1", "--rounds", "1", "--invent", "1",
             "--out", str(tmp_path / "adapter")]
     config = config_from_args(build_parser().parse_args(args))
     directory = run_dir(config, "invent", invent_settings(config))
