@@ -60,7 +60,9 @@ def main() -> None:
         store.select_run("mine")
         dataset = build_dataset(store, mined, mix_of(config))
     print(f"dataset: {json.dumps(dataset.counts)}; valid problems {len(dataset.valid_tasks)}")
-    base = evaluate_model(eval_config, "eval", repair=False, console=console)
+    # The base with its repair turn, as `train` evaluates it: the same run (and store) as
+    # `mlx-repair eval` with these settings, so that one is resumed, not redone.
+    base = evaluate_model(eval_config, "eval", console=console)
     results = {"dataset": dataset.counts, "base": base["metrics"], "n": base["n"], "settings": {}}
     for learning_rate, scale in settings(args.settings):
         name = f"lr{learning_rate:g}-scale{scale:g}"
