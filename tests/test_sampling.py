@@ -128,6 +128,20 @@ def test_prefilling_every_prompt_first_is_the_zero_budget(tiny):
     assert seen[:4] == ["prefill"] * 3 + ["token"]
 
 
+@pytest.mark.parametrize("prefill_per_step", [0, 256])
+def test_the_batch_never_holds_more_sequences_than_batch_size(tiny, prefill_per_step):
+    """3 prompts x 2 samples in a batch of 4: the last prompt joins only once two of the
+    sequences decoding have finished (each after max_tokens)."""
+    model, tokenizer, prompts = tiny
+    tokenizer.eos_token_ids = set()
+    finished, at_prefill = [], []
+    on_text = lambda p, k, text, num_tokens: finished.append((p, k)) if num_tokens == 5 else None  # noqa: E731
+    on_prefill = lambda done, tokens: at_prefill.append(len(finished))  # noqa: E731
+    config = SamplingConfig(max_tokens=5, batch_size=4, prefill_per_step=prefill_per_step)
+    list(sample(model, tokenizer, prompts, n=2, config=config, on_text=on_text, on_prefill=on_prefill))
+    assert at_prefill == [0, 0, 2 if prefill_per_step else 4]
+
+
 def test_stop_checks_and_max_tokens_finish_sequences_independently(tiny):
     model, tokenizer, prompts = tiny
     stop_early = lambda text: 3 if len(text) >= 5 else None  # noqa: E731 - a stand-in stop check

@@ -1,18 +1,24 @@
-"""Batched sampling: many prompts x many samples per decoding step, over mlx-lm's BatchGenerator.
+"""Batched sampling: many prompts x many samples per decoding step.
 
 One sequence at a time leaves most of a model call's work unused: batch 32 decodes
 several times the tokens per second of a single stream
 (benchmarks/results/sampling_throughput.md), so every model call should carry as many
-sequences as fit. `sample` keeps mlx-lm's continuous batching full: each prompt is prefilled once and
-its KV cache handed to all n samples (mlx-lm copies caches when it merges them into a
-batch), a finished sequence leaves the batch at once (EOS, the caller's stop check, or
-max_tokens) and the next prompt takes its place. Samples are yielded as they finish, so
-the repair loop can sandbox one while the rest are still generating.
+sequences as fit. `sample` keeps the batch full (continuous batching on mlx-lm's batch
+caches, as its `BatchGenerator` does): each prompt is prefilled once and its cache merged
+into the batch once per sample (merging copies it), a finished sequence leaves the batch
+at once (EOS, the caller's stop check, or max_tokens) and the next prompt takes its
+place. Samples are yielded as they finish, so the repair loop can sandbox one while the
+rest are still generating. Each step's tokens are chosen by `choose.py`, not by
+`BatchGenerator`, whose per-token work over the whole vocabulary cost as much as the
+model call on a CPU.
 
 Prefilling a batch's prompts costs minutes on a CPU (a prompt token costs about what a
 generated one does), so decoding does not wait for all of them: the first prompt is
 prefilled alone and decodes at once, and later prompts join the running batch a few
-hundred prompt tokens between two decoding steps (`prefill_per_step`).
+hundred prompt tokens between two decoding steps (`prefill_per_step`). For the same
+reason a prompt that starts like one processed before (a repair or a resample starts
+with its draft's system turn and problem) is prefilled from a copy of that one's cache
+(`Prefixes`).
 
 Every sample carries the log-probability of each of its tokens under the model (before
 temperature or top-p reshape the distribution), so that a selector can prefer the most
@@ -32,13 +38,14 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
 import mlx.core as mx
-from mlx_lm.generate import BatchGenerator
-from mlx_lm.models.cache import make_prompt_cache
-from mlx_lm.sample_utils import make_sampler
+from mlx_lm.generate import wired_limit
+from mlx_lm.models.cache import LRUPromptCache, make_prompt_cache
 
+from mlx_repair.generation.choose import make_chooser
 from mlx_repair.generation.stops import StopCheck
 
 PREFILL_STEP = 2048
+CLEAR_CACHE_STEPS = 512  # as BatchGenerator: buffers of batch shapes no longer used go back
 
 # Told (prompt_index, sample_index, text so far, tokens so far) after each token.
 OnText = Callable[[int, int, str, int], None]
@@ -94,7 +101,8 @@ class SamplingStats:
     """Running totals, updated as samples are yielded; pass the same object to several
     `sample` calls to total them."""
 
-    prompt_tokens: int = 0  # prefilled, once per prompt
+    prompt_tokens: int = 0  # processed, once per prompt
+    reused_tokens: int = 0  # prompt tokens taken from a kept prefix instead (`Prefixes`)
     generated_tokens: int = 0  # every decoded token, EOS included
     seconds: float = 0.0  # wall time so far, prefill included
     prefill_seconds: float = 0.0
@@ -105,6 +113,29 @@ class SamplingStats:
         """Generated tokens per second of wall time: what a user waits for."""
         return self.generated_tokens / self.seconds if self.seconds else 0.0
 
+
+@dataclass
+class Prefixes:
+    """Prompts processed earlier, kept so that a prompt starting with the same tokens is
+    not processed again: mlx-lm's `LRUPromptCache` hands out a copy of the longest kept
+    prefix's cache, cut back to the shared tokens when the cache allows (plain KV caches
+    do; the recurrent state of hybrid models does not, so those reuse only whole kept
+    prompts). One per model: its caches fit no other. `keep`: whether this call's prompts
+    are kept for later ones as well."""
+
+    kept: LRUPromptCache
+    keep: bool = True
+
+    def start(self, model, tokens: list[int]) -> tuple[list, int]:
+        """A cache to process `tokens` into, and how many of them it already holds."""
+        cache, rest = self.kept.fetch_nearest_cache(id(model), tokens) if tokens else (None, tokens)
+        return (make_prompt_cache(model), 0) if cache is None else (cache, len(tokens) - len(rest))
+
+    def add(self, model, tokens: list[int], cache: list) -> None:
+        if self.keep and tokens:
+            self.kept.insert_cache(id(model), tokens, cache)
+
+
 @dataclass
 class _Sequence:
     prompt_index: int
@@ -114,6 +145,17 @@ class _Sequence:
     on_text: OnText | None = None
     tokens: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
+
+    def step(self, token: int, logprob: float, eos: set[int], max_tokens: int) -> Sample | None:
+        """Account one generated token; the finished Sample, or None while it goes on."""
+        if token in eos:
+            return self.finish("eos")
+        cut = self.add(token, logprob)
+        if cut is not None:
+            return self.finish("stop", cut)
+        if len(self.tokens) >= max_tokens:
+            return self.finish("length")
+        return None
 
     def add(self, token: int, logprob: float) -> int | None:
         """Append a token; return the cut position once the stop check says complete.
@@ -135,6 +177,41 @@ class _Sequence:
         return Sample(self.prompt_index, self.sample_index, text[:cut], self.tokens, reason, self.logprobs)
 
 
+@dataclass
+class _Batch:
+    """The sequences decoding together: the model's cache with one row per sequence (mlx-lm's
+    batch caches, which pad rows of different lengths), and the token each row feeds next."""
+
+    cache: list = field(default_factory=list)  # one per layer; empty while nothing decodes
+    inputs: list[int] = field(default_factory=list)
+    sequences: list[_Sequence] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def join(self, cache: list, sequences: list[_Sequence], token: int) -> None:
+        """Add sequences that start from one prompt's cache, each feeding `token` first."""
+        rows = [layer.merge([layer] * len(sequences)) for layer in cache]
+        for layer, new in zip(self.cache, rows):
+            layer.extend(new)
+        self.cache = self.cache or rows
+        self.inputs += [token] * len(sequences)
+        self.sequences += sequences
+
+    def logits(self, model) -> mx.array:
+        return model(mx.array(self.inputs)[:, None], cache=self.cache)[:, -1, :]
+
+    def keep(self, rows: list[int], tokens: list[int]) -> None:
+        """Go on with these rows only, each feeding the token it was just given."""
+        if not rows:
+            self.cache = []
+        elif len(rows) < len(self.sequences):
+            for layer in self.cache:
+                layer.filter(rows)
+        self.sequences = [self.sequences[row] for row in rows]
+        self.inputs = [tokens[row] for row in rows]
+
+
 def sample(
     model,
     tokenizer,
@@ -145,6 +222,7 @@ def sample(
     stats: SamplingStats | None = None,
     on_text: OnText | None = None,
     on_prefill: OnPrefill | None = None,
+    prefixes: Prefixes | None = None,
 ) -> Iterator[Sample]:
     """Yield n samples for every prompt (token ids), in the order they finish.
 
@@ -152,7 +230,8 @@ def sample(
     is updated in place so a caller can show throughput while samples stream in;
     `on_text`, if given, sees each sequence's whole text after every token (uncut: the
     finished Sample's text may be shorter, where the stop check cut it); `on_prefill`,
-    if given, hears of each prompt's prefill (the minutes before the first samples).
+    if given, hears of each prompt's prefill (the minutes before the first samples);
+    `prefixes`, if given, start prompts from kept ones that they begin with.
     """
     config = config or SamplingConfig()
     stats = stats if stats is not None else SamplingStats()
@@ -162,91 +241,66 @@ def sample(
     if any(not prompt for prompt in prompts):
         raise ValueError("every prompt needs at least one token")
 
-    mx.random.seed(config.seed)
-    generator = BatchGenerator(
-        model,
-        max_tokens=config.max_tokens,
-        stop_tokens=[[token] for token in tokenizer.eos_token_ids],
-        sampler=make_sampler(config.temperature, config.top_p),
-        completion_batch_size=config.batch_size,
-        prefill_batch_size=config.batch_size,
-    )
+    choose = make_chooser(config.temperature, config.top_p, config.seed)
+    eos = set(tokenizer.eos_token_ids)
+    batch = _Batch()
     waiting = deque(enumerate(prompts))
-    active: dict[int, _Sequence] = {}
     prompt_tokens = stats.prompt_tokens  # before this call: on_prefill counts this call's
-    # Wall time, the caller's between yields included: mlx-lm evaluates the next step
-    # asynchronously, so that time is not idle.
+    # Wall time, the caller's between yields included.
     clock = time.perf_counter()
-    try:
-        while waiting or active:
-            for index, prompt in _next_prompts(waiting, active, config):
-                for k, uid in enumerate(_insert(generator, model, prompt, n, stats)):
-                    active[uid] = _Sequence(index, k, tokenizer, stops[index], on_text)
+    steps = 0
+    with wired_limit(model):
+        while waiting or batch:
+            for index, prompt in _next_prompts(waiting, batch, config):
+                sequences = [_Sequence(index, k, tokenizer, stops[index], on_text) for k in range(n)]
+                batch.join(_prefill(model, prompt, stats, prefixes), sequences, prompt[-1])
                 if on_prefill is not None:
                     on_prefill(len(prompts) - len(waiting), stats.prompt_tokens - prompt_tokens)
-            responses = generator.next_generated()
-            stats.generated_tokens += len(responses)
+            tokens, logprobs = choose(batch.logits(model))
+            stats.generated_tokens += len(tokens)
             stats.seconds += time.perf_counter() - clock
             clock = time.perf_counter()
             stats.peak_memory_gb = mx.get_peak_memory() / 1e9
-            for response, logprob in zip(responses, _chosen_logprobs(responses)):
-                finished = _step(active[response.uid], response, logprob, generator)
-                if finished is not None:
-                    del active[response.uid]
-                    yield finished
-    finally:
-        generator.close()
+            going, finished = [], []
+            for row, (sequence, token, logprob) in enumerate(zip(batch.sequences, tokens, logprobs)):
+                done = sequence.step(token, logprob, eos, config.max_tokens)
+                if done is None:
+                    going.append(row)
+                else:
+                    finished.append(done)
+            batch.keep(going, tokens)
+            steps += 1
+            if steps % CLEAR_CACHE_STEPS == 0:
+                mx.clear_cache()
+            yield from finished
 
 
-def _next_prompts(waiting: deque, active: dict, config: SamplingConfig) -> Iterator[tuple[int, list[int]]]:
+def _next_prompts(waiting: deque, batch: _Batch, config: SamplingConfig) -> Iterator[tuple[int, list[int]]]:
     """The (index, prompt) pairs to prefill before the next decoding step, taken from
-    `waiting` one at a time (the caller adds each one's sequences to `active` before the
+    `waiting` one at a time (the caller adds each one's sequences to `batch` before the
     next), while the batch has room and the budget is not spent, so at least one. With
     nothing decoding, one prompt: its first tokens come after its own prefill, not after
     the batch's; then `prefill_per_step` prompt tokens' worth per step."""
-    budget = config.prefill_per_step if active else 1
+    budget = config.prefill_per_step if batch else 1
     spent = 0
-    while waiting and len(active) < config.batch_size and not (config.prefill_per_step and spent >= budget):
+    while waiting and len(batch) < config.batch_size and not (config.prefill_per_step and spent >= budget):
         index, prompt = waiting.popleft()
         spent += len(prompt)
         yield index, prompt
 
 
-def _insert(generator: BatchGenerator, model, prompt: list[int], n: int, stats: SamplingStats) -> list[int]:
-    """Prefill all but the last prompt token once, and start n sequences from that cache.
-
-    mlx-lm merges (copies) the caches when it batches sequences, so the n samples can
-    share one cache object; each feeds the last prompt token itself to get its first token.
-    """
+def _prefill(model, prompt: list[int], stats: SamplingStats, prefixes: Prefixes | None) -> list:
+    """The model's cache after all but the last prompt token (each sample feeds that one
+    itself, in its first decoding step), started from a kept prefix when there is one."""
     start = time.perf_counter()
-    cache = make_prompt_cache(model)
-    with mx.stream(generator.stream):
-        context = mx.array(prompt[:-1])
-        for begin in range(0, context.size, PREFILL_STEP):
-            model(context[None, begin : begin + PREFILL_STEP], cache=cache)
-            mx.eval([c.state for c in cache])
+    context = prompt[:-1]
+    cache, reused = prefixes.start(model, context) if prefixes else (make_prompt_cache(model), 0)
+    for begin in range(reused, len(context), PREFILL_STEP):
+        model(mx.array(context[begin : begin + PREFILL_STEP])[None], cache=cache)
+        mx.eval([c.state for c in cache])
+    if prefixes:
+        prefixes.add(model, context, cache)
     stats.prefill_seconds += time.perf_counter() - start
-    stats.prompt_tokens += len(prompt)
-    return generator.insert([prompt[-1:]] * n, caches=[cache] * n)
-
-
-def _chosen_logprobs(responses) -> list[float]:
-    """The log-probability of each response's token, read in one evaluation: each response
-    carries the whole vocabulary's, and reading them one by one would wait once each."""
-    if not responses:
-        return []
-    return mx.stack([response.logprobs[response.token] for response in responses]).tolist()
-
-
-def _step(sequence: _Sequence, response, logprob: float, generator: BatchGenerator) -> Sample | None:
-    """Account one generated token; the finished Sample, or None while it goes on."""
-    if response.finish_reason == "stop":  # the only stop sequences mlx-lm sees are EOS
-        return sequence.finish("eos")
-    cut = sequence.add(response.token, logprob)
-    if cut is not None:
-        if response.finish_reason is None:  # still in mlx-lm's batch: free the slot now
-            generator.remove([response.uid])
-        return sequence.finish("stop", cut)
-    if response.finish_reason == "length":
-        return sequence.finish("length")
-    return None
+    stats.prompt_tokens += len(prompt) - reused
+    stats.reused_tokens += reused
+    return cache

@@ -2,7 +2,9 @@
 
 Requests that share a prompt (the n drafts of one problem) are sent as one prompt with
 n samples, so the prompt is prefilled once; everything else goes to the model together,
-as many sequences per step as the batch holds.
+as many sequences per step as the batch holds. The drafts' processed prompts are kept for
+the stage's later requests: a resample asks with the same prompt, and a repair prompt
+starts with the same system turn and problem, so only the rest of it is processed.
 """
 
 from __future__ import annotations
@@ -10,18 +12,25 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Iterator
 
+from mlx_lm.models.cache import LRUPromptCache
+
 from mlx_repair.config import RepairSection
 from mlx_repair.generation import prompts
 from mlx_repair.generation.extract import extract_code
 from mlx_repair.generation.stops import stop_check
 from mlx_repair.events import PartialText, Prefilling, WritingListener
 from mlx_repair.mining.loop import Output, Request
-from mlx_repair.generation.sampling import SamplingConfig, SamplingStats, sample
+from mlx_repair.generation.sampling import Prefixes, SamplingConfig, SamplingStats, sample
 
 # The second model call (a repair or a resample) when drafts are greedy: greedy repair
 # mostly writes the broken code back (benchmarks/results/measurement_notes.md), and
 # sampling both at one temperature leaves the feedback as the only difference between them.
 SECOND_TRY_TEMPERATURE = 0.8
+# The drafts' prompt caches kept for repairs and resamples: a chunk of problems' worth
+# (one HumanEval prompt is ~6 MB for Qwen 0.5B in float32, ~12 MB for SmolLM2-135M);
+# the oldest go first.
+KEPT_PROMPTS = 256
+KEPT_BYTES = 1 << 30
 
 
 @dataclass
@@ -64,6 +73,7 @@ class MLXWriter:
         self.listener = listener
         self.repair_prompt = repair_prompt  # the mode of repair prompts (prompts.REPAIR_MODES)
         self.stats = SamplingStats()
+        self.kept = LRUPromptCache(max_size=KEPT_PROMPTS, max_bytes=KEPT_BYTES)
 
     def sampling_for(self, kind: str) -> dict:
         return asdict(self._config(kind))
@@ -105,6 +115,7 @@ class MLXWriter:
             stats=self.stats,
             on_text=self._on_text(groups),
             on_prefill=self._on_prefill(kind, len(groups)),
+            prefixes=Prefixes(self.kept, keep=kind == "draft"),  # later prompts start like a draft's
         )
         for result in samples:
             text, members = groups[result.prompt_index]
