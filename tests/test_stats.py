@@ -72,3 +72,10 @@ def test_bootstrap_interval_brackets_the_difference_and_is_seeded():
     assert (low, high) == bootstrap_interval(a, b, rounds=2000, seed=1)
     same_low, same_high = bootstrap_interval(a, a, rounds=500)
     assert same_low == same_high == 0.0
+
+
+def test_counts_of_problems_read_as_words():
+    from mlx_repair.evaluation.metrics import format_value, problems
+
+    assert (problems(1), problems(0), problems(14)) == ("1 problem", "0 problems", "14 problems")
+    assert format_value(1 / 19, 19).endswith("(n=19, 1 problem)")

@@ -105,7 +105,12 @@ def metric_label(key: str) -> str:
 def format_value(value: float, n: int) -> str:
     """A rate with the n it is measured on: 3 of 10 and 30 of 100 are not the same news."""
     count = problem_count(value, n)
-    return f"{100 * value:5.1f}%  (n={n}, {count} problem{'' if count == '1' else 's'})"
+    return f"{100 * value:5.1f}%  (n={n}, {problems(count)})"
+
+
+def problems(count) -> str:
+    """'1 problem', '14 problems': a count of problems as the reports print it."""
+    return f"{count} problem{'' if str(count) == '1' else 's'}"
 
 
 def format_rate(value: float | None, n: int) -> str:

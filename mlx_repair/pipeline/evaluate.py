@@ -20,7 +20,7 @@ from pathlib import Path
 from mlx_repair.config import selected_strategies
 from mlx_repair.console import Console
 from mlx_repair.errors import UserError
-from mlx_repair.evaluation.metrics import format_metric, format_value, gains_over_cold, summarize
+from mlx_repair.evaluation.metrics import format_metric, format_value, gains_over_cold, problems, summarize
 from mlx_repair.evaluation.selection import critic_line, select_samples
 from mlx_repair.events import Log, Selected
 from mlx_repair.mining.loop import LoopConfig
@@ -133,7 +133,7 @@ def show_result(result: dict, rows, console) -> None:
     for attr, label, metric in (("repair", "repair", "repair_pass@1"), ("resample", "resampling", "resample_pass@2")):
         if metric in result["metrics"]:
             gained = gains_over_cold(rows, attr)
-            console.line(f"  gained over cold by {label}: {len(gained)} problems {' '.join(gained)}".rstrip())
+            console.line(f"  gained over cold by {label}: {problems(len(gained))} {' '.join(gained)}".rstrip())
     if result["generated_tokens"]:
         console.line(
             f"  {result['generated_tokens']} tokens generated in {result['seconds']:.0f}s "
