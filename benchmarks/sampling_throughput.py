@@ -1,31 +1,32 @@
-"""Aggregate generation throughput of `mlx_repair.generation.sampling.sample` at batch 1, 8, 16, 32
-against mlx-lm's single-stream `stream_generate`: same model, same process, same sampler.
+"""Decoding throughput of `mlx_repair.generation.sampling.sample` at batch 1, 32, 64 and 128,
+beside what the model call alone allows and beside mlx-lm, all in the same process: the bare
+model forward at the same batch, mlx-lm's `batch_generate` and its single-stream
+`stream_generate`.
 
-Generation on a CPU is memory bound, so a batch reads the weights once for many
-sequences; the issue's goal is >= 8x at batch 32 on the packaged Qwen 0.5B, and a
-0.8B-class model within 6 GB of peak memory. Each batch size runs `batch / n` HumanEval
-draft prompts with `n` samples each (n = 1: every sequence pays its own prefill, the
-drafting case; n = 8: one prefill shared by 8 samples, the sampling case). EOS is
-ignored so that every sequence generates exactly --max-tokens and rows compare equal work.
+Each batch size runs `batch / n` HumanEval draft prompts with n samples each (n samples of
+one prompt share its prefill; n = 1 at batch 1). EOS is ignored so that every sequence
+decodes exactly --max-tokens. `sample` runs the chat stop checks the writer runs,
+evaluated after every token but never cutting, so its rows pay for them. The bare forward
+feeds one token per row over a plain KV cache as long as an average sequence while
+decoding (the prompts' mean length plus half of --max-tokens), with no sampling and no
+Python loop around it: no sampling loop can beat it (`sample`'s batch cache also pads
+prompts of different lengths, which the bare forward does not). `batch_generate` decodes
+the same prompts, each prefilled once beforehand and shared by its n samples.
 
-Two rates per row: "wall" counts prefill time too (what a user waits for; with few
-generated tokens per prompt it is dominated by prefill), "decode" leaves it out (the
-batching gain itself). Peak memory includes the weights.
+The machine may be shared, so at each batch size the variants are alternated --repeats
+times and each one's median run (by decode rate) is kept. Columns: decode tok/s (prompt
+processing left out); "of bare", the rate against the bare forward's at the same batch
+(the goal for `sample`: 0.85 at every batch); "vs single", against `stream_generate`'s
+decode rate in the same rounds; "vs mlx-lm", against `batch_generate`'s; wall tok/s
+counts `sample`'s prefill too (what a user waits for; with few tokens per prompt,
+prefill dominates it); "first s", when the first sample finished. --prefill-per-step
+0,256 gives one `sample` row per prefill schedule (0: every prompt before the first
+decoding step). The GEMM rates at the MLP's shape tell machines apart.
 
-`--prefill-per-step 0,256` compares prefill schedules in the same run: 0 prefills every
-prompt before the first decoding step; 256 (the default) starts decoding after the first
-prompt and prefills about 256 prompt tokens between steps. "first s" is when the first
-sample finished; "vs first schedule" is the wall rate against the first schedule listed,
-at the same batch size. `--repeats` alternates the schedules that many times and keeps
-each one's median run. Use a realistic --max-tokens for this (HumanEval drafts average
-~280 tokens): with 32, a handful of extra, partly filled steps weigh more than they do
-in a real run.
-
-Real Qwen 0.5B decodes a few tokens per second single stream on a 2-core CPU, so the
-defaults take several minutes there; a tiny test model takes seconds:
-    .venv/bin/python benchmarks/sampling_throughput.py                      # packaged Qwen
-    .venv/bin/python benchmarks/sampling_throughput.py --model smollm2-135m-instruct
-    .venv/bin/python benchmarks/sampling_throughput.py --model path/to/mlx-folder --n 8
+Real Qwen 0.5B decodes a few tokens per second single-stream on a 2-core CPU, so a full
+run takes tens of minutes there; SmolLM2 with a few tokens takes minutes:
+    .venv/bin/python benchmarks/sampling_throughput.py --repeats 3 --json out.json   # packaged Qwen
+    .venv/bin/python benchmarks/sampling_throughput.py --model smollm2-135m-instruct --max-tokens 16
     .venv/bin/python benchmarks/sampling_throughput.py --batch-sizes 32 --max-tokens 256 \
         --prefill-per-step 0,256 --repeats 3
 """
@@ -42,18 +43,25 @@ except ImportError:
 import argparse
 import json
 import platform
+import statistics
 import time
 from dataclasses import asdict, dataclass, replace
 
 import mlx.core as mx
-from mlx_lm import stream_generate
+from mlx_lm import batch_generate, stream_generate
+from mlx_lm.models.cache import make_prompt_cache
 from mlx_lm.sample_utils import make_sampler
 
 from mlx_repair.config import DEFAULT_MODEL
-from mlx_repair.model.resolve import load_model
-from mlx_repair.problems import load_problems
 from mlx_repair.generation.prompts import draft_prompt, encode
 from mlx_repair.generation.sampling import SamplingConfig, SamplingStats, sample
+from mlx_repair.generation.stops import StopCheck, stop_check
+from mlx_repair.model.resolve import load_model
+from mlx_repair.problems import load_problems
+
+BARE = "bare forward"
+SINGLE = "stream_generate"
+MLX_LM = "batch_generate"
 
 
 @dataclass
@@ -62,29 +70,29 @@ class Row:
     batch: int
     prompts: int
     tokens: int
-    seconds: float  # prefill included
     decode_seconds: float
-    peak_memory_gb: float
-    first_sample_seconds: float = 0.0  # prefill included
-    wall_ratio: float = 1.0  # tokens/s against the single stream's
-    decode_ratio: float = 1.0
-    schedule_ratio: float = 1.0  # wall tokens/s against the first schedule's at this batch
-
-    @property
-    def wall_rate(self) -> float:
-        return self.tokens / self.seconds
+    seconds: float = 0.0  # `sample`: prefill included
+    first_sample_seconds: float = 0.0  # `sample`: prefill included
+    peak_memory_gb: float = 0.0
+    of_bare: float = 0.0  # decode rate against the bare forward's at this batch
+    vs_single: float = 0.0  # against stream_generate's
+    vs_mlx_lm: float = 0.0  # against batch_generate's
 
     @property
     def decode_rate(self) -> float:
         return self.tokens / self.decode_seconds
 
+    @property
+    def wall_rate(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
 
 def setup_arg_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=DEFAULT_MODEL, help="packaged name, .gguf, MLX folder (default: %(default)s)")
-    parser.add_argument("--batch-sizes", default="1,8,16,32", help="comma-separated batch sizes")
-    parser.add_argument("--n", type=int, default=1, help="samples per prompt sharing one prefill")
-    parser.add_argument("--max-tokens", type=int, default=32, help="tokens generated per sequence")
+    parser.add_argument("--batch-sizes", default="1,32,64,128", help="comma-separated batch sizes")
+    parser.add_argument("--n", type=int, default=8, help="samples per prompt sharing one prefill (at most the batch)")
+    parser.add_argument("--max-tokens", type=int, default=32, help="tokens decoded per sequence")
     parser.add_argument("--temperature", type=float, default=0.8)
     parser.add_argument(
         "--top-p", type=float, default=1.0, help="below 1 adds a full-vocabulary sort per token"
@@ -92,63 +100,134 @@ def setup_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--prefill-per-step",
         default=str(SamplingConfig.prefill_per_step),
-        help="comma-separated prefill schedules to compare (prompt tokens between decoding steps; 0: all first)",
+        help="comma-separated prefill schedules for `sample` (prompt tokens between decoding steps; 0: all first)",
     )
-    parser.add_argument("--repeats", type=int, default=1, help="runs per batch size and schedule, alternated; median kept")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds per batch size, variants alternated; medians kept")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     return parser
 
 
 def single_stream(model, tokenizer, prompt: list[int], max_tokens: int, sampler) -> Row:
-    mx.reset_peak_memory()
+    """mlx-lm's own decode rate, prompt processing left out."""
+    last = None
+    for last in stream_generate(model, tokenizer, prompt, max_tokens=max_tokens, sampler=sampler):
+        pass
+    return Row(SINGLE, 1, 1, last.generation_tokens, last.generation_tokens / last.generation_tps)
+
+
+def bare_forward(model, batch: int, context: int, steps: int) -> Row:
+    """The model call alone: one token per row per step over a `context`-token KV cache."""
+    cache = make_prompt_cache(model)
+    model(mx.array([[1] * context] * batch), cache=cache)
+    mx.eval([c.state for c in cache])
+    step = mx.array([[2]] * batch)
+    mx.eval(model(step, cache=cache))
     start = time.perf_counter()
-    stream = stream_generate(model, tokenizer, prompt, max_tokens=max_tokens, sampler=sampler)
-    responses = list(stream)
-    seconds = time.perf_counter() - start
-    last = responses[-1]  # mlx-lm's own decode rate leaves prompt processing out
-    decode = last.generation_tokens / last.generation_tps
-    return Row("stream_generate", 1, 1, len(responses), seconds, decode, last.peak_memory, seconds)
+    for _ in range(steps):
+        mx.eval(model(step, cache=cache))
+    return Row(BARE, batch, 0, batch * steps, time.perf_counter() - start)
 
 
-def batched(model, tokenizer, prompts: list[list[int]], n: int, config: SamplingConfig) -> Row:
+def sampled(model, tokenizer, prompts, n: int, config: SamplingConfig, stops: list[StopCheck]) -> Row:
     mx.reset_peak_memory()
     stats = SamplingStats()
     start, first = time.perf_counter(), 0.0
-    for _ in sample(model, tokenizer, prompts, n=n, config=config, stats=stats):
+    for _ in sample(model, tokenizer, prompts, n=n, config=config, stops=stops, stats=stats):
         first = first or time.perf_counter() - start
     decode = stats.seconds - stats.prefill_seconds
+    return Row(
+        f"sample p{config.prefill_per_step}", len(prompts) * n, len(prompts), stats.generated_tokens, decode,
+        stats.seconds, first, stats.peak_memory_gb,
+    )
+
+
+def mlx_lm_batch(model, tokenizer, prompts, caches, n: int, max_tokens: int, sampler) -> Row:
+    """batch_generate on the same prompts, each prefilled once (`caches`) and shared by n."""
+    mx.reset_peak_memory()
     batch = len(prompts) * n
-    tokens, seconds, peak = stats.generated_tokens, stats.seconds, stats.peak_memory_gb
-    method = f"sample p{config.prefill_per_step}"
-    return Row(method, batch, len(prompts), tokens, seconds, decode, peak, first)
+    response = batch_generate(
+        model, tokenizer, [prompt[-1:] for prompt in prompts for _ in range(n)], max_tokens=max_tokens,
+        prompt_caches=[cache for cache in caches for _ in range(n)], sampler=sampler,
+        completion_batch_size=batch, prefill_batch_size=batch,
+    )
+    stats = response.stats
+    decode = stats.generation_tokens / stats.generation_tps
+    return Row(MLX_LM, batch, len(prompts), stats.generation_tokens, decode, peak_memory_gb=stats.peak_memory)
 
 
-def compare_schedules(model, tokenizer, prompts, n: int, config: SamplingConfig, schedules: list[int], repeats: int) -> list[Row]:
-    """One row per schedule at this batch size: the median (by wall rate) of `repeats` runs,
-    the schedules alternated so that a machine getting busier slows them alike."""
-    runs: dict[int, list[Row]] = {s: [] for s in schedules}
-    for _ in range(repeats):
-        for schedule in schedules:
-            runs[schedule].append(batched(model, tokenizer, prompts, n, replace(config, prefill_per_step=schedule)))
-    rows = [_median(runs[s]) for s in schedules]
-    for row in rows:
-        row.schedule_ratio = row.wall_rate / rows[0].wall_rate
-    return rows
+def prefilled(model, prompt: list[int]) -> list:
+    """The cache after all but the last prompt token, as `sample` makes it."""
+    cache = make_prompt_cache(model)
+    model(mx.array(prompt[:-1])[None], cache=cache)
+    mx.eval([c.state for c in cache])
+    return cache
+
+
+def never_cut(check: StopCheck) -> StopCheck:
+    """The stop check's work after every token, without its cut: every row decodes max_tokens."""
+
+    def evaluated(text: str) -> None:
+        check(text)
+
+    return evaluated
+
+
+def measure_batch(model, tokenizer, problems, batch: int, schedules: list[int], args) -> list[Row]:
+    """One row per variant at this batch size: each one's median of `args.repeats` rounds."""
+    n = min(args.n, batch)
+    chosen = problems[: batch // n]
+    prompts = [encode(tokenizer, draft_prompt(tokenizer, problem)) for problem in chosen]
+    stops = [never_cut(stop_check(problem, chat=True)) for problem in chosen]
+    caches = [prefilled(model, prompt) for prompt in prompts]
+    context = round(statistics.mean(map(len, prompts))) + args.max_tokens // 2
+    sampler = make_sampler(args.temperature, args.top_p)
+    config = SamplingConfig(args.temperature, args.top_p, args.max_tokens, batch_size=batch)
+    variants = {
+        SINGLE: lambda: single_stream(model, tokenizer, prompts[0], args.max_tokens, sampler),
+        BARE: lambda: bare_forward(model, batch, context, args.max_tokens),
+        **{
+            f"sample p{s}": lambda s=s: sampled(model, tokenizer, prompts, n, replace(config, prefill_per_step=s), stops)
+            for s in schedules
+        },
+        MLX_LM: lambda: mlx_lm_batch(model, tokenizer, prompts, caches, n, args.max_tokens, sampler),
+    }
+    bare_forward(model, batch, context, 2)  # warm-up: kernels for this batch's shapes
+    runs: dict[str, list[Row]] = {name: [] for name in variants}
+    for _ in range(args.repeats):
+        for name, run in variants.items():
+            runs[name].append(run())
+    rows = {name: _median(found) for name, found in runs.items()}
+    for row in rows.values():
+        row.of_bare = row.decode_rate / rows[BARE].decode_rate
+        row.vs_single = row.decode_rate / rows[SINGLE].decode_rate
+        row.vs_mlx_lm = row.decode_rate / rows[MLX_LM].decode_rate
+    return list(rows.values())
 
 
 def _median(rows: list[Row]) -> Row:
-    return sorted(rows, key=lambda r: r.wall_rate)[(len(rows) - 1) // 2]
+    return sorted(rows, key=lambda r: r.decode_rate)[(len(rows) - 1) // 2]
+
+
+def gemm_rate(rows: int, inner: int, outer: int) -> float:
+    """GFLOP/s of one float32 matmul of the MLP's shape."""
+    a, w = mx.random.normal((rows, inner)), mx.random.normal((outer, inner))
+    mx.eval(a, w)
+    for _ in range(3):
+        mx.eval(a @ w.T)
+    start = time.perf_counter()
+    for _ in range(20):
+        mx.eval(a @ w.T)
+    return 2 * rows * inner * outer * 20 / (time.perf_counter() - start) / 1e9
 
 
 def print_table(rows: list[Row]) -> None:
-    print(f"\n{'method':<16}{'batch':>6}{'prompts':>8}{'tokens':>8}{'seconds':>9}{'first s':>9}", end="")
-    print(f"{'wall tok/s':>12}{'vs single':>10}{'decode tok/s':>14}{'vs single':>10}{'peak GB':>9}", end="")
-    print(f"{'vs first schedule':>19}")
+    print(f"\n{'method':<16}{'batch':>6}{'prompts':>8}{'tokens':>8}{'decode tok/s':>14}{'of bare':>9}", end="")
+    print(f"{'vs single':>11}{'vs mlx-lm':>11}{'wall tok/s':>12}{'first s':>9}{'peak GB':>9}")
     for r in rows:
         print(
-            f"{r.method:<16}{r.batch:>6}{r.prompts:>8}{r.tokens:>8}{r.seconds:>9.1f}{r.first_sample_seconds:>9.1f}"
-            f"{r.wall_rate:>12.1f}{r.wall_ratio:>9.1f}x{r.decode_rate:>14.1f}"
-            f"{r.decode_ratio:>9.1f}x{r.peak_memory_gb:>9.2f}{r.schedule_ratio:>18.3f}x"
+            f"{r.method:<16}{r.batch:>6}{r.prompts:>8}{r.tokens:>8}{r.decode_rate:>14.1f}{r.of_bare:>9.2f}"
+            f"{r.vs_single:>10.1f}x{r.vs_mlx_lm:>10.2f}x{r.wall_rate:>12.1f}{r.first_sample_seconds:>9.1f}"
+            f"{r.peak_memory_gb:>9.2f}"
         )
 
 
@@ -156,34 +235,22 @@ def main() -> None:
     args = setup_arg_parser().parse_args()
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     schedules = [int(s) for s in args.prefill_per_step.split(",")]
-    if any(b % args.n for b in batch_sizes):
-        raise SystemExit(f"every batch size must be a multiple of --n {args.n}")
     began = time.perf_counter()
     model, tokenizer = load_model(args.model)
-    tokenizer.eos_token_ids = set()  # every sequence generates exactly max_tokens
-    problems = load_problems("humaneval")[: max(batch_sizes) // args.n]
-    prompts = [encode(tokenizer, draft_prompt(tokenizer, problem)) for problem in problems]
-    sampler = make_sampler(args.temperature, args.top_p)
-    print(f"model {args.model} | BLAS {BLAS} | {platform.machine()} | max_tokens {args.max_tokens}")
-    average = sum(map(len, prompts)) / len(prompts)
-    print(f"prompts: HumanEval draft prompts ({average:.0f} tokens on average), n={args.n} each")
-
-    # Warm-up: MLX compiles CPU kernels with g++ on first use; keep that out of the timings.
-    warm_up = SamplingConfig(args.temperature, args.top_p, max_tokens=2)
-    list(sample(model, tokenizer, prompts[:2], n=1, config=warm_up))
-    single_stream(model, tokenizer, prompts[0], 2, sampler)
-
-    base = single_stream(model, tokenizer, prompts[0], args.max_tokens, sampler)
-    rows = [base]
+    tokenizer.eos_token_ids = set()  # every sequence decodes exactly max_tokens
+    problems = load_problems("humaneval")
+    shape = (model.args.hidden_size, model.args.intermediate_size)
+    print(f"model {args.model} | BLAS {BLAS} | {platform.machine()} | max_tokens {args.max_tokens} | n {args.n}")
+    print(" | ".join(f"GEMM {rows}x{shape[0]}x{shape[1]}: {gemm_rate(rows, *shape):.1f} GFLOP/s" for rows in (32, 256)))
+    rows = []
     for batch in batch_sizes:
-        config = SamplingConfig(args.temperature, args.top_p, args.max_tokens, batch_size=batch)
-        for row in compare_schedules(model, tokenizer, prompts[: batch // args.n], args.n, config, schedules, args.repeats):
-            row.wall_ratio = row.wall_rate / base.wall_rate
-            row.decode_ratio = row.decode_rate / base.decode_rate
-            rows.append(row)
-    print_table(rows)
+        found = measure_batch(model, tokenizer, problems, batch, schedules, args)
+        print_table(found)
+        rows += found
+    best = max((r for r in rows if r.method.startswith("sample")), key=lambda r: r.decode_rate)
+    print(f"\nbest `sample` batch: {best.batch}, {best.decode_rate:.1f} tok/s, {best.vs_single:.1f}x single-stream")
     elapsed = time.perf_counter() - began
-    print(f"\ntotal time {elapsed:.0f} s (model loading and warm-up included)")
+    print(f"total time {elapsed:.0f} s (model loading and warm-up included)")
     if args.json:
         settings = {"model": args.model, "blas": BLAS, "max_tokens": args.max_tokens, "n": args.n, "repeats": args.repeats}
         settings |= {"temperature": args.temperature, "top_p": args.top_p, "seconds": elapsed}

@@ -185,21 +185,37 @@ class _Batch:
     cache: list = field(default_factory=list)  # one per layer; empty while nothing decodes
     inputs: list[int] = field(default_factory=list)
     sequences: list[_Sequence] = field(default_factory=list)
+    joining: list[tuple[list, int]] = field(default_factory=list)  # (prompt cache, rows) not merged in yet
 
     def __len__(self) -> int:
         return len(self.sequences)
 
     def join(self, cache: list, sequences: list[_Sequence], token: int) -> None:
         """Add sequences that start from one prompt's cache, each feeding `token` first."""
-        rows = [layer.merge([layer] * len(sequences)) for layer in cache]
-        for layer, new in zip(self.cache, rows):
-            layer.extend(new)
-        self.cache = self.cache or rows
+        self.joining.append((cache, len(sequences)))
         self.inputs += [token] * len(sequences)
         self.sequences += sequences
 
     def logits(self, model) -> mx.array:
+        self._merge()
         return model(mx.array(self.inputs)[:, None], cache=self.cache)[:, -1, :]
+
+    def _merge(self) -> None:
+        """Copy the rows that joined since the last step into the batch's cache: the new
+        prompts' caches merged once each, then repeated into their samples' rows by one
+        gather (mlx-lm's merge copies row by row, and extending prompt by prompt copied the
+        growing batch each time: seconds at batch 128)."""
+        if not self.joining:
+            return
+        caches = [cache for cache, _ in self.joining]
+        repeat = [k for k, (_, rows) in enumerate(self.joining) for _ in range(rows)]
+        new = [layer.merge([cache[i] for cache in caches]) for i, layer in enumerate(caches[0])]
+        for layer in new if len(repeat) > len(caches) else []:
+            layer.filter(repeat)
+        for layer, rows in zip(self.cache, new):
+            layer.extend(rows)
+        self.cache = self.cache or new
+        self.joining = []
 
     def keep(self, rows: list[int], tokens: list[int]) -> None:
         """Go on with these rows only, each feeding the token it was just given."""

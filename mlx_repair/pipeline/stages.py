@@ -11,7 +11,7 @@ import os
 import re
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from mlx_repair.config import Config
@@ -147,6 +147,9 @@ def run_stage(config: Config, stage: str, side: str, loop_config, console, adapt
     from mlx_repair.sandbox.levels import announcement, isolation
 
     problems, split = problems_for(config, side)
+    # A chunk's drafts go to the model together: enough problems to fill the batch.
+    chunk = max(loop_config.chunk_size, -(-config.sampling.batch_size // loop_config.samples))
+    loop_config = replace(loop_config, chunk_size=chunk)
     settings = settings_of(config, side=side, adapter=adapter, **extra)
     directory = run_dir(config, stage, settings, explicit_dir)
     if warning := quantize_warning(config.run.quantize):
