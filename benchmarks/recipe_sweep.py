@@ -4,7 +4,10 @@ pass@1 on the eval side against the base model, problem by problem.
 
 For each setting it records the best validation loss and its step, whether training
 stopped early, the training time, cold pass@1 with n, and the problems fixed and broken
-against the base with an exact McNemar p. Every stage resumes (the adapters from their
+against the base with an exact McNemar p. With --repair-turn each adapter is evaluated as
+`mlx-repair train` evaluates it (one repair turn and the budget-matched resample beside the
+cold draft): the same run, so `mlx-repair train --out FOLDER` resumes it, and every metric
+gets its comparison with the base. Every stage resumes (the adapters from their
 checkpoints, the evaluations from their stores): re-run the same command to continue.
 
     .venv/bin/python benchmarks/recipe_sweep.py --mine-dir RUN_DIR --out-dir DIR \
@@ -45,6 +48,9 @@ def main() -> None:
     parser.add_argument("--eval-limit", type=int, help="only the first N eval-side problems")
     parser.add_argument("--iters", type=int, default=100, help="training steps at most (early stopping may end sooner)")
     parser.add_argument("--preset", default="cpu")
+    parser.add_argument(
+        "--repair-turn", action="store_true", help="evaluate each adapter with its repair turn and resample, as train does"
+    )
     args = parser.parse_args()
 
     config = Config()
@@ -69,8 +75,9 @@ def main() -> None:
         folder = out_dir / name
         train_config = replace(train_config_of(config), learning_rate=learning_rate, scale=scale)
         manifest = train_stage(config, split, dataset, folder, train_config, console).manifest
-        adapted = evaluate_model(eval_config, "eval", adapter=str(folder), repair=False, console=console)
-        (cold,) = [c for c in compare_results(base, adapted) if c.metric == "cold_pass@1"]
+        adapted = evaluate_model(eval_config, "eval", adapter=str(folder), repair=args.repair_turn, console=console)
+        compared = {c.metric: c for c in compare_results(base, adapted)}
+        cold = compared["cold_pass@1"]
         metrics = manifest["metrics"]
         results["settings"][name] = {
             "learning_rate": learning_rate,
@@ -85,9 +92,11 @@ def main() -> None:
             "fixed": cold.fixed,
             "broken": cold.broken,
             "p_value": cold.p_value,
+            "against_base": {metric: c.describe() for metric, c in compared.items()},
         }
         (out_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-        print(f"{name}: {cold.describe()}", flush=True)
+        for comparison in compared.values():
+            print(f"{name}: {comparison.describe()}", flush=True)
 
 
 if __name__ == "__main__":

@@ -151,3 +151,15 @@ def test_eval_selects_by_a_critic_end_to_end(tiny_sampler_dir, tmp_path, monkeyp
     assert all(row["critic"] is not None for p in selection["problems"] for row in p["candidates"])
     printed = capsys.readouterr()
     assert "critic AUROC" in printed.err and "critic: critic\n" in printed.out  # train-critic's folder, on stdout
+
+
+def test_the_critic_asks_about_a_go_sample_in_go_words():
+    from mlx_repair.generation.go_prompts import SYSTEM as GO_SYSTEM
+    from mlx_repair.problems import Problem
+    from mlx_repair.training.critic import critic_messages
+
+    problem = Problem("Go/0", "package main\n\nfunc Double(x int) int {\n", "Double", "", language="go")
+    system, user = critic_messages(problem, "func Double(x int) int { return 2 * x }")
+    assert system["content"] == GO_SYSTEM
+    assert "A Go function" in user["content"] and user["content"].count("```go\n") == 2
+    assert "python" not in user["content"].lower()

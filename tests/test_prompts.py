@@ -344,3 +344,29 @@ def test_every_repair_mode_has_its_own_fingerprint():
     assert prints["code"] == "b9e738a02b15"  # the prompts of stores made before modes existed
     with pytest.raises(ValueError, match="repair prompt mode"):
         repair_messages(PROBLEM, FAILING, FACTS, "hint")
+
+
+GO_PROBLEM = Problem("Go/0", "package main\n\n// Double returns 2x.\nfunc Double(x int) int {\n", "Double", "", language="go")
+MATH_PROBLEM = Problem("Math/0", "What is 1/2 + 1/3?", "", "5/6", domain="math")
+
+
+def test_go_and_math_wording_reach_the_fingerprint_of_runs_that_hold_them(monkeypatch):
+    from mlx_repair.generation import go_prompts, math_prompts
+
+    python_only = fingerprint("facts", [PROBLEM])
+    with_go, with_math = fingerprint("facts", [PROBLEM, GO_PROBLEM]), fingerprint("facts", [MATH_PROBLEM])
+    assert python_only == fingerprint("facts")  # a Python run keeps the hash it had
+    assert len({python_only, with_go, with_math}) == 3
+    monkeypatch.setattr(go_prompts, "ANSWER_FORMAT", go_prompts.ANSWER_FORMAT + " Explain nothing.")
+    monkeypatch.setattr(math_prompts, "SYSTEM", math_prompts.SYSTEM + " Be brief.")
+    assert fingerprint("facts", [GO_PROBLEM]) != with_go
+    assert fingerprint("facts", [MATH_PROBLEM]) != with_math
+    assert fingerprint("facts", [PROBLEM]) == python_only
+
+
+def test_invent_requests_have_a_fingerprint_that_follows_their_wording(monkeypatch):
+    from mlx_repair.generation import invent_prompts
+
+    before = invent_prompts.fingerprint()
+    monkeypatch.setitem(invent_prompts.CODE_LEVELS, 3, "a function with a trap")
+    assert invent_prompts.fingerprint() != before

@@ -9,6 +9,7 @@ import sys
 import math
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ from mlx_repair.events import (
     StageStarted,
     TrainStep,
 )
+from mlx_repair.generation import math_prompts
 from mlx_repair.mining.loop import LoopConfig, run_loop
 from mlx_repair.sandbox import Pool
 from mlx_repair.mining.store import Attempt, Store
@@ -700,3 +702,22 @@ def test_snapshot_candidates(selection_run_dir, snap_compare):
 
     assert snap_compare(eval_replay_app(run_dir), terminal_size=SIZE, run_before=ready)
 
+
+
+@pytest.mark.parametrize(
+    "prompt, lexer",
+    [
+        ("Complete the following Go function.\n\n```go\npackage main\n", "go"),
+        ("package main\n\n// Double returns 2x.\nfunc Double(x int) int {\n", "go"),  # a base model's prompt
+        ("Complete the following Python function.\n\n```python\ndef f(x):\n", "python"),
+        ("def f(x):\n    \"\"\"Doc.\"\"\"\n", "python"),
+        ("", "python"),
+        (f"What is 1/2 + 1/3?\n\n{math_prompts.ANSWER_FORMAT}", "text"),
+    ],
+)
+def test_the_code_pane_highlights_an_attempt_in_the_language_its_prompt_asked_for(prompt, lexer):
+    from mlx_repair.tui import render
+
+    shown = replace(attempt("draft", False, code="x = 1"), prompt=prompt)
+    assert render.language_of(shown) == lexer
+    assert render.code(shown).lexer.name.lower() == {"text": "text only"}.get(lexer, lexer)

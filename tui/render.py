@@ -7,6 +7,7 @@ and tests can read what a pane will show.
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Sequence
 
 from rich.console import Group, RenderableType
@@ -15,11 +16,14 @@ from rich.table import Table
 from rich.text import Text
 
 from mlx_repair.events import PartialText
+from mlx_repair.generation import math_prompts
 from mlx_repair.mining.store import Attempt
 
 from mlx_repair.tui.state import MARKS, Counters
 
 CELL_CHARS = 60  # a huge input or output is cut in its cell (the stored verdict keeps it whole)
+FENCE = re.compile(r"```(\w+)")
+GO_PACKAGE = re.compile(r"^package \w+", re.M)
 
 
 def status_mark(status: str) -> Text:
@@ -47,7 +51,18 @@ def _which(item: Attempt | PartialText) -> str:
 def code(attempt: Attempt) -> RenderableType:
     if not attempt.code.strip():
         return Text("(no code could be extracted from the model's output)", style="italic dim")
-    return Syntax(attempt.code, "python", line_numbers=True, word_wrap=False, theme="ansi_dark")
+    return Syntax(attempt.code, language_of(attempt), line_numbers=True, word_wrap=False, theme="ansi_dark")
+
+
+def language_of(attempt: Attempt) -> str:
+    """The lexer for an attempt's code, read from the prompt it answered: the fence the
+    chat prompt asked for; a base model's Go prompt by its package clause; a math answer
+    (its prompt asks for the answer line) is plain text; anything else is Python."""
+    if fence := FENCE.search(attempt.prompt):
+        return fence.group(1)
+    if GO_PACKAGE.search(attempt.prompt):
+        return "go"
+    return "text" if math_prompts.ANSWER_FORMAT in attempt.prompt else "python"
 
 
 def writing(partial: PartialText) -> RenderableType:

@@ -10,6 +10,8 @@ repeat: near-copies are rejected afterwards anyway, and each one costs a model c
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 
 INVENT_CODE = "invent-code"
@@ -70,6 +72,12 @@ def _taken(names: list[str]) -> str:
     if not names:
         return ""
     return "Already written, so write something different from: " + "; ".join(names[-8:]) + ".\n"
+
+
+def fingerprint() -> str:
+    """A short hash of the requests' wording at every level, recorded by invent runs."""
+    requests = [[code_request(level, 0, ["taken"]), math_request(level, 0, ["taken"])] for level in CODE_LEVELS]
+    return hashlib.sha256(json.dumps([SYSTEM, requests]).encode()).hexdigest()[:12]
 
 
 def draft_messages(problem) -> list[dict]:

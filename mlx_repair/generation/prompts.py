@@ -25,7 +25,7 @@ import ast
 import hashlib
 import json
 import textwrap
-from typing import NamedTuple
+from typing import Iterable, NamedTuple
 
 from mlx_repair.config import REPAIR_MODES, RepairSection
 from mlx_repair.generation import go_prompts, invent_prompts, math_prompts
@@ -140,14 +140,30 @@ def without_docstrings(code: str) -> str:
     return "".join(line for number, line in enumerate(lines) if number not in dropped)
 
 
-def fingerprint(mode: str = DEFAULT_MODE) -> str:
-    """A short hash of the prompts' wording in this repair mode. Runs record it, so a
-    store filled with other prompts is not resumed as if it were the same experiment."""
-    probe = Problem("probe", 'def f(x):\n    """Doc."""\n', "f", "")
+PROBES = {
+    ("python", "code"): Problem("probe", 'def f(x):\n    """Doc."""\n', "f", ""),
+    (GO, "code"): Problem("probe", "package main\n\n// F doc.\nfunc F(x int) int {\n", "F", "", language=GO),
+    ("python", MATH): Problem("probe", "What is 1/3 + 1/3?", "", "2/3", domain=MATH),
+}
+
+
+def fingerprint(mode: str = DEFAULT_MODE, problems: Iterable[Problem] = ()) -> str:
+    """A short hash of the prompts' wording in this repair mode: Python's always, and Go's
+    or math's when `problems` hold such problems (so a Python run keeps its hash). Runs
+    record it, so a store filled with other prompts is not resumed as if it were the same
+    experiment."""
+    kinds = sorted({(p.language, p.domain) for p in problems} - {("python", "code")})
+    texts = [_wording(PROBES[kind], mode) for kind in [("python", "code"), *kinds] if kind in PROBES]
+    return hashlib.sha256("".join(texts).encode()).hexdigest()[:12]
+
+
+def _wording(probe: Problem, mode: str) -> str:
     attempt = ("def f(x):\n    return x", "Got: 1")
     shown = [draft_messages(probe), repair_messages(probe, *attempt, mode)]
-    text = json.dumps([shown, base_repair_text(probe, *attempt, mode)])
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+    base = [base_repair_text(probe, *attempt, mode)]
+    if probe.domain == MATH:  # a base model's math draft has its own layout too
+        base.insert(0, math_prompts.base_draft_text(probe))
+    return json.dumps([shown, *base])
 
 
 def is_chat_model(tokenizer) -> bool:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from mlx_repair.console import Console
 from mlx_repair.events import Log, StageFinished, StageStarted
+from mlx_repair.generation import invent_prompts
 from mlx_repair.generation.invent_prompts import INVENT_CODE, INVENT_MATH, LEVELS, code_request, math_request
 from mlx_repair.mining.loop import LoopConfig, Request, run_loop
 from mlx_repair.mining.store import Invention, Store
@@ -93,8 +94,12 @@ def invent(config, count: int, run_dir_=None, console=None) -> Path:
 
 def invent_settings(config) -> dict:
     """What decides an invent run's outputs: the model, sampling (at the invent
-    temperature), sandbox, `[invent]` but its count (a larger count continues the run)."""
-    settings = settings_of(solving_config(config), invent={k: v for k, v in asdict(config.invent).items() if k != "count"})
+    temperature), sandbox, `[invent]` but its count (a larger count continues the run),
+    and the wording of the requests and of the solving prompts in the run's domain."""
+    solved = [Problem("probe", "", "", "", domain=config.invent.domain)]
+    invent = {k: v for k, v in asdict(config.invent).items() if k != "count"}
+    settings = settings_of(solving_config(config), solved, invent=invent)
+    settings["invent_prompts"] = invent_prompts.fingerprint()
     for key in ("problems", "limit", "eval_fraction"):
         settings["run"].pop(key)
     return settings

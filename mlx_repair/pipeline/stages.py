@@ -52,7 +52,7 @@ def run_dir(config: Config, stage: str, settings: dict, explicit: str | None = N
     return Path(config.run.out_dir) / f"{stage}-{model}-{digest}"
 
 
-def settings_of(config: Config, **extra) -> dict:
+def settings_of(config: Config, problems=(), **extra) -> dict:
     """The settings that decide a loop stage's results (and so its directory and store),
     the prompts' wording included. `[train]` is left out: it shapes the adapter, not the
     drafts and repairs, and the train job reaches its stages through `run.limit`. So is
@@ -61,13 +61,13 @@ def settings_of(config: Config, **extra) -> dict:
     stored drafts after the loop, `[invent]`, whose problems reach a stage through
     `run.problems` (and whose own job names its settings), and the sandbox's isolation
     level: it decides where candidates run, not what they return, and every verdict
-    records it."""
+    records it. The prompts' fingerprint covers the languages and domains of `problems`."""
     from mlx_repair.generation.prompts import fingerprint
 
     left_out = ("train", "mine", "select", "invent")
     sections = {name: value for name, value in asdict(config).items() if name not in left_out}
     sections["sandbox"].pop("isolation")
-    return {**sections, **extra, "prompts": fingerprint(config.repair.prompt)}
+    return {**sections, **extra, "prompts": fingerprint(config.repair.prompt, problems)}
 
 
 def sandbox_pool(config: Config):
@@ -150,7 +150,7 @@ def run_stage(config: Config, stage: str, side: str, loop_config, console, adapt
     # A chunk's drafts go to the model together: enough problems to fill the batch.
     chunk = max(loop_config.chunk_size, -(-config.sampling.batch_size // loop_config.samples))
     loop_config = replace(loop_config, chunk_size=chunk)
-    settings = settings_of(config, side=side, adapter=adapter, **extra)
+    settings = settings_of(config, problems, side=side, adapter=adapter, **extra)
     directory = run_dir(config, stage, settings, explicit_dir)
     if warning := quantize_warning(config.run.quantize):
         console.show(Log(warning))

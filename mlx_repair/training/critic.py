@@ -38,7 +38,7 @@ from mlx_repair.config import CRITIC_KINDS
 from mlx_repair.errors import UserError
 from mlx_repair.events import Log, TrainStep
 from mlx_repair.evaluation.stats import auroc
-from mlx_repair.generation.prompts import SYSTEM
+from mlx_repair.generation.prompts import words
 from mlx_repair.mining.dataset import Dataset, MixConfig, split_tasks
 from mlx_repair.problems import Problem
 from mlx_repair.training.checkpoints import RunState, atomic_safetensors, atomic_write_text
@@ -93,11 +93,12 @@ class CriticConfig:
 
 def critic_messages(problem: Problem, code: str) -> list[dict]:
     """The chat turn the critic answers: the problem as the generator saw it, a sample."""
+    said = words(problem)
     user = (
-        f"A Python function to complete:\n\n```python\n{problem.prompt.rstrip()}\n```\n\n"
-        f"A candidate solution:\n\n```python\n{code.rstrip()}\n```\n\n{QUESTION}"
+        f"A {said.name} function to complete:\n\n```{said.fence}\n{problem.prompt.rstrip()}\n```\n\n"
+        f"A candidate solution:\n\n```{said.fence}\n{code.rstrip()}\n```\n\n{QUESTION}"
     )
-    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+    return [{"role": "system", "content": said.system}, {"role": "user", "content": user}]
 
 
 def critic_record(problem: Problem, example: Example) -> dict:
