@@ -69,7 +69,9 @@ def main() -> None:
     # The base with its repair turn, as `train` evaluates it: the same run (and store) as
     # `mlx-repair eval` with these settings, so that one is resumed, not redone.
     base = evaluate_model(eval_config, "eval", console=console)
-    results = {"dataset": dataset.counts, "base": base["metrics"], "n": base["n"], "settings": {}}
+    results_file = out_dir / "results.json"
+    earlier = json.loads(results_file.read_text())["settings"] if results_file.exists() else {}  # other settings' runs
+    results = {"dataset": dataset.counts, "base": base["metrics"], "n": base["n"], "settings": earlier}
     for learning_rate, scale in settings(args.settings):
         name = f"lr{learning_rate:g}-scale{scale:g}"
         folder = out_dir / name
@@ -81,6 +83,7 @@ def main() -> None:
         metrics = manifest["metrics"]
         results["settings"][name] = {
             "learning_rate": learning_rate,
+            "repair_turn": args.repair_turn,
             "scale": scale,
             "best_step": metrics["best_step"],
             "best_val_loss": metrics["best_val_loss"],
@@ -94,7 +97,7 @@ def main() -> None:
             "p_value": cold.p_value,
             "against_base": {metric: c.describe() for metric, c in compared.items()},
         }
-        (out_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+        results_file.write_text(json.dumps(results, indent=1) + "\n")
         for comparison in compared.values():
             print(f"{name}: {comparison.describe()}", flush=True)
 
