@@ -38,7 +38,7 @@ from typing import Iterable
 from mlx_repair.config import RepairSection
 from mlx_repair.errors import UserError
 from mlx_repair.problems import MATH, Problem
-from mlx_repair.generation.prompts import draft_messages, repair_messages, shows_code, words
+from mlx_repair.generation.prompts import draft_messages, repair_messages, shows_code, without_docs, words
 from mlx_repair.mining.pairing import kind_counts
 from mlx_repair.mining.store import PAIR_KINDS, Attempt, Pair, Store
 
@@ -65,6 +65,10 @@ class MixConfig:
     # The repair prompt mode of the loop that will use the adapter (prompts.REPAIR_MODES):
     # records show exactly that prompt.
     prompt_mode: str = RepairSection.prompt
+    # False: answers leave out the docstrings (Go: doc comments) that the prompt already
+    # holds. A sample that copies the problem's docstring spends most of its answer tokens,
+    # and so most of the loss, on copying (benchmarks/results/learning_signal_qwen0.5b.md).
+    answer_docstrings: bool = True
     # A near-copy fix passed hidden tests its broken code failed: a one-line bug fix.
     # Kept by default; False trains on larger edits only.
     include_near_copies: bool = True
@@ -139,8 +143,8 @@ def build_dataset(store: Store, problems: Iterable[Problem], config: MixConfig |
     }
     available = kind_counts(pairs)
     return Dataset(
-        train=[record(p, by_id[p.task_id], attempts, config.prompt_mode) for p in sides["train"]],
-        valid=[record(p, by_id[p.task_id], attempts, config.prompt_mode) for p in sides["valid"]],
+        train=[record(p, by_id[p.task_id], attempts, config.prompt_mode, config.answer_docstrings) for p in sides["train"]],
+        valid=[record(p, by_id[p.task_id], attempts, config.prompt_mode, config.answer_docstrings) for p in sides["valid"]],
         train_tasks=train_tasks,
         valid_tasks=valid_tasks,
         counts={side: kind_counts(chosen) for side, chosen in sides.items()},
@@ -212,9 +216,11 @@ def _shuffled(pairs: list[Pair], rng: random.Random) -> list[Pair]:
     return ordered
 
 
-def record(pair: Pair, problem: Problem, attempts: dict[int, Attempt], mode: str = RepairSection.prompt) -> dict:
+def record(
+    pair: Pair, problem: Problem, attempts: dict[int, Attempt], mode: str = RepairSection.prompt, docstrings: bool = True
+) -> dict:
     """One chat record: the user turn the loop showed (in repair prompt `mode`), the code
-    as the answer."""
+    as the answer (without the docstrings the prompt holds, unless `docstrings`)."""
     fixed = attempts[pair.fixed_id].code
     if pair.kind == "solve":
         messages = draft_messages(problem)
@@ -223,11 +229,15 @@ def record(pair: Pair, problem: Problem, attempts: dict[int, Attempt], mode: str
     else:  # repair, garbage: the broken code and the feedback it got
         messages = repair_messages(problem, attempts[pair.broken_id].code, pair.feedback, mode)
     return {
-        "messages": [*messages, answer_message(fixed, problem)],
+        "messages": [*messages, answer_message(_answer(fixed, problem, docstrings), problem)],
         "task_id": pair.task_id,
         "kind": pair.kind,
         "provenance": pair.provenance,
     }
+
+
+def _answer(code: str, problem: Problem, docstrings: bool) -> str:
+    return code if docstrings or problem.domain == MATH else without_docs(problem, code)
 
 
 def answer_message(code: str, problem: Problem | None = None) -> dict:

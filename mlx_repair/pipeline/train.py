@@ -108,7 +108,7 @@ def mix_of(config) -> MixConfig:
     t = config.train
     return MixConfig(
         min_pairs=t.min_pairs, keep_ratio=t.keep_ratio, solve_ratio=t.solve_ratio,
-        pairs_per_problem=t.pairs_per_problem, prompt_mode=config.repair.prompt,
+        pairs_per_problem=t.pairs_per_problem, prompt_mode=config.repair.prompt, answer_docstrings=t.answer_docstrings,
     )
 
 
