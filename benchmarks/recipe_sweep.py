@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=100, help="training steps at most (early stopping may end sooner)")
     parser.add_argument("--preset", default="cpu")
     parser.add_argument(
-        "--no-answer-docstrings", action="store_true", help="answers leave out the docstrings the prompt holds"
+        "--answer-docstrings", action="store_true", help="answers keep the docstrings the prompt holds (the old records)"
     )
     parser.add_argument(
         "--repair-turn", action="store_true", help="evaluate each adapter with its repair turn and resample, as train does"
@@ -59,7 +59,7 @@ def main() -> None:
     config = Config()
     config.run.model, config.run.problems = args.model, args.problems
     config.repair.prompt, config.train.preset, config.train.iters = args.repair_prompt, args.preset, args.iters
-    config.train.answer_docstrings = not args.no_answer_docstrings
+    config.train.answer_docstrings = args.answer_docstrings
     eval_config = replace(config, run=replace(config.run, limit=args.eval_limit))
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -77,7 +77,7 @@ def main() -> None:
     earlier = json.loads(results_file.read_text())["settings"] if results_file.exists() else {}  # other settings' runs
     results = {"dataset": dataset.counts, "base": base["metrics"], "n": base["n"], "settings": earlier}
     for learning_rate, scale in settings(args.settings):
-        name = f"lr{learning_rate:g}-scale{scale:g}" + ("-no-docstrings" if args.no_answer_docstrings else "")
+        name = f"lr{learning_rate:g}-scale{scale:g}" + ("" if args.answer_docstrings else "-no-docstrings")
         folder = out_dir / name
         train_config = replace(train_config_of(config), learning_rate=learning_rate, scale=scale)
         manifest = train_stage(config, split, dataset, folder, train_config, console).manifest
@@ -88,7 +88,7 @@ def main() -> None:
         results["settings"][name] = {
             "learning_rate": learning_rate,
             "repair_turn": args.repair_turn,
-            "answer_docstrings": not args.no_answer_docstrings,
+            "answer_docstrings": args.answer_docstrings,
             "scale": scale,
             "best_step": metrics["best_step"],
             "best_val_loss": metrics["best_val_loss"],

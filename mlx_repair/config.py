@@ -166,7 +166,7 @@ class TrainSection:
     keep_ratio: float = 0.5  # keep records per repair record
     solve_ratio: float = 0.25  # solve records per repair record
     pairs_per_problem: int = 2  # at most this many records of each kind per mined problem
-    answer_docstrings: bool = True  # false: answers leave out the docstrings the prompt holds
+    answer_docstrings: bool = False  # true: answers keep the docstrings the prompt holds
     control: str | None = None  # "garbage": also train and evaluate the same-shape control
 
 

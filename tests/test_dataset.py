@@ -217,7 +217,7 @@ def test_a_prompt_without_code_trains_that_prompt_and_gives_the_keep_share_to_so
     assert "3 * x" not in shown and FEEDBACK in shown
 
 
-def test_answers_leave_out_the_prompts_docstrings_only_when_asked(tmp_path):
+def test_answers_leave_out_the_prompts_docstrings_unless_asked_to_keep_them(tmp_path):
     with Store.open(tmp_path / "run") as store:
         store.start_run("r", "tiny", "test", {}, {"train": [p.task_id for p in PROBLEMS], "eval": []})
         for p in PROBLEMS:
@@ -226,8 +226,8 @@ def test_answers_leave_out_the_prompts_docstrings_only_when_asked(tmp_path):
             fixed = _attempt(store, p.task_id, "draft", 1, f"{head} 2 * x\n", True)
             store.add_pair(Pair(p.task_id, "repair", fixed.id, FEEDBACK, broken.id, provenance="resample"))
             store.add_pair(Pair(p.task_id, "solve", fixed.id, ""))
-        whole = build_dataset(store, PROBLEMS, MixConfig(valid_fraction=0))
-        short = build_dataset(store, PROBLEMS, MixConfig(valid_fraction=0, answer_docstrings=False))
+        whole = build_dataset(store, PROBLEMS, MixConfig(valid_fraction=0, answer_docstrings=True))
+        short = build_dataset(store, PROBLEMS, MixConfig(valid_fraction=0))
     assert {r["kind"] for r in short.train} == {"repair", "solve"}
     for kept, left_out in zip(whole.train, short.train):
         assert kept["messages"][:-1] == left_out["messages"][:-1]  # the same turns the loop shows

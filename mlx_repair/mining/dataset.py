@@ -65,10 +65,11 @@ class MixConfig:
     # The repair prompt mode of the loop that will use the adapter (prompts.REPAIR_MODES):
     # records show exactly that prompt.
     prompt_mode: str = RepairSection.prompt
-    # False: answers leave out the docstrings (Go: doc comments) that the prompt already
-    # holds. A sample that copies the problem's docstring spends most of its answer tokens,
-    # and so most of the loss, on copying (benchmarks/results/learning_signal_qwen0.5b.md).
-    answer_docstrings: bool = True
+    # Answers leave out the docstrings (Go: doc comments) that the prompt already holds
+    # unless this is True. A sample that copies the problem's docstring spends most of its
+    # answer tokens, and so most of the loss, on copying; trained on that, Qwen 0.5B learned
+    # to repeat docstrings (benchmarks/results/learning_signal_qwen0.5b.md).
+    answer_docstrings: bool = False
     # A near-copy fix passed hidden tests its broken code failed: a one-line bug fix.
     # Kept by default; False trains on larger edits only.
     include_near_copies: bool = True
