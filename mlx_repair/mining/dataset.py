@@ -144,8 +144,8 @@ def build_dataset(store: Store, problems: Iterable[Problem], config: MixConfig |
     }
     available = kind_counts(pairs)
     return Dataset(
-        train=[record(p, by_id[p.task_id], attempts, config.prompt_mode, config.answer_docstrings) for p in sides["train"]],
-        valid=[record(p, by_id[p.task_id], attempts, config.prompt_mode, config.answer_docstrings) for p in sides["valid"]],
+        train=[record(p, by_id[p.task_id], attempts, config) for p in sides["train"]],
+        valid=[record(p, by_id[p.task_id], attempts, config) for p in sides["valid"]],
         train_tasks=train_tasks,
         valid_tasks=valid_tasks,
         counts={side: kind_counts(chosen) for side, chosen in sides.items()},
@@ -217,12 +217,11 @@ def _shuffled(pairs: list[Pair], rng: random.Random) -> list[Pair]:
     return ordered
 
 
-def record(
-    pair: Pair, problem: Problem, attempts: dict[int, Attempt], mode: str = RepairSection.prompt, docstrings: bool = True
-) -> dict:
-    """One chat record: the user turn the loop showed (in repair prompt `mode`), the code
-    as the answer (without the docstrings the prompt holds, unless `docstrings`)."""
-    fixed = attempts[pair.fixed_id].code
+def record(pair: Pair, problem: Problem, attempts: dict[int, Attempt], config: MixConfig) -> dict:
+    """One chat record: the user turn the loop showed (in the config's repair prompt mode),
+    the code as the answer (without the docstrings the prompt holds, unless the config
+    keeps them)."""
+    mode, fixed = config.prompt_mode, attempts[pair.fixed_id].code
     if pair.kind == "solve":
         messages = draft_messages(problem)
     elif pair.kind == "keep":
@@ -230,7 +229,7 @@ def record(
     else:  # repair, garbage: the broken code and the feedback it got
         messages = repair_messages(problem, attempts[pair.broken_id].code, pair.feedback, mode)
     return {
-        "messages": [*messages, answer_message(_answer(fixed, problem, docstrings), problem)],
+        "messages": [*messages, answer_message(_answer(fixed, problem, config.answer_docstrings), problem)],
         "task_id": pair.task_id,
         "kind": pair.kind,
         "provenance": pair.provenance,
