@@ -66,8 +66,8 @@ class MixConfig:
     # records show exactly that prompt.
     prompt_mode: str = RepairSection.prompt
     # Answers leave out the docstrings (Go: doc comments) that the prompt already holds
-    # unless this is True. A sample that copies the problem's docstring spends most of its
-    # answer tokens, and so most of the loss, on copying; trained on that, Qwen 0.5B learned
+    # unless this is True. A sample that copies the problem's docstring spends about half of
+    # its answer, and of the loss, on copying; trained on that, Qwen 0.5B learned
     # to repeat docstrings (benchmarks/results/learning_signal_qwen0.5b.md).
     answer_docstrings: bool = False
     # A near-copy fix passed hidden tests its broken code failed: a one-line bug fix.
