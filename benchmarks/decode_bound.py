@@ -24,6 +24,7 @@ from mlx_lm.sample_utils import make_sampler  # noqa: E402
 from mlx_repair.generation import prompts  # noqa: E402
 from mlx_repair.model.resolve import load_model  # noqa: E402
 from mlx_repair.problems import load_problems  # noqa: E402
+from sampling_throughput import gemm_rate  # noqa: E402  (benchmarks/ is the script's path)
 
 CONTEXT = 200  # KV cache length the decode steps attend over
 STEPS = 10
@@ -51,17 +52,6 @@ def single_stream(model, tokenizer, prompt: list[int]) -> float:
     return last.generation_tps
 
 
-def gemm_rate(rows: int) -> float:
-    a, w = mx.random.normal((rows, 896)), mx.random.normal((4864, 896))
-    mx.eval(a, w)
-    for _ in range(3):
-        mx.eval(a @ w.T)
-    start = time.perf_counter()
-    for _ in range(50):
-        mx.eval(a @ w.T)
-    return 2 * rows * 896 * 4864 * 50 / (time.perf_counter() - start) / 1e9
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -80,7 +70,7 @@ def main() -> None:
           f" {2 * params * b / 1e9:.1f} GFLOP/s at 2 x {params / 1e6:.0f}M params per token")
     print(f"ceiling on the batch-32 speed-up: {b / s:.1f}x (medians of {args.repeats})")
     for rows in (32, 256):
-        print(f"GEMM {rows}x896x4864: {gemm_rate(rows):.1f} GFLOP/s")
+        print(f"GEMM {rows}x896x4864: {gemm_rate(rows, 896, 4864, repeats=50):.1f} GFLOP/s")
 
 
 if __name__ == "__main__":

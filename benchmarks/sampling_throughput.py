@@ -208,16 +208,16 @@ def _median(rows: list[Row]) -> Row:
     return sorted(rows, key=lambda r: r.decode_rate)[(len(rows) - 1) // 2]
 
 
-def gemm_rate(rows: int, inner: int, outer: int) -> float:
-    """GFLOP/s of one float32 matmul of the MLP's shape."""
+def gemm_rate(rows: int, inner: int, outer: int, repeats: int = 20) -> float:
+    """GFLOP/s of one float32 matmul of the MLP's shape (decode_bound.py uses it too)."""
     a, w = mx.random.normal((rows, inner)), mx.random.normal((outer, inner))
     mx.eval(a, w)
     for _ in range(3):
         mx.eval(a @ w.T)
     start = time.perf_counter()
-    for _ in range(20):
+    for _ in range(repeats):
         mx.eval(a @ w.T)
-    return 2 * rows * inner * outer * 20 / (time.perf_counter() - start) / 1e9
+    return 2 * rows * inner * outer * repeats / (time.perf_counter() - start) / 1e9
 
 
 def print_table(rows: list[Row]) -> None:
