@@ -210,8 +210,9 @@ class _Batch:
         caches = [cache for cache, _ in self.joining]
         repeat = [k for k, (_, rows) in enumerate(self.joining) for _ in range(rows)]
         new = [layer.merge([cache[i] for cache in caches]) for i, layer in enumerate(caches[0])]
-        for layer in new if len(repeat) > len(caches) else []:
-            layer.filter(repeat)
+        if len(repeat) > len(caches):  # some prompt has several samples
+            for layer in new:
+                layer.filter(repeat)
         for layer, rows in zip(self.cache, new):
             layer.extend(rows)
         self.cache = self.cache or new
