@@ -7,7 +7,10 @@ stopped early, the training time, cold pass@1 with n, and the problems fixed and
 against the base with an exact McNemar p. With --repair-turn each adapter is evaluated as
 `mlx-repair train` evaluates it (one repair turn and the budget-matched resample beside the
 cold draft): the same run, so `mlx-repair train --out FOLDER` resumes it, and every metric
-gets its comparison with the base. Every stage resumes (the adapters from their
+gets its comparison with the base. With --control garbage the adapter learns from as many
+garbage pairs (a failing draft "fixed" by another failing draft) as there are repair
+pairs, in the same recipe: the control that tells learning from the repair pairs apart
+from learning the format alone. Every stage resumes (the adapters from their
 checkpoints, the evaluations from their stores): re-run the same command to continue.
 
     .venv/bin/python benchmarks/recipe_sweep.py --mine-dir RUN_DIR --out-dir DIR \
@@ -52,6 +55,9 @@ def main() -> None:
         "--answer-docstrings", action="store_true", help="answers keep the docstrings the prompt holds (the old records)"
     )
     parser.add_argument(
+        "--control", choices=("garbage",), help="train on as many same-shape garbage pairs as there are repair pairs"
+    )
+    parser.add_argument(
         "--repair-turn", action="store_true", help="evaluate each adapter with its repair turn and resample, as train does"
     )
     args = parser.parse_args()
@@ -68,16 +74,17 @@ def main() -> None:
     mined, split = problems_for(config, "train")
     with Store.open(args.mine_dir) as store:
         store.select_run("mine")
-        dataset = build_dataset(store, mined, mix_of(config))
+        dataset = build_dataset(store, mined, replace(mix_of(config), control=args.control))
     print(f"dataset: {json.dumps(dataset.counts)}; valid problems {len(dataset.valid_tasks)}")
     # The base with its repair turn, as `train` evaluates it: the same run (and store) as
     # `mlx-repair eval` with these settings, so that one is resumed, not redone.
     base = evaluate_model(eval_config, "eval", console=console)
     results_file = out_dir / "results.json"
-    earlier = json.loads(results_file.read_text())["settings"] if results_file.exists() else {}  # other settings' runs
-    results = {"dataset": dataset.counts, "base": base["metrics"], "n": base["n"], "settings": earlier}
+    earlier = json.loads(results_file.read_text()) if results_file.exists() else {}  # other settings' runs
+    results = {"base": base["metrics"], "n": base["n"], "settings": earlier.get("settings", {})}
     for learning_rate, scale in settings(args.settings):
         name = f"lr{learning_rate:g}-scale{scale:g}" + ("" if args.answer_docstrings else "-no-docstrings")
+        name += f"-control-{args.control}" if args.control else ""
         folder = out_dir / name
         train_config = replace(train_config_of(config), learning_rate=learning_rate, scale=scale)
         manifest = train_stage(config, split, dataset, folder, train_config, console).manifest
@@ -89,6 +96,8 @@ def main() -> None:
             "learning_rate": learning_rate,
             "repair_turn": args.repair_turn,
             "answer_docstrings": args.answer_docstrings,
+            "control": args.control,
+            "dataset": dataset.counts,
             "scale": scale,
             "best_step": metrics["best_step"],
             "best_val_loss": metrics["best_val_loss"],
