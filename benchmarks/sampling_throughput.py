@@ -11,7 +11,10 @@ feeds one token per row over a plain KV cache as long as an average sequence whi
 decoding (the prompts' mean length plus half of --max-tokens), with no sampling and no
 Python loop around it: no sampling loop can beat it (`sample`'s batch cache also pads
 prompts of different lengths, which the bare forward does not). `batch_generate` decodes
-the same prompts, each prefilled once beforehand and shared by its n samples.
+the same prompts, each prefilled once beforehand and shared by its n samples. Under the
+table, each `sample` row's decoding time by part: the model call, choosing the tokens,
+the loop around them (detokenising, stop checks) and merging joining prompts' caches into
+the batch (and dropping finished rows), as `SamplingStats` times them.
 
 The machine may be shared, so at each batch size the variants are alternated --repeats
 times and each one's median run (by decode rate) is kept. Columns: decode tok/s (prompt
@@ -45,7 +48,7 @@ import json
 import platform
 import statistics
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import mlx.core as mx
 from mlx_lm import batch_generate, stream_generate
@@ -60,6 +63,7 @@ from mlx_repair.model.resolve import load_model
 from mlx_repair.problems import load_problems
 
 BARE = "bare forward"
+PARTS = ("model", "choose", "loop", "merge")  # of a `sample` decoding step, as SamplingStats times them
 SINGLE = "stream_generate"
 MLX_LM = "batch_generate"
 
@@ -77,6 +81,8 @@ class Row:
     of_bare: float = 0.0  # decode rate against the bare forward's at this batch
     vs_single: float = 0.0  # against stream_generate's
     vs_mlx_lm: float = 0.0  # against batch_generate's
+    # `sample`: seconds of its decoding steps by part (SamplingStats: merge, model, choose, loop)
+    parts: dict[str, float] = field(default_factory=dict)
 
     @property
     def decode_rate(self) -> float:
@@ -135,9 +141,10 @@ def sampled(model, tokenizer, prompts, n: int, config: SamplingConfig, stops: li
     for _ in sample(model, tokenizer, prompts, n=n, config=config, stops=stops, stats=stats):
         first = first or time.perf_counter() - start
     decode = stats.seconds - stats.prefill_seconds
+    parts = {part: getattr(stats, f"{part}_seconds") for part in PARTS}
     return Row(
         f"sample p{config.prefill_per_step}", len(prompts) * n, len(prompts), stats.generated_tokens, decode,
-        stats.seconds, first, stats.peak_memory_gb,
+        stats.seconds, first, stats.peak_memory_gb, parts=parts,
     )
 
 
@@ -229,6 +236,11 @@ def print_table(rows: list[Row]) -> None:
             f"{r.vs_single:>10.1f}x{r.vs_mlx_lm:>10.2f}x{r.wall_rate:>12.1f}{r.first_sample_seconds:>9.1f}"
             f"{r.peak_memory_gb:>9.2f}"
         )
+    for r in rows:
+        if r.parts:  # the rest of the decoding time: joining prompts between steps, the caller
+            shares = [f"{part} {seconds / r.decode_seconds:.0%}" for part, seconds in r.parts.items()]
+            rest = 1 - sum(r.parts.values()) / r.decode_seconds
+            print(f"  {r.method} at batch {r.batch}, decoding time: {', '.join(shares)}, other {rest:.0%}")
 
 
 def main() -> None:

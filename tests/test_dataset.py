@@ -2,6 +2,7 @@
 control, and validation on other problems."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -14,6 +15,7 @@ from mlx_repair.mining.dataset import (
     read_jsonl,
     split_tasks,
     tokenize,
+    too_few_pairs,
 )
 from mlx_repair.errors import UserError
 from mlx_repair.problems import Problem
@@ -197,14 +199,21 @@ def test_each_problem_gives_at_most_its_cap_of_each_kind_and_no_duplicate_record
                 store.add_pair(Pair(p.task_id, "repair", fixed.id, FEEDBACK, broken.id, provenance="resample"))
             for good in (fixed, same):  # two passing drafts with the same code: one solve record
                 store.add_pair(Pair(p.task_id, "solve", good.id, ""))
-        capped = build_dataset(store, PROBLEMS, MixConfig(valid_fraction=0, pairs_per_problem=3, solve_ratio=1.0))
-        wide = build_dataset(store, PROBLEMS, MixConfig(valid_fraction=0, pairs_per_problem=10, solve_ratio=1.0))
+        cap = MixConfig(valid_fraction=0, pairs_per_problem=3, solve_ratio=1.0, min_pairs=7)
+        capped = build_dataset(store, PROBLEMS, cap)
+        wide = build_dataset(store, PROBLEMS, replace(cap, pairs_per_problem=10))
     for data, repairs in ((capped, 3), (wide, 5)):
         for p in PROBLEMS[:2]:
             kinds = [r["kind"] for r in data.train if r["task_id"] == p.task_id]
             assert kinds.count("repair") == repairs and kinds.count("solve") == 1
         assert all(r["provenance"] == "resample" for r in data.train if r["kind"] == "repair")
     assert capped.counts["train"]["repair"] == {"resample": 6}
+    # Too few after the cap: the reason says how many were mined and where the rest went.
+    assert too_few_pairs(capped, cap) == (
+        "repair pairs to train on: 6 (of 10 mined: at most 3 per problem, train.pairs_per_problem, "
+        "and 0 on the validation problems), fewer than the minimum of 7 (--min-pairs)"
+    )
+    assert too_few_pairs(wide, cap) is None
 
 
 def test_a_prompt_without_code_trains_that_prompt_and_gives_the_keep_share_to_solve(store):

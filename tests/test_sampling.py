@@ -41,6 +41,11 @@ def test_n_samples_for_every_prompt_and_stats(tiny):
     assert stats.generated_tokens == sum(s.num_tokens for s in samples) + eos
     assert stats.prompt_tokens == sum(map(len, prompts)) and stats.tokens_per_second > 0
     assert stats.peak_memory_gb > 0
+    # Each part of the decoding steps is timed, and together they are no more than the
+    # decoding time (the rest is prefill and the caller's time between samples).
+    parts = (stats.merge_seconds, stats.model_seconds, stats.choose_seconds, stats.loop_seconds)
+    assert all(part > 0 for part in parts)
+    assert sum(parts) <= stats.seconds - stats.prefill_seconds
     once = stats.generated_tokens
     list(sample(model, tokenizer, prompts, n=4, config=config, stats=stats))
     assert stats.generated_tokens == 2 * once  # one stats object totals several calls

@@ -64,7 +64,8 @@ def test_train_without_any_repair_pair_ends_with_an_honest_report(tiny_model_dir
     assert main(args) == 0
     report = (out / "report.md").read_text()
     assert "No adapter was trained" in report and "repair pairs to train on: 0," in report
-    assert "repair 0" in report and "--mine-limit" in report
+    assert "repair 0" in report and "(`--mine-limit N`, `--preset default`; 2 were mined)" in report
+    assert "`--samples 8`; this run drew 4" in report and "(`--rounds 1`)" in report
     assert "cold pass@1" in report and "(n=1," in report
     assert not (out / "adapters.safetensors").exists()
     assert json.loads((out / "eval-base.json").read_text())["n"] == 1
@@ -87,6 +88,10 @@ def test_train_refuses_fewer_pairs_than_the_minimum(tiny_repairer_dir, tmp_path,
     mined = json.loads((out / "eval-base.json").read_text())["split"]["train"]
     assert "No adapter was trained" in report and "fewer than the minimum of 50" in report
     assert f"repair {len(mined)}" in report  # the mined counts are still reported
+    # What to try comes from this run's settings: every train-side problem was mined, one
+    # draft each, with a repair turn already.
+    assert f"all {len(mined)} train-side problems were mined" in report and "`--samples 2`; this run drew 1" in report
+    assert "--rounds 1" not in report and "`train.pairs_per_problem`, now 2" in report
     assert "| evaluate base |" in report and "| mine pairs |" in report
     assert "no adapter trained:" in capsys.readouterr().err
     assert not (out / "adapters.safetensors").exists()

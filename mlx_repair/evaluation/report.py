@@ -161,9 +161,12 @@ def _charts(report: TrainReport, directory: Path) -> list[str]:
     return names
 
 
-def write_no_adapter_report(out: Path, base: dict, counts: dict, mine_dir: Path, command: str, reason: str, stages) -> Path:
-    """Mining found too few verified repairs: say so, with the base model's numbers,
-    instead of training on them (a finished run with an honest answer, not a crash)."""
+def write_no_adapter_report(
+    out: Path, base: dict, counts: dict, mine_dir: Path, command: str, reason: str, stages, advice: str = ""
+) -> Path:
+    """Mining found too few verified repairs: say so, with the base model's numbers and
+    `advice` on how to mine more, instead of training on them (a finished run with an
+    honest answer, not a crash)."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval-base.json").write_text(json.dumps(base, indent=2) + "\n")
     lines = [
@@ -174,10 +177,7 @@ def write_no_adapter_report(out: Path, base: dict, counts: dict, mine_dir: Path,
         f"**No adapter was trained**: {reason}. Mining ({mine_dir}) found "
         f"{format_pair_counts(counts)}. "
         "An adapter trained on a handful of records memorises them and breaks more problems "
-        "than it fixes (benchmarks/results/train_demo_qwen0.5b.md). Mine more problems "
-        "(`--mine-limit N`, `--preset default`), draw more drafts per problem "
-        "(`--samples 4 --temperature 0.8`), allow more repair rounds (`--rounds 3`), use a stronger model, "
-        "or lower `--min-pairs` to train anyway.",
+        f"than it fixes (benchmarks/results/train_demo_qwen0.5b.md). {advice}".rstrip(),
         "",
         f"Base model {base['model']} on {base['problems']}, {base['side']} side:",
         "",

@@ -106,6 +106,13 @@ class SamplingStats:
     generated_tokens: int = 0  # every decoded token, EOS included
     seconds: float = 0.0  # wall time so far, prefill included
     prefill_seconds: float = 0.0
+    # Where decoding steps' time goes: copying joining prompts' caches into the batch
+    # (and dropping finished rows), the model call, choosing the tokens, and the loop
+    # around them (detokenising, stop checks, bookkeeping).
+    merge_seconds: float = 0.0
+    model_seconds: float = 0.0
+    choose_seconds: float = 0.0
+    loop_seconds: float = 0.0
     peak_memory_gb: float = 0.0  # mx.get_peak_memory(): since the process started or last reset
 
     @property
@@ -197,10 +204,9 @@ class _Batch:
         self.sequences += sequences
 
     def logits(self, model) -> mx.array:
-        self._merge()
         return model(mx.array(self.inputs)[:, None], cache=self.cache)[:, -1, :]
 
-    def _merge(self) -> None:
+    def merge(self) -> None:
         """Copy the rows that joined since the last step into the batch's cache: the new
         prompts' caches merged once each, then repeated into their samples' rows by one
         gather (mlx-lm's merge copies row by row, and extending prompt by prompt copied the
@@ -217,6 +223,7 @@ class _Batch:
             layer.extend(rows)
         self.cache = self.cache or new
         self.joining = []
+        mx.eval([layer.state for layer in self.cache])  # the copies' time counts as merging
 
     def keep(self, rows: list[int], tokens: list[int]) -> None:
         """Go on with these rows only, each feeding the token it was just given."""
@@ -225,6 +232,7 @@ class _Batch:
         elif len(rows) < len(self.sequences):
             for layer in self.cache:
                 layer.filter(rows)
+            mx.eval([layer.state for layer in self.cache])
         self.sequences = [self.sequences[row] for row in rows]
         self.inputs = [tokens[row] for row in rows]
 
@@ -273,11 +281,14 @@ def sample(
                 batch.join(_prefill(model, prompt, stats, prefixes), sequences, prompt[-1])
                 if on_prefill is not None:
                     on_prefill(len(prompts) - len(waiting), stats.prompt_tokens - prompt_tokens)
-            tokens, logprobs = choose(batch.logits(model))
-            stats.generated_tokens += len(tokens)
-            stats.seconds += time.perf_counter() - clock
-            clock = time.perf_counter()
-            stats.peak_memory_gb = mx.get_peak_memory() / 1e9
+            started = time.perf_counter()
+            batch.merge()
+            merged = time.perf_counter()
+            logits = batch.logits(model)
+            mx.eval(logits)
+            computed = time.perf_counter()
+            tokens, logprobs = choose(logits)
+            chosen = time.perf_counter()
             going, finished = [], []
             for row, (sequence, token, logprob) in enumerate(zip(batch.sequences, tokens, logprobs)):
                 done = sequence.step(token, logprob, eos, config.max_tokens)
@@ -285,7 +296,17 @@ def sample(
                     going.append(row)
                 else:
                     finished.append(done)
+            looped = time.perf_counter()
             batch.keep(going, tokens)
+            kept = time.perf_counter()
+            stats.merge_seconds += merged - started + kept - looped
+            stats.model_seconds += computed - merged
+            stats.choose_seconds += chosen - computed
+            stats.loop_seconds += looped - chosen
+            stats.generated_tokens += len(tokens)
+            stats.seconds += kept - clock
+            clock = kept
+            stats.peak_memory_gb = mx.get_peak_memory() / 1e9
             steps += 1
             if steps % CLEAR_CACHE_STEPS == 0:
                 mx.clear_cache()

@@ -165,7 +165,13 @@ def too_few_pairs(dataset: Dataset, config: MixConfig) -> str | None:
     have = sum(dataset.counts.get("train", {}).get(kind, {}).values())
     if have >= config.min_pairs:
         return None
-    return f"{kind} pairs to train on: {have}, fewer than the minimum of {config.min_pairs} (--min-pairs)"
+    mined = sum(dataset.available.get(kind, {}).values())
+    held_out = sum(dataset.counts.get("valid", {}).get(kind, {}).values())
+    why = ""
+    if kind == "repair" and mined > have:  # where the others went
+        why = (f" (of {mined} mined: at most {config.pairs_per_problem} per problem, train.pairs_per_problem, "
+               f"and {held_out} on the validation problems)")
+    return f"{kind} pairs to train on: {have}{why}, fewer than the minimum of {config.min_pairs} (--min-pairs)"
 
 
 def split_tasks(task_ids: list[str], config: MixConfig) -> tuple[list[str], list[str]]:

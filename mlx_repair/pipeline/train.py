@@ -70,8 +70,9 @@ def train_pipeline(config, command: str, out: str | Path | None = None, console=
     dataset = _dataset(mined_problems, mine_dir, mix)
     too_few = too_few_pairs(dataset, mix)
     if too_few:
-        console.line(f"no adapter trained: {too_few}")
-        return write_no_adapter_report(out, base, counts, mine_dir, command, too_few, stages)
+        advice = more_pairs_advice(config, len(mined_problems), len(problems_for(config, "train")[0]))
+        console.line(f"no adapter trained: {too_few}. {advice}")
+        return write_no_adapter_report(out, base, counts, mine_dir, command, too_few, stages, advice)
     trained = timed("train adapter", lambda: train_stage(mine_config, split, dataset, out, train_config, console))
     adapter = timed("evaluate adapter", lambda: evaluate_model(eval_config, "eval", adapter=str(out), console=console))
     control = None
@@ -93,6 +94,22 @@ def train_pipeline(config, command: str, out: str | Path | None = None, console=
         notes=report_notes(base["n"], counts) + invented_pair_notes(mine_dir),
     )
     return write_report(report, out)
+
+
+def more_pairs_advice(config, mined: int, train_side: int) -> str:
+    """What would mine more repair pairs, from the settings this run used."""
+    if mined < train_side:
+        problems = f"mine more of the {train_side} train-side problems (`--mine-limit N`, `--preset default`; {mined} were mined)"
+    else:
+        problems = f"add problems (all {train_side} train-side problems were mined; `--invent N` adds problems the model writes)"
+    ways = [
+        problems,
+        f"draw more drafts per problem (`--samples {2 * config.mine.samples}`; this run drew {config.mine.samples})",
+        "repair failing drafts with the model's own repair turn (`--rounds 1`)" if config.repair.rounds == 0 else None,
+        f"keep more pairs per problem (`train.pairs_per_problem`, now {config.train.pairs_per_problem})",
+        "use a stronger model",
+    ]
+    return "To mine more: " + "; ".join(filter(None, ways)) + ". Or lower `--min-pairs` to train anyway."
 
 
 def train_config_of(config) -> TrainConfig:
