@@ -126,6 +126,8 @@ def test_validation_comes_from_other_problems_and_is_deterministic(store, tmp_pa
     assert (tmp_path / "a" / "train.jsonl").read_bytes() == (tmp_path / "b" / "train.jsonl").read_bytes()
     info = json.loads((tmp_path / "a" / "dataset.json").read_text())
     assert info["split"]["valid"] == data.valid_tasks and info["sha256"] == first.sha256
+    assert info["languages"] == {"python": len(data.train) + len(data.valid)}  # every record names it
+    assert {r["language"] for r in data.train + data.valid} == {"python"}
     other_seed = prepare_dataset(store, PROBLEMS, tmp_path / "c", MixConfig(seed=1))
     assert other_seed.sha256 != first.sha256
 

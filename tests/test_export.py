@@ -73,6 +73,7 @@ def make_adapter(base_dir, folder, num_layers=1, fine_tune_type="lora", report=R
         split = {"seed": "s", "eval_fraction": 0.3, "train": [f"HumanEval/{i}" for i in range(10, 30)],
                  "eval": [f"HumanEval/{i}" for i in range(10)]}
         manifest.update(split=split, problems="humaneval")  # what `mlx-repair train` adds
+        manifest.setdefault("data", {})["languages"] = {"python": 30, "go": 6}  # write_dataset's counts
         (adapter / "manifest.json").write_text(json.dumps(manifest))
     return adapter
 
@@ -244,6 +245,9 @@ def test_model_card_carries_the_report_numbers(adapter_dir, tmp_path):
     assert "mlx_lm.generate --model" in card and "--adapter-path" in card
     assert 'PeftModel.from_pretrained(base, "alice/tiny-repair")' in card
     assert "sha256" in card
+    front_matter = card.split("---")[1]
+    assert "- go\n" in front_matter and "- python\n" in front_matter  # the records' languages as tags
+    assert "Training and validation records by language: Go 6, Python 30." in card
 
 
 def test_model_card_without_a_report_says_so(tiny_model_dir, tmp_path):

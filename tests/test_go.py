@@ -242,21 +242,27 @@ def test_a_tiny_model_mines_go_repair_pairs_and_eval_measures_it(tmp_path, monke
     # Near-greedy: at temperature 0 the repairs would be sampled at 0.8 (writer.SECOND_TRY_TEMPERATURE).
     common += ["--temperature", "0.01"]
     assert main(["mine", *common, "--samples", "1", "--rounds", "1"]) == 0
+    assert "train problems (Go)" in capsys.readouterr().err
     (store_path,) = tmp_path.glob("runs/mine-*/store.sqlite")
-    from mlx_repair.mining.dataset import answer_message
+    from mlx_repair.mining.dataset import MixConfig, answer_message, build_dataset, write_dataset
     from mlx_repair.mining.store import Store
 
     with Store.open(store_path.parent) as store:
         store.select_run("mine")
         pairs, attempts = store.pairs(), {a.id: a for a in store.attempts()}
+        dataset = build_dataset(store, problems, MixConfig(valid_fraction=0))
     repairs = [p for p in pairs if p.kind == "repair"]
     assert len(repairs) == len(split_problems(problems, 0.5).train) > 0
     assert all("return x * 2" in attempts[p.fixed_id].code and "TestDouble: {" in p.feedback for p in repairs)
     assert answer_message(RIGHT, problems[0])["content"].startswith("```go\npackage main")
+    # The records and the dataset's summary name the language.
+    assert {record["language"] for record in dataset.train} == {"go"}
+    assert write_dataset(dataset, tmp_path / "data").info["languages"] == {"go": len(dataset.train)}
     result = tmp_path / "eval.json"
     assert main(["eval", *common, "--split", "all", "--json", str(result)]) == 0
-    metrics = json.loads(result.read_text())["metrics"]
-    assert metrics["cold_pass@1"] == 0.0 and metrics["repair_pass@1"] == 1.0
+    evaluated = json.loads(result.read_text())
+    assert evaluated["metrics"]["cold_pass@1"] == 0.0 and evaluated["metrics"]["repair_pass@1"] == 1.0
+    assert evaluated["languages"] == ["go"]
 
 
 def test_agreement_makes_no_extra_inputs_for_go_problems():

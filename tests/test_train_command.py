@@ -46,6 +46,7 @@ def test_train_one_liner_end_to_end(tiny_repairer_dir, tmp_path, monkeypatch, ca
     assert [s["stage"] for s in report["stages"]] == ["evaluate base", "mine pairs", "train adapter", "evaluate adapter"]
     markdown = (out / "report.md").read_text()
     assert f"n={base['n']}" in markdown and "resampling, same budget" in markdown
+    assert "(Python), eval side of the split" in markdown  # the report names the language
 
     # Re-running the same command resumes every stage: nothing new is generated or trained.
     assert main(args) == 0

@@ -15,6 +15,7 @@ from mlx_repair.evaluation.compare import compare_results
 from mlx_repair.mining.pairing import format_pair_counts, pair_total
 from mlx_repair.evaluation.metrics import format_metric, format_rate, metric_label
 from mlx_repair.evaluation.selection import selection_markdown
+from mlx_repair.problems import subjects_named
 
 
 @dataclass
@@ -79,7 +80,7 @@ def markdown(report: TrainReport, charts: list[str]) -> str:
         "",
         f"Command: `{report.command}`",
         "",
-        f"Model: {report.base['model']}; problems: {report.base['problems']}, "
+        f"Model: {report.base['model']}; problems: {problems_named(report.base)}, "
         f"{report.base['side']} side of the split, n={n} problems never mined or trained on.",
         "",
         "| metric | " + " | ".join(name for name, _ in systems) + " |",
@@ -161,6 +162,12 @@ def _charts(report: TrainReport, directory: Path) -> list[str]:
     return names
 
 
+def problems_named(result: dict) -> str:
+    """An evaluation's problem set and the language its answers are in: "go (Go)"."""
+    languages = result.get("languages")
+    return f"{result['problems']} ({subjects_named(languages)})" if languages else result["problems"]
+
+
 def write_no_adapter_report(
     out: Path, base: dict, counts: dict, mine_dir: Path, command: str, reason: str, stages, advice: str = ""
 ) -> Path:
@@ -179,7 +186,7 @@ def write_no_adapter_report(
         "An adapter trained on a handful of records memorises them and breaks more problems "
         f"than it fixes (benchmarks/results/train_demo_qwen0.5b.md). {advice}".rstrip(),
         "",
-        f"Base model {base['model']} on {base['problems']}, {base['side']} side:",
+        f"Base model {base['model']} on {problems_named(base)}, {base['side']} side:",
         "",
     ]
     lines += [f"- {format_metric(key, value, base['n'])}" for key, value in base["metrics"].items()]

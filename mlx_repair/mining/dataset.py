@@ -237,6 +237,7 @@ def record(pair: Pair, problem: Problem, attempts: dict[int, Attempt], config: M
     return {
         "messages": [*messages, answer_message(_answer(fixed, problem, config.answer_docstrings), problem)],
         "task_id": pair.task_id,
+        "language": problem.subject,
         "kind": pair.kind,
         "provenance": pair.provenance,
     }
@@ -273,6 +274,7 @@ def write_dataset(dataset: Dataset, folder: str | Path) -> DatasetInfo:
     info = {
         "sha256": data_hash(folder),
         "counts": dataset.counts,
+        "languages": dict(Counter(r["language"] for r in dataset.train + dataset.valid if "language" in r)),
         "available": dataset.available,
         "split": {"train": dataset.train_tasks, "valid": dataset.valid_tasks},
         "mix": dataset.config,

@@ -51,6 +51,7 @@ def evaluate_model(config, side: str, adapter=None, repair: bool = True, run_dir
         "model": writer.name,
         "adapter": adapter,
         "problems": config.run.problems,
+        "languages": sorted({problem.subject for problem in done.problems}),
         "side": side,
         "n": len(rows),
         "metrics": metrics,

@@ -18,6 +18,7 @@ from mlx_repair.mining.loop import LoopConfig
 from mlx_repair.mining.pairing import format_pair_counts, kind_counts
 from mlx_repair.mining.store import Store
 from mlx_repair.pipeline.stages import run_stage
+from mlx_repair.problems import subjects_named
 
 
 def mine(config, run_dir=None, console=None) -> tuple[Path, dict[str, int]]:
@@ -32,7 +33,8 @@ def mine(config, run_dir=None, console=None) -> tuple[Path, dict[str, int]]:
         near_copies = sum(p.near_copy for p in store.pairs("repair"))
     console.line(
         f"pairs in {done.directory}: {format_pair_counts(counts)} ({near_copies} repair pairs flagged as "
-        f"near-copies) from {len(done.problems)} train problems"
+        f"near-copies) from {len(done.problems)} train problems "
+        f"({subjects_named(problem.subject for problem in done.problems)})"
     )
     return done.directory, counts
 

@@ -39,6 +39,7 @@ from mlx_repair.errors import UserError
 HUMANEVAL = "humaneval"
 FRESH = "fresh"
 MATH = "math"
+SUBJECT_NAMES = {"python": "Python", "go": "Go", MATH: "math"}  # Problem.subject, as prose says it
 CODE = "code"
 INVENTED = "invented"
 INVENTED_FILE = "invented.jsonl"  # in an invent run's directory
@@ -70,9 +71,23 @@ class Problem:
     language: str = "python"  # or "go": the prompt, tests and completions are Go
 
     @property
+    def subject(self) -> str:
+        """What the answers are written in, as records, reports and cards name it:
+        "python", "go" or "math"."""
+        return MATH if self.domain == MATH else self.language
+
+    @property
     def origin(self) -> str:
         """"invented" for a problem the model wrote (mining only), else "given"."""
         return INVENTED if self.source.startswith(INVENTED) else "given"
+
+
+def subjects_named(subjects) -> str:
+    """"Python", "Python and Go": the subjects of some problems or records, for prose."""
+    names = [SUBJECT_NAMES.get(s, s) for s in sorted(set(subjects))]
+    if not names:
+        return ""
+    return " and ".join(filter(None, [", ".join(names[:-1]), names[-1]]))
 
 
 def load_problems(spec: str | Path, empty_ok: bool = False) -> list[Problem]:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from mlx_repair.evaluation.metrics import METRIC_LABELS, format_rate
 from mlx_repair.mining.pairing import format_kind_count
+from mlx_repair.problems import subjects_named
 
 WHERE = "path/to/this/folder"  # what the usage snippets call the export when no repo id is known
 KIND_DESCRIPTIONS = {
-    "repair": "failing draft + the failure shown to the model -> a repair that passes every test, hidden ones included",
+    "repair": "failing draft + the failure shown to the model -> code that passes every test, hidden ones included",
     "keep": "passing code shown as passing -> the same code (so correct answers stay correct)",
     "solve": "problem -> passing code",
     "garbage": "control only: same-shape pairs whose \"fix\" fails",
@@ -34,12 +35,12 @@ def render_card(
     base = base_id or manifest.get("base_model", {}).get("spec") or adapter_config.get("model") or "the base model"
     kind = "DoRA" if adapter_config.get("fine_tune_type") == "dora" else "LoRA"
     sections = [
-        _front_matter(fmt, base_id, kind),
+        _front_matter(fmt, base_id, kind, sorted(manifest.get("data", {}).get("languages", {}))),
         f"# {kind} adapter for {base}, trained by mlx-repair\n\n"
         f"{'Fused into the base weights: ' if fmt == 'fused' else ''}"
-        f"A {kind} adapter trained with mlx-repair on {base}'s own repairs of its "
-        "failed solutions, each kept only when the repaired code passed all of the problem's unit "
-        "tests, including tests that were never shown to the model.",
+        f"A {kind} adapter trained with mlx-repair on {base}'s own failed solutions, each paired "
+        "with code of the same problem by the same model (another draft, or its repair) that passed "
+        "all of the problem's unit tests, including tests that were never shown to the model.",
         _base_section(manifest, base_id),
         _mining_section(manifest),
         _pairs_section(manifest, report),
@@ -50,15 +51,16 @@ def render_card(
     return "\n\n".join(section for section in sections if section) + "\n"
 
 
-def _front_matter(fmt: str, base_id: str | None, kind: str) -> str:
-    """The hub's YAML metadata block, written by huggingface-hub's own ModelCardData."""
+def _front_matter(fmt: str, base_id: str | None, kind: str, languages: list[str]) -> str:
+    """The hub's YAML metadata block, written by huggingface-hub's own ModelCardData; the
+    training records' languages go in the tags (the hub's `language` is a spoken one)."""
     from huggingface_hub import ModelCardData
 
     data = ModelCardData(
         base_model=base_id,
         library_name="peft" if fmt == "peft" else "mlx",
         pipeline_tag="text-generation",
-        tags=["mlx", "mlx-repair", kind.lower(), "code", "self-repair"],
+        tags=["mlx", "mlx-repair", kind.lower(), "code", "self-repair", *languages],
     )
     return f"---\n{data.to_yaml()}\n---"
 
@@ -85,11 +87,12 @@ def _mining_section(manifest: dict) -> str:
     lines = [
         "## How the training pairs were mined",
         "",
-        "The base model drafted solutions to problems on the *train* side of a split by task id. "
-        "Each draft ran in a sandbox against the problem's tests; for a failing draft, the model was "
-        "shown exactly what failed (input, expected, got or the traceback) and asked to repair it. "
-        "A repair became a training pair only if it passed all of the tests, including hidden ones "
-        "that the feedback never showed. The evaluation problems were never mined or trained on.",
+        "The base model drafted solutions to problems on the *train* side of a split by task id, "
+        "and each draft ran in a sandbox against the problem's tests. A repair record shows a failing "
+        "draft's failure as the repair turn does (input, expected, got or the traceback) and answers "
+        "with code of the same problem that passed all of the tests, including hidden ones the "
+        "feedback never showed: another independent draft (provenance `resample`) or the model's own "
+        "repair of that draft (`self-repair`). The evaluation problems were never mined or trained on.",
         "",
         "Kinds of training records:",
         "",
@@ -103,6 +106,10 @@ def _mining_section(manifest: dict) -> str:
             f"{len(split['eval'])} held out for evaluation (task ids hashed with seed {split['seed']!r}, "
             f"eval fraction {split['eval_fraction']}; the lists are in manifest.json).",
         ]
+    languages = data.get("languages")
+    if languages:
+        by_language = ", ".join(f"{subjects_named([name])} {count}" for name, count in sorted(languages.items()))
+        lines += ["", f"Training and validation records by language: {by_language}."]
     mix = data.get("mix") or {}
     if mix:
         settings = ", ".join(f"{key}={value}" for key, value in mix.items())

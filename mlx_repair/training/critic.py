@@ -105,7 +105,7 @@ def critic_record(problem: Problem, example: Example) -> dict:
     """A chat record for mlx-lm: the critic's turn, and the answer the label gives."""
     answer = ANSWERS[0] if example.passed else ANSWERS[1]
     messages = [*critic_messages(problem, example.code), {"role": "assistant", "content": answer}]
-    return {"messages": messages, "task_id": example.task_id, "passed": example.passed}
+    return {"messages": messages, "task_id": example.task_id, "language": problem.subject, "passed": example.passed}
 
 
 def critic_tokens(tokenizer, problem: Problem, code: str) -> tuple[list[int], tuple[int, int]]:
