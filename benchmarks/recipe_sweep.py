@@ -58,6 +58,9 @@ def main() -> None:
         "--control", choices=("garbage",), help="train on as many same-shape garbage pairs as there are repair pairs"
     )
     parser.add_argument(
+        "--pairs-per-problem", type=int, default=2, help="records of each kind per mined problem, at most (train's cap)"
+    )
+    parser.add_argument(
         "--repair-turn", action="store_true", help="evaluate each adapter with its repair turn and resample, as train does"
     )
     args = parser.parse_args()
@@ -66,6 +69,7 @@ def main() -> None:
     config.run.model, config.run.problems = args.model, args.problems
     config.repair.prompt, config.train.preset, config.train.iters = args.repair_prompt, args.preset, args.iters
     config.train.answer_docstrings = args.answer_docstrings
+    config.train.pairs_per_problem = args.pairs_per_problem
     eval_config = replace(config, run=replace(config.run, limit=args.eval_limit))
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -85,6 +89,7 @@ def main() -> None:
     for learning_rate, scale in settings(args.settings):
         name = f"lr{learning_rate:g}-scale{scale:g}" + ("" if args.answer_docstrings else "-no-docstrings")
         name += f"-control-{args.control}" if args.control else ""
+        name += f"-cap{args.pairs_per_problem}-iters{args.iters}" if args.pairs_per_problem != 2 else ""
         folder = out_dir / name
         train_config = replace(train_config_of(config), learning_rate=learning_rate, scale=scale)
         manifest = train_stage(config, split, dataset, folder, train_config, console).manifest
@@ -98,6 +103,7 @@ def main() -> None:
             "answer_docstrings": args.answer_docstrings,
             "control": args.control,
             "dataset": dataset.counts,
+            "pairs_per_problem": args.pairs_per_problem,
             "scale": scale,
             "best_step": metrics["best_step"],
             "best_val_loss": metrics["best_val_loss"],
