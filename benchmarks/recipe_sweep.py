@@ -10,7 +10,9 @@ cold draft): the same run, so `mlx-repair train --out FOLDER` resumes it, and ev
 gets its comparison with the base. With --control garbage the adapter learns from as many
 garbage pairs (a failing draft "fixed" by another failing draft) as there are repair
 pairs, in the same recipe: the control that tells learning from the repair pairs apart
-from learning the format alone. Every stage resumes (the adapters from their
+from learning the format alone. With --add-mine-dir the records of a second mining run (the
+problems the model invented, say) join the training side, the validation records staying
+the first run's: the comparison of an adapter with and without them. Every stage resumes (the adapters from their
 checkpoints, the evaluations from their stores): re-run the same command to continue.
 
     .venv/bin/python benchmarks/recipe_sweep.py --mine-dir RUN_DIR --out-dir DIR \
@@ -61,6 +63,10 @@ def main() -> None:
         "--pairs-per-problem", type=int, default=2, help="records of each kind per mined problem, at most (train's cap)"
     )
     parser.add_argument(
+        "--add-mine-dir", help="a second mining run (e.g. of invented problems) whose records all join the training side"
+    )
+    parser.add_argument("--add-problems", help="the problems --add-mine-dir was mined on (e.g. invented:RUN_DIR)")
+    parser.add_argument(
         "--repair-turn", action="store_true", help="evaluate each adapter with its repair turn and resample, as train does"
     )
     args = parser.parse_args()
@@ -79,6 +85,10 @@ def main() -> None:
     with Store.open(args.mine_dir) as store:
         store.select_run("mine")
         dataset = build_dataset(store, mined, replace(mix_of(config), control=args.control))
+    added = added_records(config, args) if args.add_mine_dir else None
+    if added:
+        dataset = replace(dataset, train=dataset.train + added.train, train_tasks=dataset.train_tasks + added.train_tasks)
+        print(f"added from {args.add_mine_dir}: {json.dumps(added.counts['train'])} ({len(added.train_tasks)} problems)")
     print(f"dataset: {json.dumps(dataset.counts)}; valid problems {len(dataset.valid_tasks)}")
     # The base with its repair turn, as `train` evaluates it: the same run (and store) as
     # `mlx-repair eval` with these settings, so that one is resumed, not redone.
@@ -90,6 +100,7 @@ def main() -> None:
         name = f"lr{learning_rate:g}-scale{scale:g}" + ("" if args.answer_docstrings else "-no-docstrings")
         name += f"-control-{args.control}" if args.control else ""
         name += f"-cap{args.pairs_per_problem}-iters{args.iters}" if args.pairs_per_problem != 2 else ""
+        name += f"-plus-{Path(args.add_mine_dir).name}" if added else ""
         folder = out_dir / name
         train_config = replace(train_config_of(config), learning_rate=learning_rate, scale=scale)
         manifest = train_stage(config, split, dataset, folder, train_config, console).manifest
@@ -104,6 +115,7 @@ def main() -> None:
             "control": args.control,
             "dataset": dataset.counts,
             "pairs_per_problem": args.pairs_per_problem,
+            "added": {"mine_dir": args.add_mine_dir, "counts": added.counts["train"]} if added else None,
             "scale": scale,
             "best_step": metrics["best_step"],
             "best_val_loss": metrics["best_val_loss"],
@@ -120,6 +132,18 @@ def main() -> None:
         results_file.write_text(json.dumps(results, indent=1) + "\n")
         for comparison in compared.values():
             print(f"{name}: {comparison.describe()}", flush=True)
+
+
+def added_records(config, args):
+    """The second run's records, mixed as the first's and all on the training side, so that
+    the validation records (and losses) stay those of the first run alone."""
+    if not args.add_problems:
+        raise SystemExit("--add-mine-dir needs --add-problems (the problems it was mined on)")
+    added_config = replace(config, run=replace(config.run, problems=args.add_problems))
+    problems, _ = problems_for(added_config, "train")
+    with Store.open(args.add_mine_dir) as store:
+        store.select_run("mine")
+        return build_dataset(store, problems, replace(mix_of(config), control=args.control, valid_fraction=0))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ the batch (and dropping finished rows), as `SamplingStats` times them.
 The machine may be shared, so at each batch size the variants are alternated --repeats
 times and each one's median run (by decode rate) is kept. Columns: decode tok/s (prompt
 processing left out); "of bare", the rate against the bare forward's at the same batch
-(the goal for `sample`: 0.85 at every batch); "vs single", against `stream_generate`'s
+(the goal for `sample`: 0.85 at every batch); "of cache", against "bare, batch cache"; "vs single", against `stream_generate`'s
 decode rate in the same rounds; "vs mlx-lm", against `batch_generate`'s; wall tok/s
 counts `sample`'s prefill too (what a user waits for; with few tokens per prompt,
 prefill dominates it); "first s", when the first sample finished. --prefill-per-step
@@ -57,12 +57,13 @@ from mlx_lm.sample_utils import make_sampler
 
 from mlx_repair.config import DEFAULT_MODEL
 from mlx_repair.generation.prompts import draft_prompt, encode
-from mlx_repair.generation.sampling import SamplingConfig, SamplingStats, sample
+from mlx_repair.generation.sampling import SamplingConfig, SamplingStats, _Batch, sample
 from mlx_repair.generation.stops import StopCheck, stop_check
 from mlx_repair.model.resolve import load_model
 from mlx_repair.problems import load_problems
 
 BARE = "bare forward"
+BARE_BATCH_CACHE = "bare, batch cache"
 PARTS = ("model", "choose", "loop", "merge")  # of a `sample` decoding step, as SamplingStats times them
 SINGLE = "stream_generate"
 MLX_LM = "batch_generate"
@@ -79,6 +80,7 @@ class Row:
     first_sample_seconds: float = 0.0  # `sample`: prefill included
     peak_memory_gb: float = 0.0
     of_bare: float = 0.0  # decode rate against the bare forward's at this batch
+    of_batch_cache: float = 0.0  # against the bare forward's over the same prompts' batch cache
     vs_single: float = 0.0  # against stream_generate's
     vs_mlx_lm: float = 0.0  # against batch_generate's
     # `sample`: seconds of its decoding steps by part (SamplingStats: merge, model, choose, loop)
@@ -132,6 +134,21 @@ def bare_forward(model, batch: int, context: int, steps: int) -> Row:
     for _ in range(steps):
         mx.eval(model(step, cache=cache))
     return Row(BARE, batch, 0, batch * steps, time.perf_counter() - start)
+
+
+def bare_batch_cache(model, caches: list[list], n: int, steps: int) -> Row:
+    """The model call alone over the prompts' caches merged as `sample` merges them (rows
+    left-padded to the longest prompt and masked, each prompt's repeated n times): what the
+    model call allows for these very prompts, with no sampling and no loop around it."""
+    batch = _Batch()
+    for cache in caches:
+        batch.join(cache, [None] * n, token=2)  # merging copies the cache: the prompt's stays as it was
+    batch.merge()
+    mx.eval(batch.logits(model))
+    start = time.perf_counter()
+    for _ in range(steps):
+        mx.eval(batch.logits(model))
+    return Row(BARE_BATCH_CACHE, len(caches) * n, len(caches), len(caches) * n * steps, time.perf_counter() - start)
 
 
 def sampled(model, tokenizer, prompts, n: int, config: SamplingConfig, stops: list[StopCheck]) -> Row:
@@ -192,6 +209,7 @@ def measure_batch(model, tokenizer, problems, batch: int, schedules: list[int], 
     variants = {
         SINGLE: lambda: single_stream(model, tokenizer, prompts[0], args.max_tokens, sampler),
         BARE: lambda: bare_forward(model, batch, context, args.max_tokens),
+        BARE_BATCH_CACHE: lambda: bare_batch_cache(model, caches, n, args.max_tokens),
         **{
             f"sample p{s}": lambda s=s: sampled(model, tokenizer, prompts, n, replace(config, prefill_per_step=s), stops)
             for s in schedules
@@ -206,6 +224,7 @@ def measure_batch(model, tokenizer, problems, batch: int, schedules: list[int], 
     rows = {name: _median(found) for name, found in runs.items()}
     for row in rows.values():
         row.of_bare = row.decode_rate / rows[BARE].decode_rate
+        row.of_batch_cache = row.decode_rate / rows[BARE_BATCH_CACHE].decode_rate
         row.vs_single = row.decode_rate / rows[SINGLE].decode_rate
         row.vs_mlx_lm = row.decode_rate / rows[MLX_LM].decode_rate
     return list(rows.values())
@@ -228,11 +247,11 @@ def gemm_rate(rows: int, inner: int, outer: int, repeats: int = 20) -> float:
 
 
 def print_table(rows: list[Row]) -> None:
-    print(f"\n{'method':<16}{'batch':>6}{'prompts':>8}{'tokens':>8}{'decode tok/s':>14}{'of bare':>9}", end="")
+    print(f"\n{'method':<16}{'batch':>6}{'prompts':>8}{'tokens':>8}{'decode tok/s':>14}{'of bare':>9}{'of cache':>10}", end="")
     print(f"{'vs single':>11}{'vs mlx-lm':>11}{'wall tok/s':>12}{'first s':>9}{'peak GB':>9}")
     for r in rows:
         print(
-            f"{r.method:<16}{r.batch:>6}{r.prompts:>8}{r.tokens:>8}{r.decode_rate:>14.1f}{r.of_bare:>9.2f}"
+            f"{r.method:<16}{r.batch:>6}{r.prompts:>8}{r.tokens:>8}{r.decode_rate:>14.1f}{r.of_bare:>9.2f}{r.of_batch_cache:>10.2f}"
             f"{r.vs_single:>10.1f}x{r.vs_mlx_lm:>10.2f}x{r.wall_rate:>12.1f}{r.first_sample_seconds:>9.1f}"
             f"{r.peak_memory_gb:>9.2f}"
         )

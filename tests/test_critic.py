@@ -9,8 +9,8 @@ import pytest
 from mlx_repair.cli import main
 from mlx_repair.config import Config
 from mlx_repair.console import Console
-from mlx_repair.evaluation.selection import Candidate, choose, select_samples, selection_markdown
-from mlx_repair.evaluation.stats import auroc
+from mlx_repair.evaluation.selection import Candidate, choose, critic_line, select_samples, selection_markdown
+from mlx_repair.evaluation.stats import auroc, within_group_auroc
 from mlx_repair.mining.store import Store
 from mlx_repair.pipeline.critic import train_critic_job
 from mlx_repair.pipeline.stages import problems_for
@@ -32,6 +32,34 @@ def test_auroc_is_the_chance_a_passing_sample_outranks_a_failing_one():
     assert auroc([0.3, 0.9], [True, True]) is None  # one label: nothing to rank
     with pytest.raises(ValueError):
         auroc([0.1], [True, False])
+
+
+def test_a_score_that_knows_only_which_problems_are_hard_ranks_at_chance_within_a_problem():
+    # The easy problem's samples all score 0.9, the hard one's 0.1: nothing about which
+    # sample of a problem passes, which is all that choosing among them needs.
+    easy = ([0.9, 0.9, 0.9, 0.9], [True, True, True, False])
+    hard = ([0.1, 0.1, 0.1, 0.1], [True, False, False, False])
+    assert auroc(easy[0] + hard[0], easy[1] + hard[1]) == 0.75  # over all samples it looks like a critic
+    assert within_group_auroc([easy, hard]) == (0.5, 2)
+
+
+def test_within_group_auroc_averages_the_problems_that_hold_both_labels():
+    on_top = ([0.2, 0.8, 0.5], [False, True, False])  # 1.0
+    at_the_bottom = ([0.9, 0.1], [False, True])  # 0.0
+    one_label = ([0.3, 0.4], [True, True])  # nothing to rank: left out
+    assert within_group_auroc([on_top, at_the_bottom, one_label]) == (0.5, 2)
+    assert within_group_auroc([one_label]) == (None, 0)
+
+
+def test_the_critic_line_says_how_it_ranks_within_a_problem_when_that_was_measured():
+    measured = {"auroc": 0.75, "samples": 8, "passed": 4, "within_problem_auroc": 0.5, "problems_with_both": 2}
+    assert critic_line(measured) == (
+        "critic AUROC 0.750 on 8 samples (4 passing, 4 failing); within a problem 0.500 "
+        "(mean over the 2 problems with both labels: what selection uses)"
+    )
+    assert "no problem has both labels" in critic_line(measured | {"within_problem_auroc": None, "problems_with_both": 0})
+    older = {"auroc": 0.75, "samples": 8, "passed": 4}  # a result written before it was measured
+    assert critic_line(older) == "critic AUROC 0.750 on 8 samples (4 passing, 4 failing)"
 
 
 def test_the_critic_strategy_picks_the_highest_score_whatever_the_visible_cases_say():
@@ -91,10 +119,14 @@ def test_a_critic_learns_a_planted_signal_and_ranks_the_eval_side_by_it(planted,
     manifest = json.loads((out / MANIFEST_FILE).read_text())
     assert json.loads((out / CRITIC_FILE).read_text())["kind"] == kind
     assert manifest["critic"]["valid_auroc"] > 0.9 and "validation AUROC" in printed.getvalue()
+    # The planted signal is in each sample, so it ranks one problem's samples too.
+    assert manifest["critic"]["valid_within_problem_auroc"] > 0.9 and manifest["critic"]["valid_problems_with_both"] > 0
+    assert "; within a problem " in printed.getvalue()
     assert f"{len(evals) * SAMPLES} samples of problems not on the train side" in printed.getvalue()
     assert not set(manifest["critic"]["split"]["train"]) & {p.task_id for p in evals}  # eval side never trains it
     selection = critic_on_eval(out, eval_dir, evals)
     assert selection.critic["auroc"] > 0.9 and selection.critic["samples"] == len(evals) * SAMPLES
+    assert selection.critic["within_problem_auroc"] > 0.9
     results = {r.strategy: r for r in selection.results}
     assert results["critic"].passed > results["first"].passed and results["critic"].broken == []
     assert any(line.startswith("critic AUROC ") for line in selection_markdown(selection.to_dict(), kind))  # the report

@@ -11,7 +11,9 @@ strategies (`PICKERS`; `config.SELECT_STRATEGIES` names them):
   most likely sample, and within it the most likely sample is picked;
 - critic: the sample a critic trained on execution labels (training/critic.py) scores
   highest, whatever its visible cases say: the critic alone is what is measured. Its
-  AUROC over all the samples, against their verdicts on all cases, is reported beside.
+  AUROC over all the samples, against their verdicts on all cases, is reported beside,
+  and its AUROC within a problem: a critic that only knows which problems are hard
+  scores well over all samples and chooses no better than chance.
 When no sample passes the visible cases, `visible` and `agreement` pick the most likely
 sample: it fails a visible case, so it fails whichever is picked.
 
@@ -32,7 +34,7 @@ from typing import Callable
 
 from mlx_repair.evaluation.metrics import SELECTED, format_rate
 from mlx_repair.evaluation.probes import make_probe, run_probes
-from mlx_repair.evaluation.stats import auroc, moved_problems
+from mlx_repair.evaluation.stats import auroc, moved_problems, within_group_auroc
 from mlx_repair.mining.store import Attempt, Store
 from mlx_repair.problems import Problem
 
@@ -251,7 +253,19 @@ def critic_line(critic: dict) -> str:
     """The critic's AUROC with what it is measured on."""
     value = "- (one label only)" if critic["auroc"] is None else f"{critic['auroc']:.3f}"
     failed = critic["samples"] - critic["passed"]
-    return f"critic AUROC {value} on {critic['samples']} samples ({critic['passed']} passing, {failed} failing)"
+    line = f"critic AUROC {value} on {critic['samples']} samples ({critic['passed']} passing, {failed} failing)"
+    return line + within_clause(critic)
+
+
+def within_clause(critic: dict) -> str:
+    """The critic's within-problem AUROC as a clause of its line ("" for results written
+    before it was measured)."""
+    if "within_problem_auroc" not in critic:
+        return ""
+    if critic["within_problem_auroc"] is None:
+        return "; within a problem: - (no problem has both labels)"
+    return (f"; within a problem {critic['within_problem_auroc']:.3f} (mean over the "
+            f"{critic['problems_with_both']} problems with both labels: what selection uses)")
 
 
 def select_samples(
@@ -294,12 +308,20 @@ def _scores(problems: list[Problem], drafts: dict[str, list[Attempt]], critic) -
 
 
 def _critic_summary(scores: dict[tuple[str, int], float], drafts: dict[str, list[Attempt]]) -> dict | None:
-    """The critic's AUROC over every scored draft, against its verdict on all cases."""
+    """The critic's AUROC over every scored draft, against its verdict on all cases, and
+    within each problem (what choosing among a problem's samples depends on)."""
     if not scores:
         return None
-    passed = [d.passed for task_drafts in drafts.values() for d in task_drafts]
-    ranked = [scores[d.task_id, d.sample_index] for task_drafts in drafts.values() for d in task_drafts]
-    return {"auroc": auroc(ranked, passed), "samples": len(passed), "passed": sum(passed)}
+    groups = [
+        ([scores[d.task_id, d.sample_index] for d in task_drafts], [d.passed for d in task_drafts])
+        for task_drafts in drafts.values()
+    ]
+    ranked, passed = [s for g, _ in groups for s in g], [p for _, labels in groups for p in labels]
+    within, problems = within_group_auroc(groups)
+    return {
+        "auroc": auroc(ranked, passed), "samples": len(passed), "passed": sum(passed),
+        "within_problem_auroc": within, "problems_with_both": problems,
+    }
 
 
 def _behaviours(probes: dict, drafts: dict[str, list[Attempt]], pool) -> dict:

@@ -7,6 +7,7 @@ discordant pairs, and a paired bootstrap interval for the difference.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from math import comb
 
@@ -97,3 +98,14 @@ def auroc(scores: list[float], labels: list[bool]) -> float | None:
     mean_rank = np.cumsum(counts) - (counts - 1) / 2  # 1-based, ties sharing their mean rank
     rank_sum = mean_rank[inverse][positive].sum()
     return float((rank_sum - passed * (passed + 1) / 2) / (passed * failed))
+
+
+
+def within_group_auroc(groups: Iterable[tuple[list[float], list[bool]]]) -> tuple[float | None, int]:
+    """The mean AUROC within each group (a problem's samples) that holds both labels, and
+    how many groups did. Selection ranks one problem's samples only, so this is the
+    critic's measure for it: a score that knows which problems are hard, and nothing
+    about which sample of a problem passes, ranks well over all samples and at chance
+    here. (None, 0) when no group has both labels."""
+    values = [value for scores, labels in groups if (value := auroc(scores, labels)) is not None]
+    return (float(np.mean(values)), len(values)) if values else (None, 0)

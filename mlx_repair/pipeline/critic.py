@@ -16,6 +16,7 @@ from pathlib import Path
 
 from mlx_repair.console import Console
 from mlx_repair.errors import UserError
+from mlx_repair.evaluation.selection import within_clause
 from mlx_repair.events import Log
 from mlx_repair.mining.store import STORE_FILE, Store
 from mlx_repair.pipeline.stages import problems_for
@@ -93,4 +94,12 @@ def show_critic(summary: dict, console) -> None:
         console.line(f"  {side}: {counts['passed']} passing and {counts['failed']} failing samples of {len(tasks)} problems")
     value = summary["valid_auroc"]
     auroc = "not measured (the held-out samples have one label)" if value is None else f"{value:.3f}"
-    console.line(f"  validation AUROC (held-out problems): {auroc}")
+    console.line(f"  validation AUROC (held-out problems): {auroc}{within_clause(_within_measures(summary))}")
+
+
+def _within_measures(summary: dict) -> dict:
+    """The manifest's within-problem measures under the names `within_clause` reads."""
+    if summary["valid_auroc"] is None:
+        return {}
+    return {"within_problem_auroc": summary["valid_within_problem_auroc"],
+            "problems_with_both": summary["valid_problems_with_both"]}

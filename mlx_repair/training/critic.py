@@ -18,7 +18,8 @@ problem, the code, "Does this code pass its tests?"):
 The default kind was chosen by measurement (benchmarks/results/critic_compare.md).
 
 Validation is by problem: the held-out problems' samples never train the critic, and
-their AUROC (`evaluation.stats.auroc`) is the manifest's measure of it.
+their AUROC (`evaluation.stats.auroc`) is the manifest's measure of it, over all of them
+and within each problem (the one selection depends on).
 
 A critic folder holds critic.json (kind, base model), its weights (head.safetensors, or
 the adapter files), manifest.json and, for a head, the features cache.
@@ -37,7 +38,7 @@ from typing import Iterator
 from mlx_repair.config import CRITIC_KINDS
 from mlx_repair.errors import UserError
 from mlx_repair.events import Log, TrainStep
-from mlx_repair.evaluation.stats import auroc
+from mlx_repair.evaluation.stats import auroc, within_group_auroc
 from mlx_repair.generation.prompts import words
 from mlx_repair.mining.dataset import Dataset, MixConfig, split_tasks
 from mlx_repair.problems import Problem
@@ -156,21 +157,28 @@ def train_critic(
         "kind": config.kind,
         "split": {"train": _tasks(train), "valid": _tasks(valid)},
         "samples": side_counts(train, valid),
-        "valid_auroc": valid_auroc(out_dir, problems, valid),
+        **valid_aurocs(out_dir, problems, valid),
     }}
     atomic_write_text(out_dir / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
-def valid_auroc(critic_dir: Path, problems: dict[str, Problem], valid: list[Example]) -> float | None:
-    """The saved critic's AUROC on the held-out problems' samples; None (and no model
+def valid_aurocs(critic_dir: Path, problems: dict[str, Problem], valid: list[Example]) -> dict:
+    """The saved critic's AUROC on the held-out problems' samples, over all of them and
+    within each problem (`evaluation.stats.within_group_auroc`); None (and no model
     loaded) when they have one label only."""
+    measures = {"valid_auroc": None, "valid_within_problem_auroc": None, "valid_problems_with_both": 0}
     if len({e.passed for e in valid}) < 2:
-        return None
+        return measures
     critic = load_critic(critic_dir)
-    by_problem = _by_problem(valid)
-    scores = [s for task, chosen in by_problem.items() for s in critic.scores(problems[task], [e.code for e in chosen])]
-    return auroc(scores, [e.passed for chosen in by_problem.values() for e in chosen])
+    groups = [
+        (critic.scores(problems[task], [e.code for e in chosen]), [e.passed for e in chosen])
+        for task, chosen in _by_problem(valid).items()
+    ]
+    within, both = within_group_auroc(groups)
+    scores, labels = [s for g, _ in groups for s in g], [p for _, l in groups for p in l]
+    return measures | {"valid_auroc": auroc(scores, labels), "valid_within_problem_auroc": within,
+                       "valid_problems_with_both": both}
 
 
 def _by_problem(examples: list[Example]) -> dict[str, list[Example]]:
