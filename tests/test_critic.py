@@ -183,6 +183,7 @@ def test_eval_selects_by_a_critic_end_to_end(tiny_sampler_dir, tmp_path, monkeyp
     assert all(row["critic"] is not None for p in selection["problems"] for row in p["candidates"])
     printed = capsys.readouterr()
     assert "critic AUROC" in printed.err and "critic: critic\n" in printed.out  # train-critic's folder, on stdout
+    assert f"critic: read the samples of {len(selection['problems'])}/{len(selection['problems'])} problems" in printed.err
 
 
 def test_the_critic_asks_about_a_go_sample_in_go_words():

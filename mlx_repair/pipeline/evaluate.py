@@ -14,6 +14,8 @@ pass@1 and pass@N, with the problems it moved against the first sample.
 
 from __future__ import annotations
 
+import itertools
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -92,7 +94,7 @@ def select(config, problems, store, strategies, console):
     """Choose among each problem's drafts (running candidates on extra inputs in a sandbox
     pool of their own), and report each problem's picks as `Selected` events."""
     console.show(Log(f"selecting one of {config.sampling.samples} samples per problem: {', '.join(strategies)}"))
-    critic = load_scorer(config.select.critic, console) if "critic" in strategies else None
+    critic = load_scorer(config.select.critic, console, len(problems)) if "critic" in strategies else None
     with sandbox_pool(config) as pool:
         selection = select_samples(problems, store, pool, strategies, critic)
     for chosen in selection.problems:
@@ -100,12 +102,24 @@ def select(config, problems, store, strategies, console):
     return selection
 
 
-def load_scorer(path: str, console):
-    """The critic's `scores(problem, codes)`, its base model loaded (a minute or more on a CPU)."""
+def load_scorer(path: str, console, problems: int):
+    """The critic's `scores(problem, codes)`, its base model loaded (a minute or more on a
+    CPU); reading the samples takes seconds each there, so it reports as it goes."""
     from mlx_repair.training.critic import load_critic
 
     console.show(Log(f"loading the critic {path}; it reads every sample once"))
-    return load_critic(path).scores
+    critic, started, scored = load_critic(path), time.perf_counter(), itertools.count(1)
+
+    def scores(problem, codes: list[str]) -> list[float]:
+        found, done = critic.scores(problem, codes), next(scored)
+        if done % CRITIC_REPORT_EVERY == 0 or done == problems:
+            console.show(Log(f"critic: read the samples of {done}/{problems} problems ({time.perf_counter() - started:.0f}s)"))
+        return found
+
+    return scores
+
+
+CRITIC_REPORT_EVERY = 8  # problems
 
 
 def evaluate_with_fresh(config, side: str, fresh: str | None, adapter=None, repair=True, run_dir=None, console=None) -> dict:
