@@ -14,7 +14,8 @@ from mlx_repair.console import Console
 from mlx_repair.errors import UserError
 from mlx_repair.mining.loop import Output
 from mlx_repair.mining.store import Store
-from mlx_repair.pipeline.invent import Difficulty, _Inventor, solve_reason
+from mlx_repair.generation.invent_prompts import CODE_FORM
+from mlx_repair.pipeline.invent import FORM_EXAMPLE, Difficulty, _Inventor, solve_reason
 from mlx_repair.pipeline.stages import problems_for
 from mlx_repair.problems import load_problems
 from mlx_repair.problems.invented import Rejected, examples_problem, known_ngrams, nearest, read_code, write_invented
@@ -118,6 +119,39 @@ def test_read_code_keeps_signature_docstring_and_test_only():
         read_code("```python\ndef f(x):\n    '''Doc.'''\n```", "I/0", 1)
     with pytest.raises(Rejected, match="fewer than 3"):
         read_code(code_problem("f", "    >>> f(1)\n    3\n", ["assert candidate(1) == 3"]), "I/0", 1)
+
+
+DOCUMENTED = 'def triple(x):\n    """Return x times three.\n    >>> triple(2)\n    6\n    """\n    return 3 * x\n\n'
+ASSERTS = "    assert candidate(1) == 3, 'case 1'\n    assert candidate(2) == 6\n    assert candidate(0) == 0\n"
+
+
+@pytest.mark.parametrize("test", [
+    # what Qwen 0.5B wrote: the test's parameter named after the function, messages, a print
+    "def check(triple):\n    assert triple(1) == 3, 'case 1'\n    assert triple(2) == 6\n    assert triple(0) == 0\n"
+    "    print('All test cases passed!')\n\ncheck(triple)\n",
+    # asserts at the top level, calling the function by name
+    "assert triple(1) == 3, 'case 1'\nassert triple(2) == 6\nassert triple(0) == 0\n",
+    # a check() without parameters, with a docstring and a closing return
+    "def check_triple():\n    'Checks.'\n    assert triple(1) == 3, 'case 1'\n    assert triple(2) == 6\n"
+    "    assert triple(0) == 0\n    return True\n",
+])
+def test_a_test_in_another_shape_is_read_as_check_candidate_of_its_asserts(test):
+    problem = read_code(f"```python\n{DOCUMENTED}{test}```", "I/0", 2)
+    assert problem.test == "def check(candidate):\n" + ASSERTS
+    assert problem.prompt == DOCUMENTED.split("    return")[0].rstrip() + "\n"  # the solution is not shown
+
+
+def test_a_test_that_loops_or_never_calls_the_function_is_not_read():
+    looped = "def check(candidate):\n    for x in range(3):\n        assert candidate(x) == 3 * x\n"
+    with pytest.raises(Rejected, match="not an assert"):
+        read_code(f"```python\n{DOCUMENTED}{looped}```", "I/0", 2)
+    with pytest.raises(Rejected, match="no check"):
+        read_code(f"```python\n{DOCUMENTED}print(triple(2))\n```", "I/0", 2)
+
+
+def test_a_copy_of_the_requests_own_example_is_a_near_copy(tmp_path):
+    (invention,) = run_inventor(tmp_path, [f"Sure.\n{CODE_FORM}\n"], {"repeat_each": []})
+    assert invention.reason == "near-copy" and invention.overlap_with == FORM_EXAMPLE
 
 
 def test_docstring_examples_run_against_a_solution_in_the_sandbox():

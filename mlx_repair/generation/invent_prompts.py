@@ -51,9 +51,32 @@ def code_request(level: int, index: int, taken: list[str]) -> str:
         "1. the function's signature and a docstring that states the task and shows two or three examples, "
         "each a `>>> name(arguments)` line followed by a line with the expected result; no body;\n"
         "2. `def check(candidate):` with 5 to 8 lines of the form `assert candidate(...) == expected`, "
-        "edge cases included.\n"
-        f"{_taken(taken)}Exercise {index + 1}:"
+        "edge cases included.\n\n"
+        f"The form, shown on another task:\n{CODE_FORM}\n"
+        f"{_taken(taken)}Now write the new exercise."
     )
+
+
+# The form of an answer, shown once in each code request: a model of 0.5B parameters asked
+# in words alone wrote solutions, test functions of other names and prints instead.
+CODE_FORM = '''```python
+def repeat_each(items, times):
+    """Return a list in which each item of items appears times times in a row.
+    >>> repeat_each([1, 2], 2)
+    [1, 1, 2, 2]
+    >>> repeat_each(["a"], 3)
+    ['a', 'a', 'a']
+    """
+
+
+def check(candidate):
+    assert candidate([1, 2], 2) == [1, 1, 2, 2]
+    assert candidate(["a"], 3) == ["a", "a", "a"]
+    assert candidate([], 4) == []
+    assert candidate([5], 0) == []
+    assert candidate([1, 2, 3], 1) == [1, 2, 3]
+```'''
+
 
 
 def math_request(level: int, index: int, taken: list[str]) -> str:

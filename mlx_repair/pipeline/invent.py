@@ -29,18 +29,19 @@ from pathlib import Path
 from mlx_repair.console import Console
 from mlx_repair.events import Log, StageFinished, StageStarted
 from mlx_repair.generation import invent_prompts
-from mlx_repair.generation.invent_prompts import INVENT_CODE, INVENT_MATH, LEVELS, code_request, math_request
+from mlx_repair.generation.invent_prompts import CODE_FORM, INVENT_CODE, INVENT_MATH, LEVELS, code_request, math_request
 from mlx_repair.mining.loop import LoopConfig, Request, run_loop
 from mlx_repair.mining.store import Invention, Store
 from mlx_repair.pipeline.stages import load_writer, run_dir, run_lock, sandbox_pool, settings_of
 from mlx_repair.problems import FRESH, HUMANEVAL, INVENTED, INVENTED_FILE, MATH, Problem, load_problems
 from mlx_repair.problems.invented import (
-    Rejected, examples_problem, known_ngrams, nearest, problem_fields, read_code, read_math, write_invented,
+    Rejected, examples_problem, known_ngrams, nearest, ngrams, problem_fields, read_code, read_math, write_invented,
 )
 
 PENDING = "pending"  # an output stored, not judged yet
 KNOWN_SETS = {"code": (HUMANEVAL, FRESH), "math": (MATH,)}
 TASK_PREFIX = {"code": "Invented", "math": "InventedMath"}
+FORM_EXAMPLE = "the request's example"
 
 
 @dataclass
@@ -125,6 +126,8 @@ class _Inventor:
         self.kept = [Problem(**i.problem) for i in history if i.kept]
         sets = [p for name in KNOWN_SETS[self.settings.domain] for p in load_problems(name)]
         self.known = known_ngrams(sets + self.kept, self.settings.ngram)
+        if self.settings.domain == "code":  # a copy of the request's own example is no invention
+            self.known[FORM_EXAMPLE] = ngrams(CODE_FORM, self.settings.ngram)
         self.next_request = len(history)
 
     def run(self) -> None:

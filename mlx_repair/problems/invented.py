@@ -5,8 +5,10 @@ An invented code problem is HumanEval's shape: a signature and docstring (with `
 examples) and a `check(candidate)` of asserts; an invented math problem is a question and
 an answer SymPy can check. Reading one either gives the problem or a `Rejected` with its
 reason. The checks here run before any model solves the problem:
-- `unreadable`: no code block, code that does not parse, no documented function or no
-  `check(candidate)`; for math, no question or an answer the checker cannot read;
+- `unreadable`: no code block, code that does not parse, no documented function, or no
+  test: neither a `check(candidate)` nor asserts calling the function elsewhere (in a
+  `check()` or `test_...()`, or at the top level); for math, no question or an answer
+  the checker cannot read;
 - `unsplittable`: a test statement that is not an assert the sandbox splits into a case
   (`sandbox/cases.py`), or fewer than `MIN_CASES` of them;
 - `no examples`: the docstring shows no example with a literal result;
@@ -50,21 +52,59 @@ def read_code(text: str, task_id: str, level: int) -> Problem:
         tree = ast.parse(block)
     except SyntaxError as error:
         raise Rejected("unreadable", f"the code does not parse ({error.msg})") from None
-    function = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name != "check"), None)
-    check = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "check" and n.args.args), None)
+    function = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and not _is_test(n)), None)
     if function is None or ast.get_docstring(function) is None:
         raise Rejected("unreadable", "no function with a docstring")
-    if check is None:
-        raise Rejected("unreadable", "no check(candidate)")
+    statements = _test_statements(tree, function.name)
+    if not statements:
+        raise Rejected("unreadable", "no check(candidate), and no asserts of the function")
     lines = block.splitlines(keepends=True)
     imports = "".join(ast.get_source_segment(block, n) + "\n" for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)))
     signature_and_doc = "".join(lines[function.lineno - 1 : function.body[0].end_lineno]).rstrip() + "\n"
-    test = imports + ast.get_source_segment(block, check) + "\n"
+    test = imports + "def check(candidate):\n" + "".join(f"    {ast.unparse(s)}\n".replace("\n", "\n    ").rstrip() + "\n" for s in statements)
     problem = Problem(task_id, imports + signature_and_doc, function.name, test, source=INVENTED, difficulty=level)
     _require_cases(problem)
     if not docstring_examples(problem):
         raise Rejected("no examples", "the docstring shows no `>>> call` followed by a literal result")
     return problem
+
+
+def _is_test(node: ast.FunctionDef) -> bool:
+    return node.name.startswith(("check", "test"))
+
+
+def _test_statements(tree: ast.Module, entry_point: str) -> list[ast.stmt]:
+    """The statements of the model's test, written as the body of `check(candidate)`:
+    those of its `check(candidate)`, or else the asserts it wrote elsewhere (a `check()` or
+    `test_...()` that calls the function by name, or asserts at the top level). The
+    function and the test's parameter are called `candidate`; what only reports
+    (`print(...)`, a docstring, a closing `return`) is left out, so that a test is judged
+    by its asserts; anything else stays, to be judged by the sandbox's case splitter."""
+    check = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "check" and n.args.args), None)
+    if check is not None:
+        body, renamed = check.body, {entry_point, check.args.args[0].arg}
+    else:
+        tests = [n for n in tree.body if isinstance(n, ast.FunctionDef) and _is_test(n) and not n.args.args]
+        body = [s for n in tests for s in n.body] + [s for s in tree.body if isinstance(s, ast.Assert)]
+        renamed = {entry_point}
+        if not any(isinstance(s, ast.Assert) for s in body):
+            return []
+    kept = [s for s in body if not _only_reports(s)]
+    for statement in kept:
+        for node in ast.walk(statement):
+            if isinstance(node, ast.Name) and node.id in renamed:
+                node.id = "candidate"
+    return kept
+
+
+def _only_reports(statement: ast.stmt) -> bool:
+    if isinstance(statement, ast.Return):
+        return True
+    if not isinstance(statement, ast.Expr):
+        return False
+    value = statement.value
+    printed = isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "print"
+    return printed or (isinstance(value, ast.Constant) and isinstance(value.value, str))
 
 
 def _test_block(text: str) -> str:
