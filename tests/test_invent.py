@@ -12,9 +12,9 @@ from mlx_repair.cli import main
 from mlx_repair.config import Config, InventSection, RunSection
 from mlx_repair.console import Console
 from mlx_repair.errors import UserError
+from mlx_repair.generation.invent_prompts import CODE_FORM
 from mlx_repair.mining.loop import Output
 from mlx_repair.mining.store import Store
-from mlx_repair.generation.invent_prompts import CODE_FORM
 from mlx_repair.pipeline.invent import FORM_EXAMPLE, Difficulty, _Inventor, solve_reason
 from mlx_repair.pipeline.stages import problems_for
 from mlx_repair.problems import load_problems
