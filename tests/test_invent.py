@@ -40,9 +40,10 @@ CRAFTED = [
     ("unsplittable", code_problem("loops", "    >>> loops(1)\n    3\n", ["for x in range(3):", "    assert candidate(x) == 3 * x"])),
     ("no examples", code_problem("quiet", "", [f"assert candidate({x}) == {3 * x}" for x in (1, 2, 3)])),
     ("near-copy", f"```python\n{HUMANEVAL_0.prompt}\n{HUMANEVAL_0.test}\n```"),
-    ("trivial", code_problem("easy", "    >>> easy(1)\n    3\n", [f"assert candidate({x}) == {3 * x}" for x in (1, 2, 3)])),
-    ("impossible", code_problem("hard", "    >>> hard(1)\n    3\n", [f"assert candidate({x}) == {3 * x}" for x in (1, 2, 3)])),
-    ("examples disagree", code_problem("contra", "    >>> contra(2)\n    7\n", [f"assert candidate({x}) == {3 * x}" for x in (1, 2, 3)])),
+    # Each with its own asserts: copied asserts would make it a near-copy of the first.
+    ("trivial", code_problem("easy", "    >>> easy(1)\n    3\n", [f"assert candidate({x}) == {3 * x}" for x in (4, 8, 9)])),
+    ("impossible", code_problem("hard", "    >>> hard(1)\n    3\n", [f"assert candidate({x}) == {3 * x}" for x in (10, 11, 12)])),
+    ("examples disagree", code_problem("contra", "    >>> contra(2)\n    7\n", [f"assert candidate({x}) == {3 * x}" for x in (13, 14, 15)])),
     ("near-copy", TRIPLE.replace("Here is an exercise.", "Another one.")),  # of the problem kept first
 ]
 SOLUTIONS = {  # per entry point: the model's k=4 solutions
@@ -168,6 +169,9 @@ def test_near_copy_overlap_is_a_share_of_the_new_problems_ngrams():
     assert nearest(copy, known, 6) == (1.0, "HumanEval/0")
     own = read_code(TRIPLE, "I/1", 2)
     assert nearest(own, known, 6)[0] < 0.5
+    # Renamed and reworded around the same asserts: a copy all the same.
+    disguised = replace(own, prompt='def times_three(n):\n    """Multiply n by 3.\n    >>> times_three(2)\n    6\n    """\n')
+    assert nearest(disguised, known_ngrams([own], 6), 6) == (1.0, "I/1")
 
 
 def test_difficulty_moves_up_after_all_solved_down_after_none_within_bounds():

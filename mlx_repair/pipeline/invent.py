@@ -35,7 +35,7 @@ from mlx_repair.mining.store import Invention, Store
 from mlx_repair.pipeline.stages import load_writer, run_dir, run_lock, sandbox_pool, settings_of
 from mlx_repair.problems import FRESH, HUMANEVAL, INVENTED, INVENTED_FILE, MATH, Problem, load_problems
 from mlx_repair.problems.invented import (
-    Rejected, examples_problem, known_ngrams, nearest, ngrams, problem_fields, read_code, read_math, write_invented,
+    Rejected, examples_problem, known_ngrams, nearest, problem_fields, read_code, read_math, write_invented,
 )
 
 PENDING = "pending"  # an output stored, not judged yet
@@ -127,7 +127,7 @@ class _Inventor:
         sets = [p for name in KNOWN_SETS[self.settings.domain] for p in load_problems(name)]
         self.known = known_ngrams(sets + self.kept, self.settings.ngram)
         if self.settings.domain == "code":  # a copy of the request's own example is no invention
-            self.known[FORM_EXAMPLE] = ngrams(CODE_FORM, self.settings.ngram)
+            self.known |= known_ngrams([read_code(CODE_FORM, FORM_EXAMPLE, 1)], self.settings.ngram)
         self.next_request = len(history)
 
     def run(self) -> None:

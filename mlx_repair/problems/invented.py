@@ -12,8 +12,9 @@ reason. The checks here run before any model solves the problem:
 - `unsplittable`: a test statement that is not an assert the sandbox splits into a case
   (`sandbox/cases.py`), or fewer than `MIN_CASES` of them;
 - `no examples`: the docstring shows no example with a literal result;
-- `near-copy`: too many of its token n-grams are in a known problem (HumanEval, fresh,
-  the math set, or one already kept), so the model is not recalling a benchmark.
+- `near-copy`: too many of its token n-grams (of its prompt, or of its test) are in a
+  known problem (HumanEval, fresh, the math set, one already kept, or the example the
+  request shows), so the model is not recalling a benchmark or copying.
 The model's solutions and the sandbox decide the rest (`pipeline/invent.py`).
 """
 
@@ -199,20 +200,32 @@ def ngrams(text: str, n: int) -> set[tuple[str, ...]]:
     return {tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)}
 
 
-def nearest(problem: Problem, known: dict[str, set], n: int) -> tuple[float, str | None]:
+def nearest(problem: Problem, known: dict[str, tuple[set, set]], n: int) -> tuple[float, str | None]:
     """The largest share of the problem's n-grams found in one known problem, and which.
-    Judged on the prompt: a code problem's signature and docstring, a math question."""
-    own = ngrams(problem.prompt, n)
+    Judged on the prompt (a code problem's signature and docstring, a math question) and,
+    for code, on the test too, each against the same part of the known problem: a problem
+    renamed and reworded around copied asserts is a copy as well."""
+    own_prompt, own_test = copy_grams(problem, n)
     best, which = 0.0, None
-    for task_id, grams in known.items():
-        share = len(own & grams) / len(own) if own else 0.0
+    for task_id, (prompt_grams, test_grams) in known.items():
+        share = max(_share(own_prompt, prompt_grams), _share(own_test, test_grams))
         if share > best:
             best, which = share, task_id
     return best, which
 
 
-def known_ngrams(problems: list[Problem], n: int) -> dict[str, set]:
-    return {p.task_id: ngrams(p.prompt, n) for p in problems}
+def _share(own: set, known: set) -> float:
+    return len(own & known) / len(own) if own else 0.0
+
+
+def copy_grams(problem: Problem, n: int) -> tuple[set, set]:
+    """The n-grams a near-copy is judged on: the prompt's, and a code problem's test's (a
+    math answer is too short to tell copies by)."""
+    return ngrams(problem.prompt, n), ngrams(problem.test, n) if problem.domain != MATH else set()
+
+
+def known_ngrams(problems: list[Problem], n: int) -> dict[str, tuple[set, set]]:
+    return {p.task_id: copy_grams(p, n) for p in problems}
 
 
 def write_invented(path: Path, problems: list[Problem]) -> Path:
