@@ -150,6 +150,14 @@ def test_a_test_that_loops_or_never_calls_the_function_is_not_read():
         read_code(f"```python\n{DOCUMENTED}print(triple(2))\n```", "I/0", 2)
 
 
+def test_a_test_that_calls_the_function_with_other_arguments_is_not_read():
+    mixed = "def check(candidate):\n    assert candidate(1) == 3\n    assert candidate(2) == 6\n    assert candidate([5], 0) == []\n"
+    with pytest.raises(Rejected, match="calls triple with 2 arguments; it takes 1"):
+        read_code(f"```python\n{DOCUMENTED}{mixed}```", "I/0", 2)
+    optional = DOCUMENTED.replace("def triple(x):", "def triple(x, times=3):")
+    assert read_code(f"```python\n{optional}{mixed}```", "I/0", 2).entry_point == "triple"  # 1 to 2 arguments
+
+
 def test_a_copy_of_the_requests_own_example_is_a_near_copy(tmp_path):
     (invention,) = run_inventor(tmp_path, [f"Sure.\n{CODE_FORM}\n"], {"repeat_each": []})
     assert invention.reason == "near-copy" and invention.overlap_with == FORM_EXAMPLE

@@ -7,8 +7,9 @@ an answer SymPy can check. Reading one either gives the problem or a `Rejected` 
 reason. The checks here run before any model solves the problem:
 - `unreadable`: no code block, code that does not parse, no documented function, or no
   test: neither a `check(candidate)` nor asserts calling the function elsewhere (in a
-  `check()` or `test_...()`, or at the top level); for math, no question or an answer
-  the checker cannot read;
+  `check()` or `test_...()`, or at the top level), or a test that calls the function
+  with more or fewer arguments than it takes; for math, no question or an answer the
+  checker cannot read;
 - `unsplittable`: a test statement that is not an assert the sandbox splits into a case
   (`sandbox/cases.py`), or fewer than `MIN_CASES` of them;
 - `no examples`: the docstring shows no example with a literal result;
@@ -59,6 +60,7 @@ def read_code(text: str, task_id: str, level: int) -> Problem:
     statements = _test_statements(tree, function.name)
     if not statements:
         raise Rejected("unreadable", "no check(candidate), and no asserts of the function")
+    _require_arity(function, statements)
     lines = block.splitlines(keepends=True)
     imports = "".join(ast.get_source_segment(block, n) + "\n" for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)))
     signature_and_doc = "".join(lines[function.lineno - 1 : function.body[0].end_lineno]).rstrip() + "\n"
@@ -96,6 +98,24 @@ def _test_statements(tree: ast.Module, entry_point: str) -> list[ast.stmt]:
             if isinstance(node, ast.Name) and node.id in renamed:
                 node.id = "candidate"
     return kept
+
+
+def _require_arity(function: ast.FunctionDef, statements: list[ast.stmt]) -> None:
+    """Every call of the candidate passes as many arguments as the signature takes: a test
+    that calls it otherwise (the model mixing in asserts of another function) fails every
+    solution, and costs k of them to find out."""
+    args = function.args
+    if args.vararg or args.kwarg:
+        return
+    positional = args.posonlyargs + args.args
+    fewest, most = len(positional) - len(args.defaults), len(positional) + len(args.kwonlyargs)
+    for statement in statements:
+        for node in ast.walk(statement):
+            calls = isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "candidate"
+            if calls and not any(isinstance(a, ast.Starred) for a in node.args) and not node.keywords:
+                if not fewest <= len(node.args) <= most:
+                    raise Rejected("unreadable", f"the test calls {function.name} with {len(node.args)} arguments; "
+                                                 f"it takes {fewest if fewest == most else f'{fewest} to {most}'}")
 
 
 def _only_reports(statement: ast.stmt) -> bool:
