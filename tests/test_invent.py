@@ -12,7 +12,7 @@ from mlx_repair.cli import main
 from mlx_repair.config import Config, InventSection, RunSection
 from mlx_repair.console import Console
 from mlx_repair.errors import UserError
-from mlx_repair.generation.invent_prompts import CODE_FORM
+from mlx_repair.generation.invent_prompts import CODE_FORM, CODE_TOPICS, code_request
 from mlx_repair.mining.loop import Output
 from mlx_repair.mining.store import Store
 from mlx_repair.pipeline.invent import FORM_EXAMPLE, Difficulty, _Inventor, solve_reason
@@ -156,6 +156,10 @@ def test_a_test_that_calls_the_function_with_other_arguments_is_not_read():
         read_code(f"```python\n{DOCUMENTED}{mixed}```", "I/0", 2)
     optional = DOCUMENTED.replace("def triple(x):", "def triple(x, times=3):")
     assert read_code(f"```python\n{optional}{mixed}```", "I/0", 2).entry_point == "triple"  # 1 to 2 arguments
+
+
+def test_requests_of_one_topic_and_level_differ_so_that_their_samples_do():
+    assert code_request(1, 4, ["a"]) != code_request(1, 4 + len(CODE_TOPICS), ["a"])
 
 
 def test_a_copy_of_the_requests_own_example_is_a_near_copy(tmp_path):

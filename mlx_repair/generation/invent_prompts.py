@@ -53,7 +53,9 @@ def code_request(level: int, index: int, taken: list[str]) -> str:
         "2. `def check(candidate):` with 5 to 8 lines of the form `assert candidate(...) == expected`, "
         "edge cases included.\n\n"
         f"The form, shown on another task:\n{CODE_FORM}\n"
-        f"{_taken(taken)}Now write the new exercise."
+        # The number keeps requests apart: two requests of one text would share the
+        # sampling seed's draws and come back as the same output.
+        f"{_taken(taken)}Now write new exercise number {index + 1}."
     )
 
 
