@@ -254,18 +254,16 @@ def critic_line(critic: dict) -> str:
     value = "- (one label only)" if critic["auroc"] is None else f"{critic['auroc']:.3f}"
     failed = critic["samples"] - critic["passed"]
     line = f"critic AUROC {value} on {critic['samples']} samples ({critic['passed']} passing, {failed} failing)"
-    return line + within_clause(critic)
+    if "within_problem_auroc" not in critic:  # a result written before it was measured
+        return line
+    return line + within_clause(critic["within_problem_auroc"], critic["problems_with_both"])
 
 
-def within_clause(critic: dict) -> str:
-    """The critic's within-problem AUROC as a clause of its line ("" for results written
-    before it was measured)."""
-    if "within_problem_auroc" not in critic:
-        return ""
-    if critic["within_problem_auroc"] is None:
+def within_clause(value: float | None, problems: int) -> str:
+    """A critic's AUROC within a problem, as a clause of the line that gives its AUROC."""
+    if value is None:
         return "; within a problem: - (no problem has both labels)"
-    return (f"; within a problem {critic['within_problem_auroc']:.3f} (mean over the "
-            f"{critic['problems_with_both']} problems with both labels: what selection uses)")
+    return f"; within a problem {value:.3f} (mean over the {problems} problems with both labels: what selection uses)"
 
 
 def select_samples(

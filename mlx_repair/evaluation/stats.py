@@ -100,7 +100,6 @@ def auroc(scores: list[float], labels: list[bool]) -> float | None:
     return float((rank_sum - passed * (passed + 1) / 2) / (passed * failed))
 
 
-
 def within_group_auroc(groups: Iterable[tuple[list[float], list[bool]]]) -> tuple[float | None, int]:
     """The mean AUROC within each group (a problem's samples) that holds both labels, and
     how many groups did. Selection ranks one problem's samples only, so this is the

@@ -80,7 +80,6 @@ def check(candidate):
 ```'''
 
 
-
 def math_request(level: int, index: int, taken: list[str]) -> str:
     """The user turn asking for a math question with an exact answer at `level`."""
     topic = MATH_TOPICS[index % len(MATH_TOPICS)]

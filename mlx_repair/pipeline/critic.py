@@ -93,13 +93,8 @@ def show_critic(summary: dict, console) -> None:
         counts, tasks = summary["samples"][side], summary["split"][side]
         console.line(f"  {side}: {counts['passed']} passing and {counts['failed']} failing samples of {len(tasks)} problems")
     value = summary["valid_auroc"]
-    auroc = "not measured (the held-out samples have one label)" if value is None else f"{value:.3f}"
-    console.line(f"  validation AUROC (held-out problems): {auroc}{within_clause(_within_measures(summary))}")
-
-
-def _within_measures(summary: dict) -> dict:
-    """The manifest's within-problem measures under the names `within_clause` reads."""
-    if summary["valid_auroc"] is None:
-        return {}
-    return {"within_problem_auroc": summary["valid_within_problem_auroc"],
-            "problems_with_both": summary["valid_problems_with_both"]}
+    if value is None:
+        auroc = "not measured (the held-out samples have one label)"
+    else:
+        auroc = f"{value:.3f}" + within_clause(summary["valid_within_problem_auroc"], summary["valid_problems_with_both"])
+    console.line(f"  validation AUROC (held-out problems): {auroc}")

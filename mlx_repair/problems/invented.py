@@ -64,7 +64,8 @@ def read_code(text: str, task_id: str, level: int) -> Problem:
     lines = block.splitlines(keepends=True)
     imports = "".join(ast.get_source_segment(block, n) + "\n" for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)))
     signature_and_doc = "".join(lines[function.lineno - 1 : function.body[0].end_lineno]).rstrip() + "\n"
-    test = imports + "def check(candidate):\n" + "".join(f"    {ast.unparse(s)}\n".replace("\n", "\n    ").rstrip() + "\n" for s in statements)
+    body = "".join("    " + ast.unparse(s).replace("\n", "\n    ") + "\n" for s in statements)
+    test = imports + "def check(candidate):\n" + body
     problem = Problem(task_id, imports + signature_and_doc, function.name, test, source=INVENTED, difficulty=level)
     _require_cases(problem)
     if not docstring_examples(problem):
