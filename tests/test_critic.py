@@ -3,6 +3,7 @@ with a planted signal (tiny_critic.py) through the real store, MLX and the CLI."
 
 import io
 import json
+import math
 
 import pytest
 
@@ -14,7 +15,7 @@ from mlx_repair.evaluation.stats import auroc, within_group_auroc
 from mlx_repair.mining.store import Store
 from mlx_repair.pipeline.critic import train_critic_job
 from mlx_repair.pipeline.stages import problems_for
-from mlx_repair.training.critic import CRITIC_FILE, CriticConfig, last_states, load_critic
+from mlx_repair.training.critic import CRITIC_FILE, CriticConfig, constant_loss, last_states, load_critic
 from mlx_repair.training.manifest import MANIFEST_FILE
 from tiny_critic import planted_problem_file, planted_store
 from tiny_repairer import double_problems, write_problems
@@ -130,6 +131,17 @@ def test_a_critic_learns_a_planted_signal_and_ranks_the_eval_side_by_it(planted,
     results = {r.strategy: r for r in selection.results}
     assert results["critic"].passed > results["first"].passed and results["critic"].broken == []
     assert any(line.startswith("critic AUROC ") for line in selection_markdown(selection.to_dict(), kind))  # the report
+    if kind == "head":  # a planted signal beats always guessing the pass rate
+        assert manifest["metrics"]["best_val_loss"] < manifest["metrics"]["constant_val_loss"]
+        assert "always guessing the training side's pass rate scores" in printed.getvalue()
+
+
+def test_the_constant_guess_loss_is_the_cross_entropy_of_the_training_pass_rate():
+    assert constant_loss([True, False], [True, True, False]) == pytest.approx(math.log(2))
+    # guessing 3/4 on a side that passes 1 in 4: -(1/4 log 3/4 + 3/4 log 1/4)
+    assert constant_loss([True, True, True, False], [True, False, False, False]) == pytest.approx(
+        -(0.25 * math.log(0.75) + 0.75 * math.log(0.25)))
+    assert math.isfinite(constant_loss([True], [False]))  # a one-label training side stays finite
 
 
 def test_a_head_critic_reads_each_sample_once_and_resumes_from_its_cache(planted, tmp_path):

@@ -279,7 +279,13 @@ def _signature(code: str, name: str, where: str) -> str:
 def rename_calls(test: str, entry_point: str, where: str) -> str:
     """Rewrite calls of the reference function as calls of `candidate`."""
     tree = _parse(test, "a test_list entry", where)
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and node.id == entry_point:
-            node.id = "candidate"
+    name_candidate(tree, {entry_point})
     return ast.unparse(tree).replace("\n", "\n    ")
+
+
+def name_candidate(tree: ast.AST, names: set[str]) -> None:
+    """Rename every use of `names` in `tree` to `candidate`, the name check() gives the
+    function under test."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id in names:
+            node.id = "candidate"

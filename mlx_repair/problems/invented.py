@@ -28,7 +28,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from mlx_repair.errors import UserError
-from mlx_repair.problems import INVENTED, MATH, Problem, ProblemsError, rename_calls
+from mlx_repair.problems import INVENTED, MATH, Problem, ProblemsError, name_candidate, rename_calls
 
 # Reasons an invented problem is not kept, in the order the filters run.
 REASONS = ("unreadable", "unsplittable", "no examples", "near-copy", "impossible", "trivial", "examples disagree")
@@ -95,9 +95,7 @@ def _test_statements(tree: ast.Module, entry_point: str) -> list[ast.stmt]:
             return []
     kept = [s for s in body if not _only_reports(s)]
     for statement in kept:
-        for node in ast.walk(statement):
-            if isinstance(node, ast.Name) and node.id in renamed:
-                node.id = "candidate"
+        name_candidate(statement, renamed)
     return kept
 
 

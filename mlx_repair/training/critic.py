@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, replace
@@ -245,7 +246,21 @@ def _train_head(model_spec, quantize, problems, train, valid, out_dir, config):
     head = yield from _fit_head(train_x, train_y, valid_x, valid_y, config, run)
     atomic_safetensors(out_dir / HEAD_FILE, head)
     data_info = {"sha256": _examples_hash(train + valid), "counts": side_counts(train, valid)}
-    return build_manifest(config, model_spec, quantize, data_info, run, time.perf_counter() - started, mx.get_peak_memory())
+    manifest = build_manifest(config, model_spec, quantize, data_info, run, time.perf_counter() - started, mx.get_peak_memory())
+    if valid_x is not None:
+        constant = constant_loss(train_y, valid_y)
+        manifest["metrics"]["constant_val_loss"] = constant
+        yield Log(f"critic head: best validation loss {run.best_val_loss:.3f} (step {run.best_step}); "
+                  f"always guessing the training side's pass rate scores {constant:.3f}")
+    return manifest
+
+
+def constant_loss(train_y, valid_y) -> float:
+    """The validation loss of a critic that ignores the code and always answers the
+    training side's pass rate: the head's loss means something only below it."""
+    rate = min(max(float(sum(train_y)) / len(train_y), 1e-6), 1 - 1e-6)
+    passed = float(sum(valid_y)) / len(valid_y)
+    return -(passed * math.log(rate) + (1 - passed) * math.log(1 - rate))
 
 
 def read_features(model, groups: list[list[list[int]]], cache: Path, source: str):
