@@ -38,6 +38,17 @@ def test_moved_problems_and_exact_p_value():
     assert "fixed 5, broken 1" in cold.describe() and "n=8" in cold.describe()
 
 
+def test_with_several_samples_a_problem_moves_when_its_share_of_passes_does():
+    base = result("base", cold=[0.25, 0.5, 1.0, 0.75, 0.0], repair=[0.5, 0.5, 1.0, 0.75, 0.0])
+    adapter = result("adapter", cold=[0.5, 0.75, 1.0, 0.5, 0.0], repair=[0.5, 0.5, 1.0, 0.75, 0.0])
+    cold, repair = compare_results(base, adapter)
+    assert (cold.fixed, cold.broken) == (["T/0", "T/1"], ["T/3"])  # 0.25->0.5 counts, though under 0.5
+    assert cold.p_value == pytest.approx(1.0) and cold.fractional
+    assert (repair.fixed, repair.broken) == ([], [])
+    assert "exact sign test" in cold.describe()
+    assert "McNemar" in compare_results(BASE, ADAPTER)[0].describe()
+
+
 def test_results_on_different_problems_are_refused():
     other = result("x", cold=[1, 1], repair=[1, 1])
     with pytest.raises(UserError, match="different problems"):

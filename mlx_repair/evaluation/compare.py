@@ -1,7 +1,8 @@
 """Compare two evaluation results problem by problem (base vs adapter, or any two runs).
 
 A difference in pass rate on a small set is mostly noise, so the comparison says which
-problems moved, how likely that many moves are by chance (exact McNemar), and a paired
+problems moved, how likely that many moves are by chance (exact McNemar; with several
+samples per problem, the exact sign test of their shares that passed), and a paired
 bootstrap interval for the difference.
 """
 
@@ -25,17 +26,17 @@ class Comparison:
     broken: list[str]
     p_value: float
     interval: tuple[float, float]
-    thresholded: bool  # scores were fractional (several samples) and cut at 0.5 for McNemar
+    fractional: bool  # several samples per problem: a score is the share that passed
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
 
     def describe(self) -> str:
         low, high = self.interval
-        note = " (per-problem scores cut at 0.5 for McNemar)" if self.thresholded else ""
+        test = "sign test (a problem moved when its share of passing samples did)" if self.fractional else "McNemar"
         return (
             f"{self.metric}: {100 * self.a:.1f}% -> {100 * self.b:.1f}% (n={self.n}); "
-            f"fixed {len(self.fixed)}, broken {len(self.broken)}, McNemar exact p={self.p_value:.3g}{note}; "
+            f"fixed {len(self.fixed)}, broken {len(self.broken)}, exact {test} p={self.p_value:.3g}; "
             f"95% bootstrap interval of the difference [{100 * low:+.1f}, {100 * high:+.1f}] points"
         )
 
@@ -56,10 +57,7 @@ def compare_results(a: dict, b: dict) -> list[Comparison]:
         tasks = sorted(rows_a)
         scores_a = [rows_a[t][field] for t in tasks]
         scores_b = [rows_b[t][field] for t in tasks]
-        thresholded = any(s not in (0, 1) for s in scores_a + scores_b)
-        moved = moved_problems(
-            {t: s > 0.5 for t, s in zip(tasks, scores_a)}, {t: s > 0.5 for t, s in zip(tasks, scores_b)}
-        )
+        moved = moved_problems(dict(zip(tasks, scores_a)), dict(zip(tasks, scores_b)))
         comparisons.append(
             Comparison(
                 metric=metric,
@@ -70,7 +68,7 @@ def compare_results(a: dict, b: dict) -> list[Comparison]:
                 broken=moved.broken,
                 p_value=moved.p_value,
                 interval=bootstrap_interval(scores_a, scores_b),
-                thresholded=thresholded,
+                fractional=any(s not in (0, 1) for s in scores_a + scores_b),
             )
         )
     return comparisons

@@ -47,10 +47,13 @@ def mcnemar_exact(fixed: int, broken: int) -> float:
 
 @dataclass(frozen=True)
 class Moved:
-    """How two systems differ on the same problems."""
+    """How two systems differ on the same problems. With one sample per problem a score is
+    pass or fail and p is McNemar's exact test; with several it is the share that passed,
+    a problem moves when its share rose or fell, and the same binomial is the exact sign
+    test of the paired differences."""
 
-    fixed: list[str]  # failed under A, passed under B
-    broken: list[str]  # passed under A, failed under B
+    fixed: list[str]  # scored higher under B than under A
+    broken: list[str]  # scored lower under B than under A
     n: int
 
     @property
@@ -58,13 +61,14 @@ class Moved:
         return mcnemar_exact(len(self.fixed), len(self.broken))
 
 
-def moved_problems(a: dict[str, bool], b: dict[str, bool]) -> Moved:
-    """Compare per-problem outcomes; both must cover the same task ids."""
+def moved_problems(a: dict[str, float], b: dict[str, float]) -> Moved:
+    """Compare per-problem scores (pass/fail, or a share of samples that passed); both
+    must cover the same task ids."""
     if a.keys() != b.keys():
         only = sorted(set(a) ^ set(b))[:3]
         raise ValueError(f"results cover different problems (e.g. {', '.join(only)})")
-    fixed = sorted(t for t in a if not a[t] and b[t])
-    broken = sorted(t for t in a if a[t] and not b[t])
+    fixed = sorted(t for t in a if b[t] > a[t])
+    broken = sorted(t for t in a if b[t] < a[t])
     return Moved(fixed=fixed, broken=broken, n=len(a))
 
 
