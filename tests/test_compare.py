@@ -49,6 +49,18 @@ def test_with_several_samples_a_problem_moves_when_its_share_of_passes_does():
     assert "McNemar" in compare_results(BASE, ADAPTER)[0].describe()
 
 
+def test_the_adapters_repair_turn_is_compared_with_the_bases_resampling():
+    base, adapter = dict(BASE), dict(ADAPTER)
+    base["per_problem"] = [row | {"resample": 1 if i in (0, 1, 6, 7) else 0} for i, row in enumerate(BASE["per_problem"])]
+    base["metrics"] = BASE["metrics"] | {"resample_pass@2": 0.5}
+    cold, repair, cross = compare_results(base, adapter)  # the adapter result has no resample metric
+    assert cross.metric == "resample_pass@2 (A) -> repair_pass@1 (B)"
+    assert (cross.a, cross.b) == (0.5, ADAPTER["metrics"]["repair_pass@1"])
+    # base resample [1,1,0,0,0,0,1,1] against adapter repair [1,1,1,1,1,1,1,0]
+    assert (cross.fixed, cross.broken) == (["T/2", "T/3", "T/4", "T/5"], ["T/7"])
+    assert cross.describe().startswith("resample_pass@2 (A) -> repair_pass@1 (B): 50.0% -> 87.5% (n=8)")
+
+
 def test_results_on_different_problems_are_refused():
     other = result("x", cold=[1, 1], repair=[1, 1])
     with pytest.raises(UserError, match="different problems"):

@@ -47,6 +47,10 @@ def test_train_one_liner_end_to_end(tiny_repairer_dir, tmp_path, monkeypatch, ca
     markdown = (out / "report.md").read_text()
     assert f"n={base['n']}" in markdown and "resampling, same budget" in markdown
     assert "(Python), eval side of the split" in markdown  # the report names the language
+    # The goal that matters: the adapter's repair turn against the base's resampling.
+    cross = report["comparisons"]["adapter"][-1]
+    assert cross["metric"] == "resample_pass@2 (A) -> repair_pass@1 (B)" and cross["n"] == base["n"]
+    assert "adapter, resample_pass@2 (A) -> repair_pass@1 (B): " in markdown
 
     # Re-running the same command resumes every stage: nothing new is generated or trained.
     assert main(args) == 0

@@ -89,7 +89,7 @@ def markdown(report: TrainReport, charts: list[str]) -> str:
     for key in report.base["metrics"]:
         cells = [format_rate(result["metrics"].get(key), n) for _, result in systems]
         lines.append(f"| {metric_label(key)} | " + " | ".join(cells) + " |")
-    lines += ["", "## What moved", ""]
+    lines += ["", "## What moved", "", "Each line compares the base (A) with the adapter or the control (B).", ""]
     for name, comparisons in report.comparisons().items():
         for comparison in comparisons:
             lines.append(f"- {name}, {comparison.describe()}")
