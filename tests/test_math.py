@@ -7,6 +7,7 @@ import time
 import pytest
 
 from mlx_repair.cli import main
+from mlx_repair.evaluation.report import TrainReport, markdown
 from mlx_repair.problems import ProblemsError, Problem, load_problems
 from mlx_repair.problems.split import split_problems
 from mlx_repair.sandbox import Pool, run_candidate
@@ -201,3 +202,16 @@ def test_eval_runs_on_the_math_set_with_a_tiny_model(tiny_model_dir, tmp_path, m
     result = json.loads((tmp_path / "out.json").read_text())
     assert result["n"] == 2 and all(r["task_id"].startswith("Math/") for r in result["per_problem"])
     assert result["metrics"]["cold_pass@1"] == 0.0  # random weights answer nothing right
+
+
+def test_a_math_training_report_warns_that_its_repair_turn_saw_the_answer():
+    def result(model, cold):
+        rows = [{"task_id": f"Math/{i}", "cold": c, "repair": 1, "resample": c} for i, c in enumerate(cold)]
+        metrics = {"cold_pass@1": sum(cold) / len(cold), "repair_pass@1": 1.0, "resample_pass@2": sum(cold) / len(cold)}
+        return {"model": model, "problems": "math", "side": "eval", "n": len(cold), "metrics": metrics,
+                "per_problem": rows, "languages": ["math"]}
+
+    report = TrainReport(result("base", [0, 1]), result("adapter", [1, 1]), {}, [], [], [], "mlx-repair train --problems math")
+    assert "judge math by cold pass@1 and resampling" in markdown(report, [])
+    code = TrainReport(*(r | {"languages": ["python"]} for r in (report.base, report.adapter)), {}, [], [], [], "x")
+    assert "Expected:" not in markdown(code, [])

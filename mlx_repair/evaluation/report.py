@@ -15,7 +15,7 @@ from mlx_repair.evaluation.compare import compare_results
 from mlx_repair.mining.pairing import format_pair_counts, pair_total
 from mlx_repair.evaluation.metrics import format_metric, format_rate, metric_label
 from mlx_repair.evaluation.selection import selection_markdown
-from mlx_repair.problems import subjects_named
+from mlx_repair.problems import MATH, subjects_named
 
 
 @dataclass
@@ -89,6 +89,9 @@ def markdown(report: TrainReport, charts: list[str]) -> str:
     for key in report.base["metrics"]:
         cells = [format_rate(result["metrics"].get(key), n) for _, result in systems]
         lines.append(f"| {metric_label(key)} | " + " | ".join(cells) + " |")
+    if MATH in report.base.get("languages", []):
+        lines += ["", "A math repair turn is shown the expected answer (`Expected: ... / Got: ...`): judge "
+                      "math by cold pass@1 and resampling, not by the repair turn."]
     lines += ["", "## What moved", "", "Each line compares the base (A) with the adapter or the control (B).", ""]
     for name, comparisons in report.comparisons().items():
         for comparison in comparisons:
