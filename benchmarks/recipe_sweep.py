@@ -63,6 +63,11 @@ def main() -> None:
         "--pairs-per-problem", type=int, default=2, help="records of each kind per mined problem, at most (train's cap)"
     )
     parser.add_argument(
+        "--repair-provenance", choices=("self-repair", "resample"), help="train on repair pairs of this provenance only"
+    )
+    parser.add_argument("--samples", type=int, default=1, help="drafts per eval problem (chains, with --repair-turn)")
+    parser.add_argument("--temperature", type=float, default=0.0, help="the eval's sampling temperature")
+    parser.add_argument(
         "--add-mine-dir", help="a second mining run (e.g. of invented problems) whose records all join the training side"
     )
     parser.add_argument("--add-problems", help="the problems --add-mine-dir was mined on (e.g. invented:RUN_DIR)")
@@ -76,7 +81,11 @@ def main() -> None:
     config.repair.prompt, config.train.preset, config.train.iters = args.repair_prompt, args.preset, args.iters
     config.train.answer_docstrings = args.answer_docstrings
     config.train.pairs_per_problem = args.pairs_per_problem
-    eval_config = replace(config, run=replace(config.run, limit=args.eval_limit))
+    config.train.repair_provenance = args.repair_provenance
+    eval_config = replace(
+        config, run=replace(config.run, limit=args.eval_limit),
+        sampling=replace(config.sampling, samples=args.samples, temperature=args.temperature),
+    )
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     console = Console()
@@ -101,6 +110,7 @@ def main() -> None:
         name += f"-control-{args.control}" if args.control else ""
         name += f"-cap{args.pairs_per_problem}-iters{args.iters}" if args.pairs_per_problem != 2 else ""
         name += f"-plus-{Path(args.add_mine_dir).name}" if added else ""
+        name += f"-{args.repair_provenance}-only" if args.repair_provenance else ""
         folder = out_dir / name
         train_config = replace(train_config_of(config), learning_rate=learning_rate, scale=scale)
         manifest = train_stage(config, split, dataset, folder, train_config, console).manifest
@@ -115,6 +125,9 @@ def main() -> None:
             "control": args.control,
             "dataset": dataset.counts,
             "pairs_per_problem": args.pairs_per_problem,
+            "repair_provenance": args.repair_provenance,
+            "eval_samples": args.samples,
+            "eval_temperature": args.temperature,
             "added": {"mine_dir": args.add_mine_dir, "counts": added.counts["train"]} if added else None,
             "scale": scale,
             "best_step": metrics["best_step"],

@@ -167,6 +167,7 @@ class TrainSection:
     solve_ratio: float = 0.25  # solve records per repair record
     pairs_per_problem: int = 2  # at most this many records of each kind per mined problem
     answer_docstrings: bool = False  # true: answers keep the docstrings the prompt holds
+    repair_provenance: str | None = None  # "self-repair" or "resample": train on those repair pairs only
     control: str | None = None  # "garbage": also train and evaluate the same-shape control
 
 
@@ -243,6 +244,7 @@ RULES = (
     ("train.keep_ratio", lambda v: v >= 0, "0 or more"),
     ("train.solve_ratio", lambda v: v >= 0, "0 or more"),
     ("train.pairs_per_problem", lambda v: v >= 1, "at least 1"),
+    ("train.repair_provenance", lambda v: v in (None, "self-repair", "resample"), 'unset, "self-repair" or "resample"'),
     ("train.control", lambda v: v in (None, "garbage"), "unset or \"garbage\""),
 )
 

@@ -156,6 +156,24 @@ def test_mining_takes_its_own_sampling_and_ignores_an_unused_repair_prompt():
     assert directory("facts", 1) != directory("code", 1)
 
 
+def test_only_more_repair_rounds_continue_a_run():
+    from mlx_repair.generation.prompts import fingerprint
+    from mlx_repair.pipeline.stages import adds_repair_rounds
+
+    def settings(prompt="code", rounds=0, samples=4, prompts=None):
+        return {"repair": {"prompt": prompt, "rounds": rounds}, "sampling": {"samples": samples},
+                "prompts": prompts or fingerprint(prompt)}
+
+    unrepaired = settings()
+    assert adds_repair_rounds(unrepaired, settings("facts", 1))  # no repair prompt was shown yet
+    assert not adds_repair_rounds(settings(prompts="older wording"), settings("facts", 1))  # stale drafts
+    assert adds_repair_rounds(settings("facts", 1), settings("facts", 2))
+    assert not adds_repair_rounds(settings("facts", 1), settings("code", 2))
+    assert not adds_repair_rounds(settings("facts", 1), settings("facts", 1))
+    assert not adds_repair_rounds(settings("facts", 2), settings("facts", 1))
+    assert not adds_repair_rounds(unrepaired, settings("facts", 1, samples=8))  # other drafts
+
+
 def test_only_settings_that_shape_a_stage_move_its_run_directory():
     """Sections read by other jobs (invent, select, mine through mining_config, train) and
     the isolation level leave the eval directory where it was."""

@@ -112,6 +112,21 @@ def test_garbage_control_swaps_repairs_for_as_many_garbage_pairs(store):
         MixConfig(control="shuffled")
 
 
+def test_repair_pairs_can_be_limited_to_one_provenance(store):
+    head = "def f0(x):\n    return"
+    broken = _attempt(store, "T/0", "draft", 5, f"{head} -x\n", False)
+    passing = _attempt(store, "T/0", "draft", 6, f"{head} x * 2\n", True)
+    store.add_pair(Pair("T/0", "repair", passing.id, FEEDBACK, broken.id, provenance="resample"))
+    both = build_dataset(store, PROBLEMS, MixConfig(valid_fraction=0, pairs_per_problem=9))
+    assert both.counts["train"]["repair"] == {"self-repair": 20, "resample": 1}
+    for provenance, count in (("self-repair", 20), ("resample", 1)):
+        only = build_dataset(store, PROBLEMS, MixConfig(valid_fraction=0, pairs_per_problem=9, repair_provenance=provenance))
+        assert only.counts["train"]["repair"] == {provenance: count}
+        assert {r["provenance"] for r in only.train if r["kind"] == "repair"} == {provenance}
+    with pytest.raises(UserError, match="repair_provenance"):
+        MixConfig(repair_provenance="draft")
+
+
 def test_validation_comes_from_other_problems_and_is_deterministic(store, tmp_path):
     data = build_dataset(store, PROBLEMS, MixConfig(valid_fraction=0.2))
     assert len(data.valid_tasks) == 2 and not set(data.valid_tasks) & set(data.train_tasks)

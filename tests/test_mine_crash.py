@@ -1,4 +1,4 @@
-"""Kill a real mining process with SIGKILL mid-run, re-run it, and check the store."""
+"""Resuming a mining run: after a SIGKILL mid-run, and with more repair rounds."""
 
 import os
 import signal
@@ -80,3 +80,26 @@ def test_a_second_mine_on_the_same_run_directory_refuses_naming_the_first(tiny_m
     # The holder died (SIGKILL): the kernel dropped its lock, and the run can go on.
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
+
+
+def test_raising_rounds_on_a_run_dir_adds_repairs_and_keeps_its_drafts(tiny_model_dir, tmp_path):
+    from mlx_repair.cli import main
+
+    run_dir = tmp_path / "run"
+    command = ["mine", "--model", str(tiny_model_dir), "--problems", "humaneval", "--limit", "3",
+               "--max-tokens", "12", "--samples", "2", "--run-dir", str(run_dir)]
+    assert main([*command, "--rounds", "0"]) == 0
+    drafts = stored_attempts(run_dir)
+    assert {row[2] for row in drafts} == {"draft"} and len(drafts) == 6
+
+    assert main([*command, "--rounds", "1"]) == 0
+    after = stored_attempts(run_dir)
+    assert after[: len(drafts)] == drafts  # the drafts were read back, not written again
+    repaired = {(row[1], row[3]) for row in after if row[2] == "repair"}
+    assert repaired == {(row[1], row[3]) for row in drafts if not row[6]} and repaired
+
+    assert main([*command, "--rounds", "1"]) == 0  # the continued run resumes as itself
+    assert stored_attempts(run_dir) == after
+    for refused in (["--rounds", "0"], ["--rounds", "2", "--repair-prompt", "code"]):
+        assert main([*command, *refused]) == 2
+    assert stored_attempts(run_dir) == after

@@ -80,6 +80,21 @@ def test_reopening_resumes_the_same_run(tmp_path, store):
             again.start_run("r", "other-model", "humaneval", {"a": 1}, SPLIT)
 
 
+def test_a_run_continues_only_where_the_store_is_told_it_may(tmp_path, store):
+    def more_a(stored, config):
+        return config["a"] > stored["a"]
+
+    with Store.open(tmp_path) as again:
+        with pytest.raises(UserError, match="raising --rounds"):
+            again.start_run("r", "tiny", "humaneval", {"a": 2}, SPLIT)
+        assert again.start_run("r", "tiny", "humaneval", {"a": 2}, SPLIT, continues=more_a) == store.run_id
+        assert again.start_run("r", "tiny", "humaneval", {"a": 2}, SPLIT) == store.run_id  # now recorded
+        with pytest.raises(UserError, match="other settings"):  # a continuation never changes the model
+            again.start_run("r", "other-model", "humaneval", {"a": 3}, SPLIT, continues=more_a)
+        with pytest.raises(UserError, match="other settings"):
+            again.start_run("r", "tiny", "humaneval", {"a": 1}, SPLIT, continues=more_a)
+
+
 def test_store_of_another_version_is_refused(tmp_path, store):
     store.db.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
     store.db.commit()

@@ -49,6 +49,7 @@ INFO_FILE = "dataset.json"
 # visible cases, and for passing code none of them fails.
 KEEP_FEEDBACK = "All shown tests passed."
 CONTROLS = (None, "garbage")
+REPAIR_PROVENANCES = (None, "self-repair", "resample")
 
 
 @dataclass
@@ -76,6 +77,9 @@ class MixConfig:
     # Share of the mined problems held out for validation (at least one when there are two).
     valid_fraction: float = 0.15
     control: str | None = None  # None, or "garbage": the same-shape control
+    # Only repair pairs of this provenance ("self-repair" or "resample"; None: both):
+    # self-repairs answer the facts the prompt shows, resamples ignore them.
+    repair_provenance: str | None = None
     seed: int = 0
     # Fewer trained pairs than this and no adapter is trained: LoRA memorises a handful of
     # records and breaks more than it fixes (benchmarks/results/measurement_notes.md).
@@ -88,6 +92,8 @@ class MixConfig:
             raise UserError(f"min_pairs must be at least 1, got {self.min_pairs}")
         if self.pairs_per_problem < 1:
             raise UserError(f"pairs_per_problem must be at least 1, got {self.pairs_per_problem}")
+        if self.repair_provenance not in REPAIR_PROVENANCES:
+            raise UserError(f"repair_provenance must be one of {REPAIR_PROVENANCES}, got {self.repair_provenance!r}")
         if not 0.0 <= self.valid_fraction < 1.0:
             raise UserError(f"valid_fraction must be in [0, 1), got {self.valid_fraction}")
 
@@ -121,6 +127,8 @@ def build_dataset(store: Store, problems: Iterable[Problem], config: MixConfig |
     by_id = {problem.task_id: problem for problem in problems}
     attempts = {attempt.id: attempt for attempt in store.attempts()}
     pairs = [p for p in store.pairs() if config.include_near_copies or not p.near_copy]
+    if config.repair_provenance:
+        pairs = [p for p in pairs if p.kind != "repair" or p.provenance == config.repair_provenance]
     if by_id and all(problem.domain == MATH for problem in by_id.values()):
         if config.keep_ratio <= 0:
             raise UserError("math training needs keep records (a correct answer stays correct): set train.keep_ratio above 0")

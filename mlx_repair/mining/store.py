@@ -247,18 +247,25 @@ class Store:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def start_run(self, name: str, model: str, problems: str, config: dict, split: dict) -> int:
-        """Create the run, or reopen it when the same name exists with the same settings."""
+    def start_run(self, name: str, model: str, problems: str, config: dict, split: dict, continues=None) -> int:
+        """Create the run, or reopen it when the same name exists with the same settings, or
+        with a config that `continues(stored_config, config)` accepts as extending it (the
+        run then records the new config)."""
         row = self.db.execute(
             "SELECT id, model, problems, config, split FROM runs WHERE name=?", (name,)
         ).fetchone()
         settings = (model, problems, json.dumps(config, sort_keys=True), json.dumps(split, sort_keys=True))
         if row:
             if tuple(row[1:]) != settings:
-                raise UserError(
-                    f"{self.path}: run {name!r} was started with other settings "
-                    f"(model, problems, config or split differ); use a new run directory to change them"
-                )
+                extends = row[1:3] + row[4:] == settings[:2] + settings[3:] and continues is not None
+                if not (extends and continues(json.loads(row[3]), config)):
+                    raise UserError(
+                        f"{self.path}: run {name!r} was started with other settings "
+                        f"(model, problems, config or split differ); use a new run directory to change them "
+                        f"(raising --rounds is the one change that continues a run)"
+                    )
+                with self.db:
+                    self.db.execute("UPDATE runs SET config=? WHERE id=?", (settings[2], row[0]))
             self.run_id = row[0]
             return self.run_id
         with self.db:

@@ -12,6 +12,7 @@ import re
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 
 from mlx_repair.config import Config
@@ -68,6 +69,25 @@ def settings_of(config: Config, problems=(), **extra) -> dict:
     sections = {name: value for name, value in asdict(config).items() if name not in left_out}
     sections["sandbox"].pop("isolation")
     return {**sections, **extra, "prompts": fingerprint(config.repair.prompt, problems)}
+
+
+def adds_repair_rounds(stored: dict, settings: dict, problems=()) -> bool:
+    """Whether a stage's `settings` continue a run stored with `stored` by adding repair
+    rounds: all else equal, more rounds, and the same prompts. A run that showed no repair
+    prompt (0 rounds) may take any mode, if its recorded prompts are still today's wording
+    of `problems`. Its drafts and earlier rounds stay valid, so only the new rounds are
+    written: `mine --rounds 1 --run-dir DIR` adds self-repairs to a run mined without."""
+    from mlx_repair.generation.prompts import fingerprint
+
+    def rest(s):
+        return {k: v for k, v in s.items() if k not in ("repair", "prompts")}
+
+    old, new = stored.get("repair", {}), settings.get("repair", {})
+    if rest(stored) != rest(settings) or new.get("rounds", 0) <= old.get("rounds", 0):
+        return False
+    if old.get("rounds", 0) == 0:
+        return stored.get("prompts") == fingerprint(old.get("prompt", new.get("prompt")), problems)
+    return {**old, "rounds": new["rounds"]} == new and stored.get("prompts") == settings.get("prompts")
 
 
 def sandbox_pool(config: Config):
@@ -163,7 +183,7 @@ def run_stage(config: Config, stage: str, side: str, loop_config, console, adapt
         console.show(Log(f"loading {config.run.model}" + (f" with adapter {adapter}" if adapter else "")))
         writer = load_writer(config, adapter, progress=console.import_progress, listener=console.writing)
         with Store.open(directory) as store, sandbox_pool(config) as pool:
-            store.start_run(stage, writer.name, config.run.problems, settings, split.to_dict())
+            store.start_run(stage, writer.name, config.run.problems, settings, split.to_dict(), partial(adds_repair_rounds, problems=problems))
             console.show(StageStarted(label, len(problems)))
             console.follow(run_loop(problems, writer, pool, store, loop_config))
     seconds = time.perf_counter() - started

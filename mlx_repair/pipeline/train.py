@@ -126,6 +126,7 @@ def mix_of(config) -> MixConfig:
     return MixConfig(
         min_pairs=t.min_pairs, keep_ratio=t.keep_ratio, solve_ratio=t.solve_ratio,
         pairs_per_problem=t.pairs_per_problem, prompt_mode=config.repair.prompt, answer_docstrings=t.answer_docstrings,
+        repair_provenance=t.repair_provenance,
     )
 
 
