@@ -172,6 +172,8 @@ def test_only_more_repair_rounds_continue_a_run():
     assert not adds_repair_rounds(settings("facts", 1), settings("facts", 1))
     assert not adds_repair_rounds(settings("facts", 2), settings("facts", 1))
     assert not adds_repair_rounds(unrepaired, settings("facts", 1, samples=8))  # other drafts
+    evaluated = {"repair": True, "prompts": fingerprint("facts")}
+    assert not adds_repair_rounds({**evaluated, "repair": False}, evaluated)  # eval's own flag
 
 
 def test_only_settings_that_shape_a_stage_move_its_run_directory():

@@ -82,11 +82,13 @@ def adds_repair_rounds(stored: dict, settings: dict, problems=()) -> bool:
     def rest(s):
         return {k: v for k, v in s.items() if k not in ("repair", "prompts")}
 
-    old, new = stored.get("repair", {}), settings.get("repair", {})
+    old, new = stored.get("repair"), settings.get("repair")
+    if not (isinstance(old, dict) and isinstance(new, dict)):  # eval records whether it repairs, not rounds
+        return False
     if rest(stored) != rest(settings) or new.get("rounds", 0) <= old.get("rounds", 0):
         return False
     if old.get("rounds", 0) == 0:
-        return stored.get("prompts") == fingerprint(old.get("prompt", new.get("prompt")), problems)
+        return "prompt" in old and stored.get("prompts") == fingerprint(old["prompt"], problems)
     return {**old, "rounds": new["rounds"]} == new and stored.get("prompts") == settings.get("prompts")
 
 
