@@ -237,6 +237,10 @@ def test_model_card_carries_the_report_numbers(adapter_dir, tmp_path):
     # adapter cold: 5 fixed, 1 broken of 6 discordant -> exact two-sided p = 14/64
     assert "| adapter | cold pass@1 | 20.0% -> 60.0% | 5 | 1 | 0.219 |" in card
     assert "| control | cold pass@1 | 20.0% -> 30.0% | 1 | 0 | 1 |" in card
+    assert "(exact McNemar test on the discordant problems)" in card
+    # the base's resampling (4 tasks) against the adapter's repair turn (7): 5 fixed, 2 broken, p = 58/128
+    assert ("| adapter | base's resampling, same budget (pass@2) -> this system's pass@1 after one repair turn "
+            "| 40.0% -> 70.0% | 5 | 2 | 0.453 |") in card
     assert "one repair turn reaches 70.0% and plain resampling with the same number of model calls " \
         "(pass@2) reaches 80.0%; repair does not beat resampling" in card
     assert "Garbage control: the same training" in card
@@ -248,6 +252,14 @@ def test_model_card_carries_the_report_numbers(adapter_dir, tmp_path):
     front_matter = card.split("---")[1]
     assert "- go\n" in front_matter and "- python\n" in front_matter  # the records' languages as tags
     assert "Training and validation records by language: Go 6, Python 30." in card
+
+
+def test_model_card_names_the_sign_test_when_problems_had_several_samples(tiny_model_dir, tmp_path):
+    report = json.loads(json.dumps(REPORT))
+    report["comparisons"]["adapter"][0]["fractional"] = True
+    adapter = make_adapter(tiny_model_dir, tmp_path / "adapter", report=report)
+    card = (export_adapter(adapter, "mlx", tmp_path / "mlx") / "README.md").read_text()
+    assert "exact sign test: with several samples per problem" in card and "McNemar" not in card
 
 
 def test_model_card_without_a_report_says_so(tiny_model_dir, tmp_path):

@@ -2,7 +2,7 @@
 
 A card is where an adapter's claims travel without the run that made them, so it carries
 the same honesty as the report: every rate with its n, the problems fixed and broken
-with an exact McNemar p, the budget-matched resampling baseline, the garbage control (or
+with an exact McNemar p (the sign test with several samples per problem), the budget-matched resampling baseline, the garbage control (or
 that it was not run), and how the training pairs were mined and checked. Numbers are
 copied from report.json and manifest.json (shipped beside the card), never recomputed.
 """
@@ -163,20 +163,34 @@ def _evaluation_section(report: dict | None) -> str:
 
 
 def _comparison_table(report: dict) -> list[str]:
+    comparisons = report.get("comparisons", {})
+    if any(c.get("fractional") for rows in comparisons.values() for c in rows):
+        test = "exact sign test: with several samples per problem, a problem moved when its share of passing samples did"
+    else:
+        test = "exact McNemar test on the discordant problems"
     lines = [
-        "Problems that moved, against the base model (exact McNemar test on the discordant problems):",
+        f"Problems that moved, against the base model ({test}):",
         "",
-        "| system | metric | base -> system | fixed | broken | McNemar p |",
+        "| system | metric | base -> system | fixed | broken | p |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    for system, comparisons in report.get("comparisons", {}).items():
-        for c in comparisons:
+    for system, rows in comparisons.items():
+        for c in rows:
             lines.append(
-                f"| {system} | {METRIC_LABELS.get(c['metric'], c['metric'])} | "
+                f"| {system} | {_metric_label(c['metric'])} | "
                 f"{100 * c['a']:.1f}% -> {100 * c['b']:.1f}% | {len(c['fixed'])} | {len(c['broken'])} | "
                 f"{c['p_value']:.3g} |"
             )
     return lines
+
+
+def _metric_label(metric: str) -> str:
+    """A compared metric in words; a cross row ("A's metric (A) -> B's metric (B)") sets the
+    base's resampling against this system's repair turn."""
+    if " (A) -> " not in metric:
+        return METRIC_LABELS.get(metric, metric)
+    a, b = metric.removesuffix(" (B)").split(" (A) -> ")
+    return f"base's {METRIC_LABELS.get(a, a)} -> this system's {METRIC_LABELS.get(b, b)}"
 
 
 def _baseline_note(report: dict) -> str:
