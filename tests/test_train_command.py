@@ -32,6 +32,10 @@ def test_train_one_liner_end_to_end(tiny_repairer_dir, tmp_path, monkeypatch, ca
     # The taught behaviour, measured through the real sandbox: wrong drafts, right repairs.
     assert base["metrics"]["cold_pass@1"] == 0.0 and base["metrics"]["repair_pass@1"] == 1.0
     assert adapter["adapter"] == str(out)
+    # Repair prompts start from their drafts' kept prefixes (the system turn and problem).
+    repairs = base["prompt_tokens"]["repair"]
+    assert repairs["prompts"] >= 1 and repairs["reused"] > 0 and repairs["processed"] > 0
+    assert "repair prompts: " in printed.err and "taken from the draft's kept prefix" in printed.err
 
     manifest = json.loads((out / "manifest.json").read_text())
     train_tasks = set(base["split"]["train"])
@@ -54,7 +58,8 @@ def test_train_one_liner_end_to_end(tiny_repairer_dir, tmp_path, monkeypatch, ca
 
     # Re-running the same command resumes every stage: nothing new is generated or trained.
     assert main(args) == 0
-    assert json.loads((out / "eval-adapter.json").read_text())["generated_tokens"] == 0
+    resumed = json.loads((out / "eval-adapter.json").read_text())
+    assert resumed["generated_tokens"] == 0 and resumed["prompt_tokens"] == {}
 
 
 def test_train_without_any_repair_pair_ends_with_an_honest_report(tiny_model_dir, tmp_path, monkeypatch, capsys):

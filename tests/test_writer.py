@@ -58,3 +58,8 @@ def test_repairs_and_resamples_reuse_their_drafts_prompts_and_write_the_same(arc
         assert reused > processed
     else:  # recurrent state cannot be cut back: a repair reuses nothing
         assert reused == 0
+    # The writer tallies the same per kind of request (eval's result reports it).
+    assert writer.prompt_tokens["repair"] == {"prompts": len(problems), "processed": processed, "reused": reused}
+    assert set(writer.prompt_tokens) == {"draft", "resample", "repair"}
+    assert set(fresh.prompt_tokens) == {"resample", "repair"}
+    assert fresh.prompt_tokens["repair"]["processed"] == processed + reused

@@ -74,6 +74,9 @@ class MLXWriter:
         self.repair_prompt = repair_prompt  # the mode of repair prompts (prompts.REPAIR_MODES)
         self.stats = SamplingStats()
         self.kept = LRUPromptCache(max_size=KEPT_PROMPTS, max_bytes=KEPT_BYTES)
+        # Per request kind: prompts written, prompt tokens processed, and tokens taken from
+        # a draft's kept prefix instead (what prefix reuse saves repairs and resamples).
+        self.prompt_tokens: dict[str, dict[str, int]] = {}
 
     def sampling_for(self, kind: str) -> dict:
         return asdict(self._config(kind))
@@ -117,17 +120,24 @@ class MLXWriter:
             on_prefill=self._on_prefill(kind, len(groups)),
             prefixes=Prefixes(self.kept, keep=kind == "draft"),  # later prompts start like a draft's
         )
-        for result in samples:
-            text, members = groups[result.prompt_index]
-            request = members[result.sample_index]
-            yield Output(
-                request=request,
-                prompt=text,
-                completion=result.text,
-                code=extract_code(result.text, request.problem),
-                num_tokens=result.num_tokens,
-                logprob=result.mean_logprob,
-            )
+        before = self.stats.prompt_tokens, self.stats.reused_tokens
+        try:
+            for result in samples:
+                text, members = groups[result.prompt_index]
+                request = members[result.sample_index]
+                yield Output(
+                    request=request,
+                    prompt=text,
+                    completion=result.text,
+                    code=extract_code(result.text, request.problem),
+                    num_tokens=result.num_tokens,
+                    logprob=result.mean_logprob,
+                )
+        finally:
+            tally = self.prompt_tokens.setdefault(kind, {"prompts": 0, "processed": 0, "reused": 0})
+            tally["prompts"] += len(groups)
+            tally["processed"] += self.stats.prompt_tokens - before[0]
+            tally["reused"] += self.stats.reused_tokens - before[1]
 
     def _on_text(self, groups: list[tuple[str, list[Request]]]):
         """`sample`'s per-token callback, telling the listener which request the text is

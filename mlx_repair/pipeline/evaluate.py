@@ -62,6 +62,7 @@ def evaluate_model(config, side: str, adapter=None, repair: bool = True, run_dir
         "sampling": writer.sampling_for("draft"),
         "seconds": round(done.seconds, 1),
         "generated_tokens": writer.stats.generated_tokens,
+        "prompt_tokens": writer.prompt_tokens,
         "tokens_per_second": round(writer.stats.tokens_per_second, 2),
         "peak_memory_gb": round(done.peak_memory_gb, 2),
         "run_dir": str(done.directory),
@@ -156,6 +157,19 @@ def show_result(result: dict, rows, console) -> None:
         )
     else:
         console.line(f"  resumed: every attempt was already stored, nothing generated; peak {result['peak_memory_gb']:.1f} GB")
+    for kind, tally in result.get("prompt_tokens", {}).items():
+        if tally["reused"]:
+            console.line("  " + prompt_tokens_line(kind, tally))
+
+
+def prompt_tokens_line(kind: str, tally: dict) -> str:
+    """Prompt tokens per prompt of a kind: processed, and taken from a draft's kept prefix."""
+    prompts = max(tally["prompts"], 1)
+    whole = (tally["processed"] + tally["reused"]) / prompts
+    return (
+        f"{kind} prompts: {tally['processed'] / prompts:.0f} tokens processed per prompt of {whole:.0f} "
+        f"({tally['reused'] / prompts:.0f} taken from the draft's kept prefix; {tally['prompts']} prompts)"
+    )
 
 
 def _selection_results(result: dict) -> dict[str, dict]:
