@@ -37,7 +37,8 @@ def add_mining_arguments(parser) -> None:
                         help=f"sampling temperature of mined drafts (default {mine.temperature})")
     add_max_tokens_argument(parser)
     parser.add_argument("--rounds", dest="repair.rounds", type=int, metavar="R",
-                        help=f"the model's own repair turns per failing draft when mining, 0-3 (default {RepairSection.rounds})")
+                        help=f"the model's own repair turns per failing draft when mining, 0-3 (default {RepairSection.rounds}); "
+                        "raised on an existing mine --run-dir, it adds the repairs to the drafts there")
     add_repair_prompt_argument(parser)
 
 
