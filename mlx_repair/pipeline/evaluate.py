@@ -163,12 +163,13 @@ def show_result(result: dict, rows, console) -> None:
 
 
 def prompt_tokens_line(kind: str, tally: dict) -> str:
-    """Prompt tokens per prompt of a kind: processed, and taken from a draft's kept prefix."""
+    """Prompt tokens per prompt of a kind: processed, and taken from a kept earlier prompt
+    (a repair's or resample's from its draft, a draft's from the system turn of another)."""
     prompts = max(tally["prompts"], 1)
     whole = (tally["processed"] + tally["reused"]) / prompts
     return (
         f"{kind} prompts: {tally['processed'] / prompts:.0f} tokens processed per prompt of {whole:.0f} "
-        f"({tally['reused'] / prompts:.0f} taken from the draft's kept prefix; {tally['prompts']} prompts)"
+        f"({tally['reused'] / prompts:.0f} taken from a kept earlier prompt; {tally['prompts']} prompts)"
     )
 
 

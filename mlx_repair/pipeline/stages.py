@@ -185,7 +185,8 @@ def run_stage(config: Config, stage: str, side: str, loop_config, console, adapt
         console.show(Log(f"loading {config.run.model}" + (f" with adapter {adapter}" if adapter else "")))
         writer = load_writer(config, adapter, progress=console.import_progress, listener=console.writing)
         with Store.open(directory) as store, sandbox_pool(config) as pool:
-            store.start_run(stage, writer.name, config.run.problems, settings, split.to_dict(), partial(adds_repair_rounds, problems=problems))
+            continues = partial(adds_repair_rounds, problems=problems)
+            store.start_run(stage, writer.name, config.run.problems, settings, split.to_dict(), continues)
             console.show(StageStarted(label, len(problems)))
             console.follow(run_loop(problems, writer, pool, store, loop_config))
     seconds = time.perf_counter() - started
