@@ -154,6 +154,7 @@ class TrainSection:
     preset: str = "auto"  # "auto", "cpu" or "default"
     eval_limit: int | None = None  # evaluate on the first N eval-side problems
     mine_limit: int | None = None  # mine the first N train-side problems
+    mine_dir: str | None = None  # mine into (and resume, or add repair rounds to) this run directory
     iters: int | None = None
     rank: int | None = None
     layers: int | None = None  # the last N transformer blocks get adapters (-1: all)

@@ -62,6 +62,35 @@ def test_train_one_liner_end_to_end(tiny_repairer_dir, tmp_path, monkeypatch, ca
     assert resumed["generated_tokens"] == 0 and resumed["prompt_tokens"] == {}
 
 
+def test_train_on_a_given_mining_run_adds_its_repair_rounds(tiny_repairer_dir, tmp_path, monkeypatch):
+    """`train --mine-dir` mines in a run `mine` started: its drafts are read back, and with
+    --rounds raised only the repairs are written; the tiny model's repairs all pass."""
+    import sqlite3
+
+    monkeypatch.chdir(tmp_path)
+    problems = write_problems(tmp_path / "double.jsonl", double_problems(8))
+    mine_dir, out = tmp_path / "mined", tmp_path / "adapter"
+    common = ["--model", str(tiny_repairer_dir), "--problems", str(problems), "--max-tokens", "40", "--samples", "1"]
+    assert main(["mine", *common, "--rounds", "0", "--run-dir", str(mine_dir)]) == 0
+
+    def attempts():
+        db = sqlite3.connect(mine_dir / "store.sqlite")
+        try:
+            return db.execute("SELECT id, kind, code FROM attempts ORDER BY id").fetchall()
+        finally:
+            db.close()
+
+    drafts = attempts()
+    assert {kind for _, kind, _ in drafts} == {"draft"}
+    args = ["train", *common, "--preset", "default", "--iters", "2", "--batch-size", "1", "--min-pairs", "1",
+            "--rounds", "1", "--mine-dir", str(mine_dir), "--out", str(out)]
+    assert main(args) == 0
+    after = attempts()
+    assert after[: len(drafts)] == drafts and {kind for _, kind, _ in after[len(drafts):]} == {"repair"}
+    report = json.loads((out / "report.json").read_text())
+    assert report["pair_counts"]["repair"] == {"self-repair": len(drafts)}
+
+
 def test_train_without_any_repair_pair_ends_with_an_honest_report(tiny_model_dir, tmp_path, monkeypatch, capsys):
     """A random model repairs nothing: the run finishes, says why no adapter exists, and
     what to try, instead of training on nothing or crashing."""

@@ -17,6 +17,9 @@ def add_arguments(parser) -> None:
                         help="stage sizes and training steps: 'cpu' fits a 2-core CPU; auto (the default) picks it without Metal")
     parser.add_argument("--limit", dest="train.eval_limit", type=int, metavar="N", help="evaluate on the first N eval-side problems")
     parser.add_argument("--mine-limit", dest="train.mine_limit", type=int, metavar="N", help="mine the first N train-side problems")
+    parser.add_argument("--mine-dir", dest="train.mine_dir", metavar="DIR",
+                        help="mine in this run directory (default: runs/mine-<model>-<settings hash>): a `mlx-repair mine` "
+                             "run with the same settings is reused, and with --rounds raised its repairs are added")
     parser.add_argument("--invent", dest="invent.count", type=int, metavar="N",
                         help="also mine N problems the model invents for itself (mlx-repair invent), never evaluated on")
     add_mining_arguments(parser)

@@ -39,7 +39,7 @@ PIPELINE_PRESETS = {
     "default": {"eval_limit": None, "mine_limit": None},
 }
 # Settings that never change what a run computes, left out of the adapter folder's name.
-NOT_RESULT_SETTINGS = (("sandbox", "workers"), ("run", "out_dir"))
+NOT_RESULT_SETTINGS = (("sandbox", "workers"), ("run", "out_dir"), ("train", "mine_dir"))
 
 
 def train_pipeline(config, command: str, out: str | Path | None = None, console=None) -> Path:
@@ -65,7 +65,7 @@ def train_pipeline(config, command: str, out: str | Path | None = None, console=
     base = timed("evaluate base", lambda: evaluate_model(eval_config, "eval", console=console))
     if config.invent.count:  # --invent N: N invented problems join the mining side
         mine_config = timed("invent problems", lambda: with_invented(mine_config, console))
-    mine_dir, counts = timed("mine pairs", lambda: mine(mine_config, console=console))
+    mine_dir, counts = timed("mine pairs", lambda: mine(mine_config, run_dir=config.train.mine_dir, console=console))
     mined_problems, split = problems_for(mine_config, "train")
     dataset = _dataset(mined_problems, mine_dir, mix)
     too_few = too_few_pairs(dataset, mix)
