@@ -32,7 +32,7 @@ from mlx_repair.config import DEFAULT_MODEL, Config  # noqa: E402
 from mlx_repair.console import Console  # noqa: E402
 from mlx_repair.evaluation.compare import compare_results  # noqa: E402
 from mlx_repair.mining.dataset import build_dataset  # noqa: E402
-from mlx_repair.mining.store import Store  # noqa: E402
+from mlx_repair.mining.store import REPAIR_PROVENANCES, Store  # noqa: E402
 from mlx_repair.pipeline.evaluate import evaluate_model  # noqa: E402
 from mlx_repair.pipeline.stages import problems_for  # noqa: E402
 from mlx_repair.pipeline.train import mix_of, train_config_of, train_stage  # noqa: E402
@@ -63,7 +63,7 @@ def main() -> None:
         "--pairs-per-problem", type=int, default=2, help="records of each kind per mined problem, at most (train's cap)"
     )
     parser.add_argument(
-        "--repair-provenance", choices=("self-repair", "resample"), help="train on repair pairs of this provenance only"
+        "--repair-provenance", choices=REPAIR_PROVENANCES, help="train on repair pairs of this provenance only"
     )
     parser.add_argument("--samples", type=int, default=1, help="drafts per eval problem (chains, with --repair-turn)")
     parser.add_argument("--temperature", type=float, default=0.0, help="the eval's sampling temperature")

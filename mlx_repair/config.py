@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from mlx_repair.errors import UserError
+from mlx_repair.mining.store import REPAIR_PROVENANCES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -245,7 +246,7 @@ RULES = (
     ("train.keep_ratio", lambda v: v >= 0, "0 or more"),
     ("train.solve_ratio", lambda v: v >= 0, "0 or more"),
     ("train.pairs_per_problem", lambda v: v >= 1, "at least 1"),
-    ("train.repair_provenance", lambda v: v in (None, "self-repair", "resample"), 'unset, "self-repair" or "resample"'),
+    ("train.repair_provenance", lambda v: v in (None, *REPAIR_PROVENANCES), "unset or one of " + ", ".join(REPAIR_PROVENANCES)),
     ("train.control", lambda v: v in (None, "garbage"), "unset or \"garbage\""),
 )
 

@@ -40,7 +40,7 @@ from mlx_repair.errors import UserError
 from mlx_repair.problems import MATH, Problem
 from mlx_repair.generation.prompts import draft_messages, repair_messages, shows_code, without_docs, words
 from mlx_repair.mining.pairing import kind_counts
-from mlx_repair.mining.store import PAIR_KINDS, Attempt, Pair, Store
+from mlx_repair.mining.store import PAIR_KINDS, REPAIR_PROVENANCES, Attempt, Pair, Store
 
 TRAIN_FILE = "train.jsonl"
 VALID_FILE = "valid.jsonl"
@@ -49,7 +49,6 @@ INFO_FILE = "dataset.json"
 # visible cases, and for passing code none of them fails.
 KEEP_FEEDBACK = "All shown tests passed."
 CONTROLS = (None, "garbage")
-REPAIR_PROVENANCES = (None, "self-repair", "resample")
 
 
 @dataclass
@@ -92,8 +91,8 @@ class MixConfig:
             raise UserError(f"min_pairs must be at least 1, got {self.min_pairs}")
         if self.pairs_per_problem < 1:
             raise UserError(f"pairs_per_problem must be at least 1, got {self.pairs_per_problem}")
-        if self.repair_provenance not in REPAIR_PROVENANCES:
-            raise UserError(f"repair_provenance must be one of {REPAIR_PROVENANCES}, got {self.repair_provenance!r}")
+        if self.repair_provenance not in (None, *REPAIR_PROVENANCES):
+            raise UserError(f"repair_provenance must be unset or one of {REPAIR_PROVENANCES}, got {self.repair_provenance!r}")
         if not 0.0 <= self.valid_fraction < 1.0:
             raise UserError(f"valid_fraction must be in [0, 1), got {self.valid_fraction}")
 

@@ -29,6 +29,7 @@ PAIR_KINDS = ("repair", "solve", "keep", "garbage")
 # the broken attempt it was shown (self-repair), or an independent sample of the same
 # problem (resample).
 PROVENANCES = ("draft", "self-repair", "resample")
+REPAIR_PROVENANCES = PROVENANCES[1:]  # how a repair pair's fix was made
 # Where a pair's problem came from: a problem set the user gave, or the model's own
 # invention (`mlx-repair invent`). Apart from provenance, which says how the answer was
 # made: an invented problem gives resample and self-repair pairs like any other.

@@ -9,7 +9,7 @@ copied from report.json and manifest.json (shipped beside the card), never recom
 
 from __future__ import annotations
 
-from mlx_repair.evaluation.metrics import METRIC_LABELS, format_rate
+from mlx_repair.evaluation.metrics import format_rate, metric_label
 from mlx_repair.mining.pairing import format_kind_count
 from mlx_repair.problems import subjects_named
 
@@ -157,7 +157,7 @@ def _evaluation_section(report: dict | None) -> str:
     ]
     for key in report["base"]:
         cells = [format_rate(metrics.get(key), n) for _, metrics in systems]
-        lines.append(f"| {METRIC_LABELS.get(key, key)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {metric_label(key)} | " + " | ".join(cells) + " |")
     lines += ["", *_comparison_table(report), "", _baseline_note(report), "", _control_note(report)]
     return "\n".join(lines)
 
@@ -188,9 +188,9 @@ def _metric_label(metric: str) -> str:
     """A compared metric in words; a cross row ("A's metric (A) -> B's metric (B)") sets the
     base's resampling against this system's repair turn."""
     if " (A) -> " not in metric:
-        return METRIC_LABELS.get(metric, metric)
+        return metric_label(metric)
     a, b = metric.removesuffix(" (B)").split(" (A) -> ")
-    return f"base's {METRIC_LABELS.get(a, a)} -> this system's {METRIC_LABELS.get(b, b)}"
+    return f"base's {metric_label(a)} -> this system's {metric_label(b)}"
 
 
 def _baseline_note(report: dict) -> str:
