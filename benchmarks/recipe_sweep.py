@@ -36,6 +36,7 @@ from mlx_repair.mining.store import REPAIR_PROVENANCES, Store  # noqa: E402
 from mlx_repair.pipeline.evaluate import evaluate_model  # noqa: E402
 from mlx_repair.pipeline.stages import problems_for  # noqa: E402
 from mlx_repair.pipeline.train import mix_of, train_config_of, train_stage  # noqa: E402
+from mlx_repair.training.config import OBJECTIVES  # noqa: E402
 
 
 def settings(text: str) -> list[tuple[float, float]]:
@@ -65,6 +66,11 @@ def main() -> None:
     parser.add_argument(
         "--repair-provenance", choices=REPAIR_PROVENANCES, help="train on repair pairs of this provenance only"
     )
+    parser.add_argument(
+        "--objective", choices=OBJECTIVES, default="sft", help="sft, or preference (DPO: a passing over a failing answer)"
+    )
+    parser.add_argument("--beta", type=float, help="the preference objective's DPO beta")
+    parser.add_argument("--nll-weight", type=float, help="weight of the passing answer's NLL in the preference loss")
     parser.add_argument("--samples", type=int, default=1, help="drafts per eval problem (chains, with --repair-turn)")
     parser.add_argument("--temperature", type=float, default=0.0, help="the eval's sampling temperature")
     parser.add_argument(
@@ -82,6 +88,7 @@ def main() -> None:
     config.train.answer_docstrings = args.answer_docstrings
     config.train.pairs_per_problem = args.pairs_per_problem
     config.train.repair_provenance = args.repair_provenance
+    config.train.objective, config.train.beta, config.train.nll_weight = args.objective, args.beta, args.nll_weight
     eval_config = replace(
         config, run=replace(config.run, limit=args.eval_limit),
         sampling=replace(config.sampling, samples=args.samples, temperature=args.temperature),
@@ -106,13 +113,15 @@ def main() -> None:
     earlier = json.loads(results_file.read_text()) if results_file.exists() else {}  # other settings' runs
     results = {"base": base["metrics"], "n": base["n"], "settings": earlier.get("settings", {})}
     for learning_rate, scale in settings(args.settings):
+        train_config = replace(train_config_of(config), learning_rate=learning_rate, scale=scale)
         name = f"lr{learning_rate:g}-scale{scale:g}" + ("" if args.answer_docstrings else "-no-docstrings")
         name += f"-control-{args.control}" if args.control else ""
         name += f"-cap{args.pairs_per_problem}-iters{args.iters}" if args.pairs_per_problem != 2 else ""
         name += f"-plus-{Path(args.add_mine_dir).name}" if added else ""
         name += f"-{args.repair_provenance}-only" if args.repair_provenance else ""
+        if args.objective == "preference":
+            name += f"-preference-beta{train_config.beta:g}-nll{train_config.nll_weight:g}"
         folder = out_dir / name
-        train_config = replace(train_config_of(config), learning_rate=learning_rate, scale=scale)
         manifest = train_stage(config, split, dataset, folder, train_config, console).manifest
         adapted = evaluate_model(eval_config, "eval", adapter=str(folder), repair=args.repair_turn, console=console)
         compared = {c.metric: c for c in compare_results(base, adapted)}
@@ -126,6 +135,9 @@ def main() -> None:
             "dataset": dataset.counts,
             "pairs_per_problem": args.pairs_per_problem,
             "repair_provenance": args.repair_provenance,
+            "objective": args.objective,
+            "beta": train_config.beta if args.objective == "preference" else None,
+            "nll_weight": train_config.nll_weight if args.objective == "preference" else None,
             "eval_samples": args.samples,
             "eval_temperature": args.temperature,
             "added": {"mine_dir": args.add_mine_dir, "counts": added.counts["train"]} if added else None,

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from mlx_repair.errors import UserError
 from mlx_repair.mining.store import REPAIR_PROVENANCES
+from mlx_repair.training.config import OBJECTIVES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -171,6 +172,11 @@ class TrainSection:
     answer_docstrings: bool = False  # true: answers keep the docstrings the prompt holds
     repair_provenance: str | None = None  # "self-repair" or "resample": train on those repair pairs only
     control: str | None = None  # "garbage": also train and evaluate the same-shape control
+    # "sft" (the passing answers' likelihood) or "preference" (DPO: a passing over a
+    # failing answer to the same prompt, against the base; training/preference.py)
+    objective: str = "sft"
+    beta: float | None = None  # the preference objective's DPO beta
+    nll_weight: float | None = None  # weight of the passing answer's NLL in the preference loss
 
 
 @dataclass
@@ -248,6 +254,9 @@ RULES = (
     ("train.pairs_per_problem", lambda v: v >= 1, "at least 1"),
     ("train.repair_provenance", lambda v: v in (None, *REPAIR_PROVENANCES), "unset or one of " + ", ".join(REPAIR_PROVENANCES)),
     ("train.control", lambda v: v in (None, "garbage"), "unset or \"garbage\""),
+    ("train.objective", lambda v: v in OBJECTIVES, " or ".join(OBJECTIVES)),
+    ("train.beta", lambda v: v is None or v > 0, "more than 0"),
+    ("train.nll_weight", lambda v: v is None or v >= 0, "0 or more"),
 )
 
 

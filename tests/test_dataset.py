@@ -260,3 +260,32 @@ def test_answers_leave_out_the_prompts_docstrings_unless_asked_to_keep_them(tmp_
         assert '"""Twice x."""' in kept["messages"][-1]["content"]
         name = PROBLEMS[int(kept["task_id"][2:])].entry_point
         assert left_out["messages"][-1]["content"] == f"```python\ndef {name}(x):\n    return 2 * x\n```"
+
+
+def test_preference_records_set_a_failing_answer_against_each_passing_one(store):
+    config = MixConfig(valid_fraction=0, keep_ratio=1.0, solve_ratio=1.0, prompt_mode="code", preference=True)
+    data = build_dataset(store, PROBLEMS, config)
+    kinds = {kind: sum(by.values()) for kind, by in data.counts["train"].items()}
+    assert kinds == {"repair": 20, "solve": 5}  # keep records have no failing answer
+    for record in data.train:
+        rejected, chosen = record["rejected"], record["messages"][-1]["content"]
+        assert rejected.startswith("```python\n") and "3 * x  #" in rejected  # a failing draft
+        assert rejected != chosen and "3 * x" not in chosen
+        if record["kind"] == "repair":  # the broken code its prompt shows
+            assert rejected.strip("`").removeprefix("python\n").rstrip() in record["messages"][1]["content"]
+
+
+def test_solve_records_without_a_failing_draft_are_left_out_of_preference_data(tmp_path):
+    with Store.open(tmp_path / "run") as store:
+        store.start_run("r", "tiny", "test", {}, {"train": ["T/0", "T/2"], "eval": []})
+        for task in ("T/0", "T/2"):
+            good = _attempt(store, task, "draft", 0, f"def f{task[2]}(x):\n    return x + x\n", True)
+            store.add_pair(Pair(task, "solve", good.id, ""))
+        broken = _attempt(store, "T/2", "draft", 1, "def f2(x):\n    return 3 * x\n", False)
+        store.add_pair(Pair("T/2", "repair", good.id, FEEDBACK, broken.id, provenance="resample"))
+        config = MixConfig(valid_fraction=0, solve_ratio=1.0, pairs_per_problem=4, preference=True)
+        data = build_dataset(store, PROBLEMS, config)
+        plain = build_dataset(store, PROBLEMS, replace(config, preference=False))
+    assert sorted((r["task_id"], r["kind"]) for r in data.train) == [("T/2", "repair"), ("T/2", "solve")]
+    assert all(r["rejected"] == "```python\ndef f2(x):\n    return 3 * x\n```" for r in data.train)
+    assert len(plain.train) == 3 and "rejected" not in plain.train[0]

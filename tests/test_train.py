@@ -158,10 +158,11 @@ def test_answer_loss_equals_mlx_lm_default_loss(arch, tiny_model_dir, tiny_qwen3
     from mlx_lm import load
     from mlx_lm.tuner.trainer import default_loss
 
-    from mlx_repair.training.lora import _backbone_and_head, answer_loss
+    from mlx_repair.training.lora import answer_loss
+    from mlx_repair.training.logits import backbone_and_head
 
     model, _ = load(str(tiny_model_dir if arch == "qwen2" else tiny_qwen35_dir))
-    assert _backbone_and_head(model) is not None  # the projection is split off, not skipped
+    assert backbone_and_head(model) is not None  # the projection is split off, not skipped
     batch = mx.random.randint(0, 400, (2, 97), key=mx.random.key(0))
     lengths = mx.array([[40, 96], [70, 80]])
     expected, tokens = default_loss(model, batch, lengths)

@@ -162,3 +162,10 @@ def test_train_mines_resample_pairs_from_independent_drafts_and_trains_on_them(t
         assert "Input:" in shown or "Error" in shown
         assert "return x" not in shown  # no code of either draft
     assert (out / "adapters.safetensors").is_file()
+    # the same mining, the preference objective: each record also holds a failing draft
+    preferred = tmp_path / "preference"
+    assert main([str(preferred) if a == str(out) else a for a in args] + ["--objective", "preference"]) == 0
+    assert json.loads((preferred / "manifest.json").read_text())["train_config"]["objective"] == "preference"
+    records = [json.loads(line) for line in (preferred / "train.jsonl").read_text().splitlines()]
+    assert records and all("return x * 2" not in r["rejected"] for r in records)
+    assert {r["kind"] for r in records} <= {"repair", "solve"}

@@ -9,6 +9,7 @@ import sys
 
 from mlx_repair.commands import add_mining_arguments, add_model_arguments, add_sandbox_arguments, run_job
 from mlx_repair.config import TrainSection
+from mlx_repair.training.config import OBJECTIVES, TrainConfig
 
 
 def add_arguments(parser) -> None:
@@ -36,6 +37,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--min-pairs", dest="train.min_pairs", type=int, metavar="N",
                         help=f"train only with at least N mined repair pairs (default {TrainSection.min_pairs}): "
                              "a few records are memorised, which breaks more than it teaches")
+    parser.add_argument("--objective", dest="train.objective", choices=OBJECTIVES,
+                        help="sft (default): learn the passing answers; preference: prefer each passing answer "
+                             "over a failing one to the same prompt (DPO against the base model)")
+    parser.add_argument("--beta", dest="train.beta", type=float, metavar="B",
+                        help=f"the preference objective's DPO beta (default {TrainConfig.beta})")
     parser.add_argument("--control", dest="train.control", choices=("garbage",), help="also train on same-shape garbage pairs (the control)")
     parser.add_argument("--out", metavar="DIR", help="adapter folder (default: adapters/<model>-<settings hash>)")
     parser.add_argument("--tui", action="store_true", help="watch the run in the terminal UI (q stops it; re-run to resume)")

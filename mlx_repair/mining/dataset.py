@@ -15,6 +15,10 @@ shows passing code either, so there the keep share goes to solve records. `contr
 is the control experiment: the same mix, with the repair pairs swapped for as many
 same-shape pairs whose "fix" fails.
 
+For the preference objective (`MixConfig.preference`), each record also carries a failing
+answer to its prompt, `rejected`: the broken attempt a repair record is about, or a failing
+draft of a solve record's problem.
+
 Each mined problem gives at most `pairs_per_problem` records of each kind (identical
 records once), so that a few problems with many failing samples do not make up most of
 the data.
@@ -39,7 +43,7 @@ from mlx_repair.config import RepairSection
 from mlx_repair.errors import UserError
 from mlx_repair.problems import MATH, Problem
 from mlx_repair.generation.prompts import draft_messages, repair_messages, shows_code, without_docs, words
-from mlx_repair.mining.pairing import kind_counts
+from mlx_repair.mining.pairing import kind_counts, most_different
 from mlx_repair.mining.store import PAIR_KINDS, REPAIR_PROVENANCES, Attempt, Pair, Store
 
 TRAIN_FILE = "train.jsonl"
@@ -79,6 +83,9 @@ class MixConfig:
     # Only repair pairs of this provenance ("self-repair" or "resample"; None: both):
     # self-repairs answer the facts the prompt shows, resamples ignore them.
     repair_provenance: str | None = None
+    # Records for the preference objective: each also holds a failing answer to the same
+    # prompt (`rejected`), and pairs that have none are left out (`rejected_answer`).
+    preference: bool = False
     seed: int = 0
     # Fewer trained pairs than this and no adapter is trained: LoRA memorises a handful of
     # records and breaks more than it fixes (benchmarks/results/measurement_notes.md).
@@ -134,6 +141,9 @@ def build_dataset(store: Store, problems: Iterable[Problem], config: MixConfig |
         config = replace(config, prompt_mode="code")  # math repair turns show the attempt in every mode
     if not shows_code(config.prompt_mode):
         pairs = [p for p in pairs if p.kind != "keep"]
+    failing = failing_drafts(attempts.values())
+    if config.preference:
+        pairs = [p for p in pairs if rejected_answer(p, attempts, failing) is not None]
     missing = sorted({p.task_id for p in pairs} - set(by_id))
     if missing:
         raise UserError(
@@ -151,8 +161,8 @@ def build_dataset(store: Store, problems: Iterable[Problem], config: MixConfig |
     }
     available = kind_counts(pairs)
     return Dataset(
-        train=[record(p, by_id[p.task_id], attempts, config) for p in sides["train"]],
-        valid=[record(p, by_id[p.task_id], attempts, config) for p in sides["valid"]],
+        train=[record(p, by_id[p.task_id], attempts, config, failing) for p in sides["train"]],
+        valid=[record(p, by_id[p.task_id], attempts, config, failing) for p in sides["valid"]],
         train_tasks=train_tasks,
         valid_tasks=valid_tasks,
         counts={side: kind_counts(chosen) for side, chosen in sides.items()},
@@ -230,10 +240,12 @@ def _shuffled(pairs: list[Pair], rng: random.Random) -> list[Pair]:
     return ordered
 
 
-def record(pair: Pair, problem: Problem, attempts: dict[int, Attempt], config: MixConfig) -> dict:
+def record(
+    pair: Pair, problem: Problem, attempts: dict[int, Attempt], config: MixConfig, failing: dict[str, list[Attempt]]
+) -> dict:
     """One chat record: the user turn the loop showed (in the config's repair prompt mode),
     the code as the answer (without the docstrings the prompt holds, unless the config
-    keeps them)."""
+    keeps them); with `config.preference`, the failing answer as `rejected`."""
     mode, fixed = config.prompt_mode, attempts[pair.fixed_id].code
     if pair.kind == "solve":
         messages = draft_messages(problem)
@@ -241,13 +253,39 @@ def record(pair: Pair, problem: Problem, attempts: dict[int, Attempt], config: M
         messages = repair_messages(problem, fixed, KEEP_FEEDBACK, mode)
     else:  # repair, garbage: the broken code and the feedback it got
         messages = repair_messages(problem, attempts[pair.broken_id].code, pair.feedback, mode)
-    return {
+    chat = {
         "messages": [*messages, answer_message(_answer(fixed, problem, config.answer_docstrings), problem)],
         "task_id": pair.task_id,
         "language": problem.subject,
         "kind": pair.kind,
         "provenance": pair.provenance,
     }
+    if config.preference:
+        rejected = _answer(rejected_answer(pair, attempts, failing).code, problem, config.answer_docstrings)
+        chat["rejected"] = answer_message(rejected, problem)["content"]
+    return chat
+
+
+def failing_drafts(attempts: Iterable[Attempt]) -> dict[str, list[Attempt]]:
+    """Each problem's failing drafts, in sample order."""
+    by_task: dict[str, list[Attempt]] = {}
+    for attempt in sorted(attempts, key=lambda a: (a.task_id, a.sample_index)):
+        if attempt.kind == "draft" and not attempt.passed:
+            by_task.setdefault(attempt.task_id, []).append(attempt)
+    return by_task
+
+
+def rejected_answer(pair: Pair, attempts: dict[int, Attempt], failing: dict[str, list[Attempt]]) -> Attempt | None:
+    """The failing answer a preference record sets against the pair's answer: for a
+    repair (or garbage) pair, the broken attempt its prompt is about (writing it again is
+    the failure to unlearn); for a solve pair, the problem's failing draft most different
+    from the answer. None for keep pairs, and for solve pairs of problems with no failing
+    draft."""
+    if pair.kind in ("repair", "garbage"):
+        return attempts[pair.broken_id]
+    if pair.kind == "solve":
+        return most_different(attempts[pair.fixed_id], failing.get(pair.task_id, []))
+    return None
 
 
 def _answer(code: str, problem: Problem, docstrings: bool) -> str:

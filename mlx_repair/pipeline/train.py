@@ -119,6 +119,7 @@ def train_config_of(config) -> TrainConfig:
     return preset(
         t.preset, iters=t.iters, rank=t.rank, num_layers=t.layers, learning_rate=t.learning_rate, scale=t.scale,
         batch_size=t.batch_size, patience=t.patience, fine_tune_type="dora" if t.dora else None,
+        objective=t.objective, beta=t.beta, nll_weight=t.nll_weight,
     )
 
 
@@ -127,7 +128,7 @@ def mix_of(config) -> MixConfig:
     return MixConfig(
         min_pairs=t.min_pairs, keep_ratio=t.keep_ratio, solve_ratio=t.solve_ratio,
         pairs_per_problem=t.pairs_per_problem, prompt_mode=config.repair.prompt, answer_docstrings=t.answer_docstrings,
-        repair_provenance=t.repair_provenance,
+        repair_provenance=t.repair_provenance, preference=t.objective == "preference",
     )
 
 

@@ -9,6 +9,9 @@ from dataclasses import dataclass, replace
 from mlx_repair.errors import UserError
 
 FINE_TUNE_TYPES = ("lora", "dora")
+# What training minimises: the answers' negative log-likelihood (mlx-lm's loss), or DPO's
+# preference loss between a passing and a failing answer (training/preference.py).
+OBJECTIVES = ("sft", "preference")
 
 
 # Settings that must be at least 1.
@@ -53,10 +56,21 @@ class TrainConfig:
     # (None: train all `iters`). The adapter kept is the best one either way.
     patience: int | None = 3
     save_every: int = 10
+    objective: str = "sft"  # OBJECTIVES; "preference" needs records with a rejected answer
+    # The preference objective's DPO temperature: how far from the base its log-probability
+    # margins may move before the loss saturates (DPO's usual 0.1).
+    beta: float = 0.1
+    # Weight of the passing answer's token NLL added to the preference loss (1.0, as in
+    # iterative reasoning preference optimisation): keeps its likelihood from falling.
+    nll_weight: float = 1.0
 
     def __post_init__(self):
         if self.fine_tune_type not in FINE_TUNE_TYPES:
             raise UserError(f"fine_tune_type must be one of {FINE_TUNE_TYPES}, got {self.fine_tune_type!r}")
+        if self.objective not in OBJECTIVES:
+            raise UserError(f"train objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if self.beta <= 0 or self.nll_weight < 0:
+            raise UserError(f"train beta must be above 0 and nll_weight 0 or more, got {self.beta} and {self.nll_weight}")
         for name in POSITIVE_FIELDS:
             if getattr(self, name) < 1:
                 raise UserError(f"train {name} must be at least 1, got {getattr(self, name)}")

@@ -18,6 +18,8 @@ pieces (`linear_to_lora_layers`, `default_loss`, `iterate_batches`, `evaluate`,
 - the RNG (dropout) is seeded per step from (seed, step);
 - logits are computed for the answer positions only (`answer_loss`): the same loss as
   `default_loss`, with less memory (the prompt's logits are masked out anyway);
+- `objective = "preference"`: a passing and a failing answer per record, DPO's loss
+  against the base (training/preference.py) instead of the answers' likelihood;
 - every `save_every` steps, a checkpoint;
 - early stopping: the adapter written is the one with the best validation loss, and
   training stops once it has not improved for `patience` validations (mlx-lm's trainer
@@ -35,7 +37,7 @@ import time
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from mlx_repair.errors import UserError
 from mlx_repair.events import Log, TrainStep
@@ -58,7 +60,9 @@ from mlx_repair.training.checkpoints import (
     save_adapter,
     save_checkpoint,
 )
+from mlx_repair.training import preference
 from mlx_repair.training.config import TrainConfig, fit_config
+from mlx_repair.training.logits import answer_logits, answer_start
 from mlx_repair.training.manifest import MANIFEST_FILE, build_manifest
 
 ADAPTER_CONFIG_FILE = "adapter_config.json"
@@ -111,6 +115,7 @@ def train_adapter(
 
     mx.random.seed(config.seed)  # the adapter's initial weights
     add_adapters(model, config)
+    objective = _objective(model, train_set, valid_set, config)  # before a checkpoint moves the adapter
     write_adapter_config(out_dir, config, base_model)
     optimizer = _optimizer(config)
     fingerprint = run_fingerprint(config, base_model, data_info["sha256"], quantize)
@@ -121,7 +126,7 @@ def train_adapter(
     elif run.step:
         yield Log(f"resuming from step {run.step} of {config.iters}")
 
-    yield from _loop(model, optimizer, train_set, valid_set, config, run, out_dir, fingerprint, callback)
+    yield from _loop(model, optimizer, objective, config, run, out_dir, fingerprint, callback)
     seconds = time.perf_counter() - started
     manifest = build_manifest(config, base_model, quantize, data_info, run, seconds, mx.get_peak_memory()) | (extra or {})
     atomic_write_text(out_dir / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
@@ -156,11 +161,13 @@ def _data(data, out_dir: Path) -> tuple[Path, dict]:
 
 
 def _examples(data_dir: Path, tokenizer, config: TrainConfig) -> tuple[list, list, list[str]]:
-    """Tokenized, prompt-masked training and validation examples, and notes on drops."""
+    """Tokenized, prompt-masked training and validation examples (for the preference
+    objective, `preference.PreferenceExample`s), and notes on drops."""
     notes = []
     sets = []
+    encode = preference.tokenize_preferences if config.objective == "preference" else tokenize
     for name in (TRAIN_FILE, VALID_FILE):
-        examples, dropped = tokenize(read_jsonl(data_dir / name), tokenizer, config.max_seq_length)
+        examples, dropped = encode(read_jsonl(data_dir / name), tokenizer, config.max_seq_length)
         if dropped:
             notes.append(f"{name}: {dropped} records longer than {config.max_seq_length} tokens left out")
         sets.append(examples)
@@ -195,34 +202,64 @@ def write_adapter_config(out_dir: Path, config: TrainConfig, base_model: str | N
     os.replace(temp, out_dir / ADAPTER_CONFIG_FILE)
 
 
+@dataclass
+class Objective:
+    """What a training step minimises, on which batches, and the validation loss."""
+
+    loss: Callable  # (model, *batch arrays, start) -> (loss, answer tokens)
+    batches: Callable  # start step -> tuples of batch arrays, the second mlx-lm's lengths
+    validate: Callable | None  # () -> mean validation loss; None without validation records
+
+
+def _objective(model, train_set, valid_set, config: TrainConfig) -> Objective:
+    """Supervised (mlx-lm's loss on the answers), or the preference objective, whose
+    reference log-probabilities are computed here, while the adapter is still zero."""
+    from mlx_lm.tuner.trainer import iterate_batches
+
+    if config.objective == "preference":
+        train_set = preference.with_reference(model, train_set, config.batch_size)
+        valid_set = preference.with_reference(model, valid_set, config.batch_size)
+        return Objective(
+            preference.preference_loss(model, config.beta, config.nll_weight),
+            partial(_epochs, partial(preference.preference_batches, train_set, config.batch_size), len(train_set), config),
+            preference.validation(model, valid_set, config) if valid_set else None,
+        )
+    batches = partial(iterate_batches, train_set, config.batch_size, config.max_seq_length)
+    return Objective(
+        answer_loss(model),
+        partial(_epochs, lambda seed: batches(seed=seed), len(train_set), config),
+        partial(_validate, model, valid_set, config) if valid_set else None,
+    )
+
+
 def _optimizer(config: TrainConfig):
     import mlx.optimizers as optim
 
     return optim.Adam(learning_rate=config.learning_rate)
 
 
-def _loop(model, optimizer, train_set, valid_set, config, run, out_dir, fingerprint, callback):
+def _loop(model, optimizer, objective: Objective, config, run, out_dir, fingerprint, callback):
     """Steps from `run.step` to `config.iters`: report, validate, checkpoint. With a
     validation set, adapters.safetensors holds the weights of the best validation so
     far (step 0, the base model itself, included), and training stops once `patience`
     validations in a row have not beaten it."""
     import mlx.core as mx
 
-    step = _step_function(model, optimizer, config)
-    validate = partial(_validate, model, valid_set, config) if valid_set else None
+    step = _step_function(model, optimizer, objective.loss, config)
+    validate = objective.validate
     if validate and run.step == 0:
         run.initial_val_loss = validate()
         _keep_if_best(run, 0, run.initial_val_loss, out_dir, model)
         before = TrainStep(0, math.nan, 0.0, mx.get_peak_memory() / 1e9, run.initial_val_loss)
         yield _report(run, before, callback)
     window = _Window()
-    for batch, lengths in _batches(train_set, config, run.step):
+    for arrays in objective.batches(run.step):
         if run.step >= config.iters or _patience_spent(run, config):
             break
         run.step += 1
         mx.random.seed(_seed(config.seed, run.step))  # dropout masks depend on (seed, step) only
         tic = time.perf_counter()
-        loss, tokens = step(batch, lengths, _answer_start(lengths))
+        loss, tokens = step(*arrays, answer_start(arrays[1]))
         mx.eval(model.state, optimizer.state, loss, tokens)
         seconds = time.perf_counter() - tic
         run.seconds += seconds
@@ -257,87 +294,50 @@ def _patience_spent(run: RunState, config: TrainConfig) -> bool:
     return config.patience is not None and run.validations_since_best >= config.patience
 
 
-def _step_function(model, optimizer, config: TrainConfig):
+def _step_function(model, optimizer, loss, config: TrainConfig):
     """One optimizer step on one batch, compiled over model, optimizer and RNG state
-    (as `mlx_lm.tuner.train` does); `start` is where the batch's answers begin."""
+    (as `mlx_lm.tuner.train` does); the last argument, `start`, is where the batch's
+    answers begin."""
     import mlx.core as mx
     import mlx.nn as nn
     from mlx_lm.tuner.trainer import grad_checkpoint
 
-    loss_and_grad = nn.value_and_grad(model, answer_loss(model))
+    loss_and_grad = nn.value_and_grad(model, loss)
     if config.grad_checkpoint:
         grad_checkpoint(model.layers[0])
     state = [model.state, optimizer.state, mx.random.state]
 
-    def step(batch, lengths, start):
-        (loss, tokens), grad = loss_and_grad(model, batch, lengths, start)
+    def step(*arrays_and_start):
+        (value, tokens), grad = loss_and_grad(model, *arrays_and_start)
         optimizer.update(model, grad)
-        return loss, tokens
+        return value, tokens
 
     model.train()
     return mx.compile(step, inputs=state, outputs=state) if config.compile else step
 
 
 def answer_loss(model):
-    """mlx-lm's `default_loss`, with the vocabulary projection computed only from `start`
-    (before the first answer token) on: the prompt is masked, so its logits are never
-    used, and with a 150k-250k vocabulary they are most of a step's memory and much of
-    its time. The projection is split off only when the model's forward is checked to
-    be exactly `head(backbone(x))`; otherwise the full forward runs."""
+    """mlx-lm's `default_loss`, with logits for the answer positions only
+    (`logits.answer_logits`): the same loss, with less memory and time."""
     from mlx_lm.tuner.trainer import default_loss
 
-    split = _backbone_and_head(model)
-    if split is None:
-        return lambda model, batch, lengths, start: default_loss(model, batch, lengths)
-    backbone, head = split
+    logits_of = answer_logits(model)
 
     def loss(model, batch, lengths, start):
         # default_loss on the batch from `start`, with logits of the whole input's states.
-        hidden = backbone(batch[:, :-1])
-        return default_loss(lambda _: head(hidden[:, start:]), batch[:, start:], lengths - start)
+        return default_loss(lambda _: logits_of(model, batch, start), batch[:, start:], lengths - start)
 
     return loss
 
 
-def _backbone_and_head(model):
-    """(backbone, vocabulary projection) if the model's output is their composition."""
-    import mlx.core as mx
-
-    language_model = getattr(model, "language_model", model)  # qwen3_5 wraps its text model
-    backbone = getattr(language_model, "model", None)
-    embedding = getattr(backbone, "embed_tokens", None)
-    heads = [getattr(language_model, "lm_head", None), getattr(embedding, "as_linear", None)]
-    probe = mx.array([[1, 2, 3, 4]])
-    training = model.training
-    model.eval()  # no dropout while comparing
-    expected = model(probe)
-    found = None
-    if backbone is not None:
-        candidates = (head for head in heads if head is not None)
-        found = next((h for h in candidates if mx.allclose(h(backbone(probe)), expected).item()), None)
-    model.train(training)
-    return None if found is None else (backbone, found)
-
-
-def _answer_start(lengths) -> int:
-    """The position before the batch's first answer token, rounded down to a multiple of
-    32 so the compiled step sees few distinct values."""
-    first_answer = min(int(offset) for offset in lengths[:, 0].tolist())
-    return max(0, (first_answer - 1) // 32 * 32)
-
-
-def _batches(train_set, config: TrainConfig, start_step: int):
-    """mlx-lm's batches, epoch after epoch, from step `start_step` on. Epoch e is shuffled
-    with a seed of its own, so the order depends on (seed, step) alone and nothing else
-    that touches numpy's global RNG (validation does) can change it."""
-    from mlx_lm.tuner.trainer import iterate_batches
-
-    per_epoch = len(train_set) // config.batch_size
+def _epochs(epoch_batches, train_records: int, config: TrainConfig, start_step: int):
+    """Batches epoch after epoch from step `start_step` on: epoch e is
+    `epoch_batches(seed)` with a seed of its own, so the order depends on (seed, step)
+    alone and nothing else that touches numpy's global RNG (validation does) can change it."""
+    per_epoch = train_records // config.batch_size
     epoch, skip = divmod(start_step, per_epoch)
     while True:
-        seed = _seed(config.seed, epoch)
-        batches = iterate_batches(train_set, config.batch_size, config.max_seq_length, seed=seed)
-        for index, batch in enumerate(batches):
+        for index, batch in enumerate(epoch_batches(_seed(config.seed, epoch))):
             if index >= skip:
                 yield batch
         epoch, skip = epoch + 1, 0
