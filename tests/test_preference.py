@@ -41,14 +41,26 @@ def preference_dir(tmp_path_factory):
     return root / "data"
 
 
-def _examples(model_dir, data_dir):
+def _examples(model_dir, data_dir, scores_file=None):
     from mlx_lm import load
 
     model, tokenizer = load(str(model_dir))
     add_adapters(model, TrainConfig(num_layers=2))
     examples, dropped = tokenize_preferences(read_jsonl(data_dir / TRAIN_FILE), tokenizer, 2048)
     assert examples and dropped == 0
-    return model, with_reference(model, examples, batch_size=3)
+    scored, _ = _scored(model, examples, scores_file or data_dir.parent / "scores.json")
+    return model, scored
+
+
+def _scored(model, examples, path, key="k"):
+    """with_reference run to its end: the scored train examples, and the Log messages."""
+    logs = []
+    generator = with_reference(model, examples, [], 3, path, key)
+    while True:
+        try:
+            logs.append(next(generator).message)
+        except StopIteration as done:
+            return done.value[0], logs
 
 
 def test_answer_logprobs_sum_the_answer_tokens_log_softmax(tiny_model_dir, preference_dir):
@@ -123,3 +135,18 @@ def test_preference_records_are_required_for_the_preference_objective(tiny_model
     with pytest.raises(UserError, match="objective"):
         TrainConfig(objective="rl")
     assert json.loads((data / "dataset.json").read_text())["mix"]["preference"] is False
+
+
+def test_reference_scores_are_saved_and_a_killed_scoring_continues(tiny_model_dir, preference_dir, tmp_path):
+    path = tmp_path / "reference.json"
+    model, examples = _examples(tiny_model_dir, preference_dir, path)
+    saved = json.loads(path.read_text())
+    assert saved["key"] == "k" and [tuple(s) for s in saved["scores"]] == [e.reference for e in examples]
+    # killed after two records (the first one's scores marked): those two are read back
+    path.write_text(json.dumps({"key": "k", "scores": [[-1.0, -2.0], saved["scores"][1]]}))
+    again, logs = _scored(model, examples, path)
+    assert "(2 scored before)" in logs[0]
+    assert again[0].reference == (-1.0, -2.0) and [e.reference for e in again[1:]] == [e.reference for e in examples[1:]]
+    # another run's scores (another key) are not used
+    fresh, _ = _scored(model, examples, path, key="other")
+    assert fresh[0].reference == examples[0].reference

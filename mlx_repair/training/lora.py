@@ -115,10 +115,15 @@ def train_adapter(
 
     mx.random.seed(config.seed)  # the adapter's initial weights
     add_adapters(model, config)
-    objective = _objective(model, train_set, valid_set, config)  # before a checkpoint moves the adapter
+    fingerprint = run_fingerprint(config, base_model, data_info["sha256"], quantize)
+    if config.objective == "preference":  # before a checkpoint moves the adapter off zero
+        reference_file = out_dir / preference.REFERENCE_FILE
+        train_set, valid_set = yield from preference.with_reference(
+            model, train_set, valid_set, config.batch_size, reference_file, fingerprint
+        )
+    objective = _objective(model, train_set, valid_set, config)
     write_adapter_config(out_dir, config, base_model)
     optimizer = _optimizer(config)
-    fingerprint = run_fingerprint(config, base_model, data_info["sha256"], quantize)
     run = load_checkpoint(out_dir / CHECKPOINT_FILE, model, optimizer, fingerprint)
     if run is None:
         yield Log(f"{out_dir / CHECKPOINT_FILE}: from other settings or data; training afresh")
@@ -212,13 +217,11 @@ class Objective:
 
 
 def _objective(model, train_set, valid_set, config: TrainConfig) -> Objective:
-    """Supervised (mlx-lm's loss on the answers), or the preference objective, whose
-    reference log-probabilities are computed here, while the adapter is still zero."""
+    """Supervised (mlx-lm's loss on the answers), or the preference objective (its
+    examples scored by `preference.with_reference`)."""
     from mlx_lm.tuner.trainer import iterate_batches
 
     if config.objective == "preference":
-        train_set = preference.with_reference(model, train_set, config.batch_size)
-        valid_set = preference.with_reference(model, valid_set, config.batch_size)
         return Objective(
             preference.preference_loss(model, config.beta, config.nll_weight),
             partial(_epochs, partial(preference.preference_batches, train_set, config.batch_size), len(train_set), config),

@@ -22,13 +22,19 @@ A batch holds `batch_size` records as 2 * batch_size rows: chosen, rejected, cho
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
 from mlx_repair.errors import UserError
+from mlx_repair.events import Log
 from mlx_repair.mining.dataset import tokenize
+from mlx_repair.training.checkpoints import atomic_write_text
 from mlx_repair.training.logits import answer_logits, answer_start
+
+REFERENCE_FILE = "reference.json"  # the base's log-probabilities of each record's answers
 
 PAD_TO = 32  # rows are padded to a multiple of this, as mlx-lm's batches are
 
@@ -71,25 +77,42 @@ def rejected_record(record: dict) -> dict:
     return {"messages": [*prompt, {**answer, "content": record["rejected"]}]}
 
 
-def with_reference(model, examples: list[PreferenceExample], batch_size: int) -> list[PreferenceExample]:
-    """The examples with the model's log-probabilities of their answers, computed now:
-    call this before training moves the adapter off zero."""
+def with_reference(model, train: list, valid: list, batch_size: int, path: Path, key: str):
+    """Score every example's answers with the model (call it while the adapter is zero:
+    these are the base's log-probabilities), yielding a `Log` now and then; returns the
+    (train, valid) examples with their `reference`. The scores are saved to `path` after
+    each batch under `key` (the run's fingerprint), so a killed run continues the scoring
+    instead of starting it again: it costs a forward pass over every record."""
     import mlx.core as mx
 
-
+    examples = train + valid
+    scores = _saved_scores(path, key)[: len(examples)]
+    if len(scores) < len(examples):
+        yield Log(f"preference objective: scoring {len(examples)} records' answers with the base model"
+                  + (f" ({len(scores)} scored before)" if scores else ""))
     logprobs = answer_logprobs(model)
     training = model.training
     model.eval()
-    scored = []
-    for first in range(0, len(examples), batch_size):
-        chunk = examples[first : first + batch_size]
-        batch, lengths, _ = _arrays(chunk)
-        row_logprobs, _ = logprobs(model, batch, lengths, answer_start(lengths))
-        values = row_logprobs.tolist()
-        scored += [replace(e, reference=(values[2 * i], values[2 * i + 1])) for i, e in enumerate(chunk)]
+    reported = len(scores)
+    for first in range(len(scores), len(examples), batch_size):
+        batch, lengths, _ = _arrays(examples[first : first + batch_size])
+        values = logprobs(model, batch, lengths, answer_start(lengths))[0].tolist()
+        scores += [values[i : i + 2] for i in range(0, len(values), 2)]
+        atomic_write_text(path, json.dumps({"key": key, "scores": scores}))
         mx.clear_cache()
+        if len(scores) - reported >= len(examples) / 10 and len(scores) < len(examples):
+            reported = len(scores)
+            yield Log(f"scored {len(scores)} of {len(examples)} records")
     model.train(training)
-    return scored
+    scored = [replace(e, reference=tuple(score)) for e, score in zip(examples, scores)]
+    return scored[: len(train)], scored[len(train) :]
+
+
+def _saved_scores(path: Path, key: str) -> list[list[float]]:
+    if not path.is_file():
+        return []
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    return saved["scores"] if saved.get("key") == key else []
 
 
 def preference_batches(examples: list[PreferenceExample], batch_size: int, seed: int):
