@@ -175,7 +175,8 @@ class TrainSection:
     # "sft" (the passing answers' likelihood) or "preference" (DPO: a passing over a
     # failing answer to the same prompt, against the base; training/preference.py)
     objective: str = "sft"
-    beta: float | None = None  # the preference objective's DPO beta
+    beta: float | None = None  # the preference objective's beta
+    per_token_margin: bool | None = None  # compare answers per token (the default) or whole (DPO's original)
     nll_weight: float | None = None  # weight of the passing answer's NLL in the preference loss
 
 

@@ -81,6 +81,8 @@ def test_answer_logprobs_sum_the_answer_tokens_log_softmax(tiny_model_dir, prefe
 
 
 def test_the_loss_starts_at_log_two_plus_the_chosen_nll(tiny_model_dir, preference_dir):
+    import mlx.core as mx
+
     model, examples = _examples(tiny_model_dir, preference_dir)
     model.eval()
     batch, lengths, reference = next(preference_batches(examples, 2, seed=1))
@@ -91,6 +93,15 @@ def test_the_loss_starts_at_log_two_plus_the_chosen_nll(tiny_model_dir, preferen
     assert pure.item() == pytest.approx(math.log(2), abs=1e-4)  # the adapter is zero: no margin yet
     assert mixed.item() == pytest.approx(math.log(2) - 2.0 * chosen, abs=1e-3)
     assert tokens.item() == (lengths[:, 1] - lengths[:, 0]).sum().item()
+    # chosen answers 0.5 nats per token above the reference, rejected ones level with it
+    counts = (lengths[:, 1] - lengths[:, 0]).astype(reference.dtype)
+    shifted = reference - mx.array([0.5, 0.0, 0.5, 0.0]) * counts
+    start = answer_start(lengths)
+    per_token, _ = preference_loss(model, beta=2.0, nll_weight=0.0)(model, batch, lengths, shifted, start)
+    assert per_token.item() == pytest.approx(-math.log(1 / (1 + math.exp(-1.0))), abs=1e-3)
+    whole, _ = preference_loss(model, 0.1, 0.0, per_token=False)(model, batch, lengths, shifted, start)
+    margins = [0.1 * 0.5 * counts[i].item() for i in (0, 2)]
+    assert whole.item() == pytest.approx(sum(math.log1p(math.exp(-m)) for m in margins) / 2, abs=1e-3)
 
 
 def test_preference_training_widens_the_margin_and_resumes(tiny_model_dir, preference_dir, tmp_path):
@@ -109,8 +120,8 @@ def test_preference_training_widens_the_margin_and_resumes(tiny_model_dir, prefe
     base, examples = _examples(tiny_model_dir, preference_dir)
     adapted, _ = load(str(tiny_model_dir), adapter_path=str(out))
     batch, lengths, reference = next(preference_batches(examples, len(examples), seed=0))
-    logprobs, _ = answer_logprobs(adapted)(adapted, batch, lengths, answer_start(lengths))
-    gain = logprobs - reference
+    logprobs, tokens = answer_logprobs(adapted)(adapted, batch, lengths, answer_start(lengths))
+    gain = (logprobs - reference) / tokens
     assert mx.mean(gain[0::2] - gain[1::2]).item() > 0
 
     # stopped at step 6 and resumed: the same adapter as the uninterrupted run
@@ -118,6 +129,7 @@ def test_preference_training_widens_the_margin_and_resumes(tiny_model_dir, prefe
     run(str(tiny_model_dir), preference_dir, half, TrainConfig(**{**config.__dict__, "iters": 6}))
     events, _ = run(str(tiny_model_dir), preference_dir, half, config)
     assert any(isinstance(e, Log) and "resuming from step 6" in e.message for e in events)
+    assert not any(isinstance(e, Log) and "scoring" in e.message for e in events)  # reference.json read back
     whole, again = mx.load(str(out / "adapters.safetensors")), mx.load(str(half / "adapters.safetensors"))
     assert all(mx.allclose(whole[name], again[name], atol=1e-5).item() for name in whole)
 

@@ -41,7 +41,7 @@ def add_arguments(parser) -> None:
                         help="sft (default): learn the passing answers; preference: prefer each passing answer "
                              "over a failing one to the same prompt (DPO against the base model)")
     parser.add_argument("--beta", dest="train.beta", type=float, metavar="B",
-                        help=f"the preference objective's DPO beta (default {TrainConfig.beta})")
+                        help=f"the preference objective's beta, on per-token margins (default {TrainConfig.beta})")
     parser.add_argument("--control", dest="train.control", choices=("garbage",), help="also train on same-shape garbage pairs (the control)")
     parser.add_argument("--out", metavar="DIR", help="adapter folder (default: adapters/<model>-<settings hash>)")
     parser.add_argument("--tui", action="store_true", help="watch the run in the terminal UI (q stops it; re-run to resume)")

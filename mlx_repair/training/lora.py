@@ -118,8 +118,9 @@ def train_adapter(
     fingerprint = run_fingerprint(config, base_model, data_info["sha256"], quantize)
     if config.objective == "preference":  # before a checkpoint moves the adapter off zero
         reference_file = out_dir / preference.REFERENCE_FILE
+        key = preference.reference_key(base_model, data_info["sha256"], quantize, config.max_seq_length)
         train_set, valid_set = yield from preference.with_reference(
-            model, train_set, valid_set, config.batch_size, reference_file, fingerprint
+            model, train_set, valid_set, config.batch_size, reference_file, key
         )
     objective = _objective(model, train_set, valid_set, config)
     write_adapter_config(out_dir, config, base_model)
@@ -223,7 +224,7 @@ def _objective(model, train_set, valid_set, config: TrainConfig) -> Objective:
 
     if config.objective == "preference":
         return Objective(
-            preference.preference_loss(model, config.beta, config.nll_weight),
+            preference.preference_loss(model, config.beta, config.nll_weight, config.per_token_margin),
             partial(_epochs, partial(preference.preference_batches, train_set, config.batch_size), len(train_set), config),
             preference.validation(model, valid_set, config) if valid_set else None,
         )

@@ -22,6 +22,7 @@ A batch holds `batch_size` records as 2 * batch_size rows: chosen, rejected, cho
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -81,7 +82,7 @@ def with_reference(model, train: list, valid: list, batch_size: int, path: Path,
     """Score every example's answers with the model (call it while the adapter is zero:
     these are the base's log-probabilities), yielding a `Log` now and then; returns the
     (train, valid) examples with their `reference`. The scores are saved to `path` after
-    each batch under `key` (the run's fingerprint), so a killed run continues the scoring
+    each batch under `key` (`reference_key`), so a killed run continues the scoring
     instead of starting it again: it costs a forward pass over every record."""
     import mlx.core as mx
 
@@ -106,6 +107,13 @@ def with_reference(model, train: list, valid: list, batch_size: int, path: Path,
     model.train(training)
     scored = [replace(e, reference=tuple(score)) for e, score in zip(examples, scores)]
     return scored[: len(train)], scored[len(train) :]
+
+
+def reference_key(base_model: str | None, data_sha256: str, quantize: int | None, max_seq_length: int) -> str:
+    """What the reference scores depend on: the base model, the records, and which of
+    them fit; not the training settings, so runs that differ only in those share them."""
+    key = json.dumps([base_model, data_sha256, quantize, max_seq_length])
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def _saved_scores(path: Path, key: str) -> list[list[float]]:
@@ -163,17 +171,18 @@ def answer_logprobs(model):
     return logprobs
 
 
-def preference_loss(model, beta: float, nll_weight: float):
+def preference_loss(model, beta: float, nll_weight: float, per_token: bool = True):
     """(model, batch, lengths, reference, start) -> (loss, answer tokens): DPO's loss with
     `reference` as the base's log-probabilities, plus `nll_weight` times the chosen
-    answers' mean token negative log-likelihood."""
+    answers' mean token negative log-likelihood. With `per_token`, each answer's gain
+    over the base is divided by its length: see `TrainConfig.per_token_margin`."""
     import mlx.nn as nn
 
     logprobs_of = answer_logprobs(model)
 
     def loss(model, batch, lengths, reference, start):
         logprobs, tokens = logprobs_of(model, batch, lengths, start)
-        gain = logprobs - reference
+        gain = (logprobs - reference) / tokens if per_token else logprobs - reference
         margin = beta * (gain[0::2] - gain[1::2])
         chosen_nll = -logprobs[0::2].sum() / tokens[0::2].sum()
         return -nn.log_sigmoid(margin).mean() + nll_weight * chosen_nll, tokens.sum()
@@ -188,7 +197,7 @@ def validation(model, examples: list[PreferenceExample], config):
 
     import mlx.core as mx
 
-    loss = preference_loss(model, config.beta, config.nll_weight)
+    loss = preference_loss(model, config.beta, config.nll_weight, config.per_token_margin)
     count = len(examples) if config.val_batches < 0 else min(config.val_batches, len(examples))
 
     def validate() -> float:
