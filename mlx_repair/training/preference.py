@@ -96,7 +96,7 @@ def with_reference(model, train: list, valid: list, batch_size: int, path: Path,
     model.eval()
     reported = len(scores)
     for first in range(len(scores), len(examples), batch_size):
-        batch, lengths, _ = _arrays(examples[first : first + batch_size])
+        batch, lengths, _ = batch_arrays(examples[first : first + batch_size])
         values = logprobs(model, batch, lengths, answer_start(lengths))[0].tolist()
         scores += [values[i : i + 2] for i in range(0, len(values), 2)]
         atomic_write_text(path, json.dumps({"key": key, "scores": scores}))
@@ -129,10 +129,10 @@ def preference_batches(examples: list[PreferenceExample], batch_size: int, seed:
     by_length = sorted(range(len(examples)), key=lambda i: examples[i].length)
     groups = [by_length[i : i + batch_size] for i in range(0, len(by_length) - batch_size + 1, batch_size)]
     for group in np.random.default_rng(seed).permutation(len(groups)):
-        yield _arrays([examples[i] for i in groups[group]])
+        yield batch_arrays([examples[i] for i in groups[group]])
 
 
-def _arrays(examples: list[PreferenceExample]):
+def batch_arrays(examples: list[PreferenceExample]):
     """Rows chosen, rejected, chosen, ...; mlx-lm's (offset, length) per row; the
     reference log-probability per row."""
     import mlx.core as mx
