@@ -153,12 +153,15 @@ def test_reference_scores_are_saved_and_a_killed_scoring_continues(tiny_model_di
     path = tmp_path / "reference.json"
     model, examples = _examples(tiny_model_dir, preference_dir, path)
     saved = json.loads(path.read_text())
-    assert saved["key"] == "k" and [tuple(s) for s in saved["scores"]] == [e.reference for e in examples]
+    assert saved["key"].startswith("k ") and [tuple(s) for s in saved["scores"]] == [e.reference for e in examples]
     # killed after two records (the first one's scores marked): those two are read back
-    path.write_text(json.dumps({"key": "k", "scores": [[-1.0, -2.0], saved["scores"][1]]}))
+    path.write_text(json.dumps({"key": saved["key"], "scores": [[-1.0, -2.0], saved["scores"][1]]}))
     again, logs = _scored(model, examples, path)
     assert "(2 scored before)" in logs[0]
     assert again[0].reference == (-1.0, -2.0) and [e.reference for e in again[1:]] == [e.reference for e in examples[1:]]
-    # another run's scores (another key) are not used
+    # another run's scores (another key), or the same records split otherwise, are not used
     fresh, _ = _scored(model, examples, path, key="other")
     assert fresh[0].reference == examples[0].reference
+    path.write_text(json.dumps({"key": saved["key"], "scores": [[-1.0, -2.0]] * len(examples)}))
+    fewer, _ = _scored(model, examples[1:], path)
+    assert fewer[0].reference == examples[1].reference

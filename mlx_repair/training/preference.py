@@ -87,7 +87,8 @@ def with_reference(model, train: list, valid: list, batch_size: int, path: Path,
     import mlx.core as mx
 
     examples = train + valid
-    scores = _saved_scores(path, key)[: len(examples)]
+    key = f"{key} {len(train)}+{len(valid)}"  # the same records, split the same way
+    scores = _saved_scores(path, key)
     if len(scores) < len(examples):
         yield Log(f"preference objective: scoring {len(examples)} records' answers with the base model"
                   + (f" ({len(scores)} scored before)" if scores else ""))
