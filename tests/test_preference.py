@@ -8,8 +8,7 @@ import math
 import pytest
 
 from mlx_repair.events import Log, TrainStep
-from mlx_repair.mining.dataset import MixConfig, TRAIN_FILE, prepare_dataset, read_jsonl
-from mlx_repair.mining.store import Store
+from mlx_repair.mining.dataset import MixConfig, TRAIN_FILE, read_jsonl
 from mlx_repair.training.config import TrainConfig
 from mlx_repair.training.logits import answer_start
 from mlx_repair.training.lora import add_adapters
@@ -20,25 +19,14 @@ from mlx_repair.training.preference import (
     tokenize_preferences,
     with_reference,
 )
-from test_dataset import PROBLEMS, fill_store
-from test_train import FAST, run
+from test_train import FAST, mined_data, private_cache, run  # noqa: F401 (a fixture)
 
 PREFERENCE = dict(FAST, objective="preference")
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLX_REPAIR_CACHE", str(tmp_path / "cache"))
-
-
 @pytest.fixture(scope="module")
 def preference_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("preferences")
-    with Store.open(root / "run") as store:
-        store.start_run("r", "tiny", "test", {}, {"train": [p.task_id for p in PROBLEMS], "eval": []})
-        fill_store(store)
-        prepare_dataset(store, PROBLEMS, root / "data", MixConfig(valid_fraction=0.2, preference=True))
-    return root / "data"
+    return mined_data(tmp_path_factory.mktemp("preferences"), MixConfig(valid_fraction=0.2, preference=True))
 
 
 def _examples(model_dir, data_dir, scores_file=None):
@@ -137,11 +125,7 @@ def test_preference_training_widens_the_margin_and_resumes(tiny_model_dir, prefe
 def test_preference_records_are_required_for_the_preference_objective(tiny_model_dir, tmp_path):
     from mlx_repair.errors import UserError
 
-    data = tmp_path / "sft"
-    with Store.open(tmp_path / "run") as store:
-        store.start_run("r", "tiny", "test", {}, {"train": [p.task_id for p in PROBLEMS], "eval": []})
-        fill_store(store)
-        prepare_dataset(store, PROBLEMS, data, MixConfig(valid_fraction=0.2))
+    data = mined_data(tmp_path, MixConfig(valid_fraction=0.2))
     with pytest.raises(UserError, match="rejected"):
         run(str(tiny_model_dir), data, tmp_path / "out", TrainConfig(iters=2, **PREFERENCE))
     with pytest.raises(UserError, match="objective"):

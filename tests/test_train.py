@@ -29,14 +29,18 @@ def private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("MLX_REPAIR_CACHE", str(tmp_path / "cache"))
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pairs")
+def mined_data(root, mix: MixConfig):
+    """The training records a filled store makes with `mix`, written under `root`."""
     with Store.open(root / "run") as store:
         store.start_run("r", "tiny", "test", {}, {"train": [p.task_id for p in PROBLEMS], "eval": []})
         fill_store(store)
-        prepare_dataset(store, PROBLEMS, root / "data", MixConfig(valid_fraction=0.2))
+        prepare_dataset(store, PROBLEMS, root / "data", mix)
     return root / "data"
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return mined_data(tmp_path_factory.mktemp("pairs"), MixConfig(valid_fraction=0.2))
 
 
 def run(model, data, out, config, **kwargs):

@@ -141,7 +141,7 @@ def build_dataset(store: Store, problems: Iterable[Problem], config: MixConfig |
         config = replace(config, prompt_mode="code")  # math repair turns show the attempt in every mode
     if not shows_code(config.prompt_mode):
         pairs = [p for p in pairs if p.kind != "keep"]
-    failing = failing_drafts(attempts.values())
+    failing = failing_drafts(attempts.values()) if config.preference else {}
     if config.preference:
         pairs = [p for p in pairs if rejected_answer(p, attempts, failing) is not None]
     missing = sorted({p.task_id for p in pairs} - set(by_id))
