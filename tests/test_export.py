@@ -244,6 +244,11 @@ def test_model_card_carries_the_report_numbers(adapter_dir, tmp_path):
     assert "one repair turn reaches 70.0% and plain resampling with the same number of model calls " \
         "(pass@2) reaches 80.0%; repair does not beat resampling" in card
     assert "Garbage control: the same training" in card
+    # The goal as report.json states it: repair 3 -> 7 of 10 (5 fixed, 1 broken) is not p < 0.05.
+    assert "- 1. its repair pass@1 beats the base's (p < 0.05): NOT met (30.0% -> 70.0%, n=10, fixed 5, " \
+        "broken 1, p=0.219)" in card
+    assert "- 3. with one repair turn it reaches the base's resampling at the same budget: met" in card
+    assert "**No measurable gain over the base model on these problems" in card
     assert "| repair | 13 (resample 10, self-repair 3) |" in card and "| garbage | 13 (resample 13) |" in card
     assert "| solve | 4 |" in card
     assert "mlx_lm.generate --model" in card and "--adapter-path" in card

@@ -55,6 +55,12 @@ def test_train_one_liner_end_to_end(tiny_repairer_dir, tmp_path, monkeypatch, ca
     cross = report["comparisons"]["adapter"][-1]
     assert cross["metric"] == "resample_pass@2 (A) -> repair_pass@1 (B)" and cross["n"] == base["n"]
     assert "adapter, resample_pass@2 (A) -> repair_pass@1 (B): " in markdown
+    # The goal, stated whichever way it falls: the base already repairs every problem, so
+    # the adapter's repair turn cannot beat it.
+    goal = report["goal"]
+    assert [part["met"] for part in goal["parts"]][0] is False and len(goal["parts"]) == 3
+    assert "## The goal" in markdown and goal["verdict"] in markdown and goal["verdict"] in printed.err
+    assert "1. its repair pass@1 beats the base's (p < 0.05): NOT met (100.0% -> " in printed.err
 
     # Re-running the same command resumes every stage: nothing new is generated or trained.
     assert main(args) == 0

@@ -19,7 +19,8 @@ REPAIR_BASELINE = "resample_pass@2"  # what a repair turn must beat: a fresh sam
 
 @dataclass
 class Comparison:
-    metric: str
+    metric_a: str  # A's metric
+    metric_b: str  # B's: the same one, or the repair turn set against A's resampling
     n: int
     a: float
     b: float
@@ -29,8 +30,13 @@ class Comparison:
     interval: tuple[float, float]
     fractional: bool  # several samples per problem: a score is the share that passed
 
+    @property
+    def metric(self) -> str:
+        """The metric compared, or "A's (A) -> B's (B)" when they differ."""
+        return self.metric_a if self.metric_a == self.metric_b else f"{self.metric_a} (A) -> {self.metric_b} (B)"
+
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        return {"metric": self.metric, **self.__dict__}
 
     def describe(self) -> str:
         low, high = self.interval
@@ -67,7 +73,8 @@ def _compare(metric_a: str, metric_b: str, rate_a: float, rate_b: float, rows_a:
     scores_b = [rows_b[t][SCORES[metric_b]] for t in tasks]
     moved = moved_problems(dict(zip(tasks, scores_a)), dict(zip(tasks, scores_b)))
     return Comparison(
-        metric=metric_a if metric_a == metric_b else f"{metric_a} (A) -> {metric_b} (B)",
+        metric_a=metric_a,
+        metric_b=metric_b,
         n=len(tasks),
         a=rate_a,
         b=rate_b,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlx_repair.evaluation.compare import compare_results
+from mlx_repair.evaluation.goal import GoalPart, adapter_goal, goal_dict, verdict
 from mlx_repair.mining.pairing import format_pair_counts, pair_total
 from mlx_repair.evaluation.metrics import format_metric, format_rate, metric_label
 from mlx_repair.evaluation.selection import selection_markdown
@@ -43,6 +44,9 @@ class TrainReport:
             result["control"] = compare_results(self.base, self.control)
         return result
 
+    def goal(self) -> list[GoalPart]:
+        return adapter_goal(self.comparisons()["adapter"])
+
     def to_dict(self) -> dict:
         return {
             "command": self.command,
@@ -51,6 +55,7 @@ class TrainReport:
             "control": self.control["metrics"] if self.control else None,
             "n": self.base["n"],
             "comparisons": {k: [c.to_dict() for c in v] for k, v in self.comparisons().items()},
+            "goal": goal_dict(self.goal()),
             "pair_counts": self.pair_counts,
             "losses": self.losses,
             "validation_losses": self.validation_losses,
@@ -105,6 +110,7 @@ def markdown(report: TrainReport, charts: list[str]) -> str:
         "`resampling, same budget` is the baseline repair must beat: the same number of model",
         "calls spent on an independent fresh sample instead of a repair.",
         "",
+        *goal_markdown(report.goal()),
     ]
     for name, result in systems:
         if "selection" in result:
@@ -120,6 +126,11 @@ def markdown(report: TrainReport, charts: list[str]) -> str:
     if report.notes:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in report.notes]
     return "\n".join(lines) + "\n"
+
+
+def goal_markdown(parts: list[GoalPart]) -> list[str]:
+    """The goal section: each part met or not, with its evidence, and the verdict."""
+    return ["## The goal", "", *(f"- {part.line()}" for part in parts), "", f"**{verdict(parts)}**", ""]
 
 
 def stage_table(stages: list[StageTime]) -> list[str]:

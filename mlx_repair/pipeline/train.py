@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from mlx_repair.console import Console
+from mlx_repair.evaluation.goal import verdict
 from mlx_repair.evaluation.report import StageTime, TrainReport, report_notes, write_no_adapter_report, write_report
 from mlx_repair.events import TrainStep
 from mlx_repair.mining.dataset import MixConfig, build_dataset, too_few_pairs
@@ -93,6 +94,10 @@ def train_pipeline(config, command: str, out: str | Path | None = None, console=
         validation_losses=trained.validation_losses, stages=stages, command=command,
         notes=report_notes(base["n"], counts) + invented_pair_notes(mine_dir),
     )
+    goal = report.goal()
+    for part in goal:
+        console.line(part.line())
+    console.line(verdict(goal))
     return write_report(report, out)
 
 

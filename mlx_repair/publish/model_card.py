@@ -9,6 +9,7 @@ copied from report.json and manifest.json (shipped beside the card), never recom
 
 from __future__ import annotations
 
+from mlx_repair.evaluation.goal import GoalPart
 from mlx_repair.evaluation.metrics import format_rate, metric_label
 from mlx_repair.mining.pairing import format_kind_count
 from mlx_repair.problems import subjects_named
@@ -159,6 +160,8 @@ def _evaluation_section(report: dict | None) -> str:
         cells = [format_rate(metrics.get(key), n) for _, metrics in systems]
         lines.append(f"| {metric_label(key)} | " + " | ".join(cells) + " |")
     lines += ["", *_comparison_table(report), "", _baseline_note(report), "", _control_note(report)]
+    goal = _goal_lines(report)
+    lines += ["", *goal] if goal else []
     return "\n".join(lines)
 
 
@@ -177,20 +180,28 @@ def _comparison_table(report: dict) -> list[str]:
     for system, rows in comparisons.items():
         for c in rows:
             lines.append(
-                f"| {system} | {_metric_label(c['metric'])} | "
+                f"| {system} | {_metric_label(c)} | "
                 f"{100 * c['a']:.1f}% -> {100 * c['b']:.1f}% | {len(c['fixed'])} | {len(c['broken'])} | "
                 f"{c['p_value']:.3g} |"
             )
     return lines
 
 
-def _metric_label(metric: str) -> str:
-    """A compared metric in words; a cross row ("A's metric (A) -> B's metric (B)") sets the
-    base's resampling against this system's repair turn."""
-    if " (A) -> " not in metric:
-        return metric_label(metric)
-    a, b = metric.removesuffix(" (B)").split(" (A) -> ")
-    return f"base's {metric_label(a)} -> this system's {metric_label(b)}"
+def _metric_label(comparison: dict) -> str:
+    """A compared metric in words; a cross row sets the base's resampling against this
+    system's repair turn."""
+    a, b = comparison["metric_a"], comparison["metric_b"]
+    return metric_label(a) if a == b else f"base's {metric_label(a)} -> this system's {metric_label(b)}"
+
+
+def _goal_lines(report: dict) -> list[str]:
+    """The goal's parts and verdict as the train report stated them."""
+    goal = report.get("goal")
+    if not goal:
+        return []
+    lines = ["The goal of training, as the run's report states it:", ""]
+    lines += [f"- {GoalPart(**part).line()}" for part in goal["parts"]]
+    return lines + ["", f"**{goal['verdict']}**"]
 
 
 def _baseline_note(report: dict) -> str:
