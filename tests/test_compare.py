@@ -78,3 +78,17 @@ def test_compare_command(tmp_path, capsys):
     (tmp_path / "bad.json").write_text("{}")
     assert main(["compare", str(a), str(tmp_path / "bad.json")]) == 2
     assert "missing model" in capsys.readouterr().err
+
+
+def test_compare_states_the_goal_when_b_is_the_base_with_an_adapter(tmp_path, capsys):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(BASE))
+    b.write_text(json.dumps(ADAPTER | {"adapter": "adapters/x"}))
+    assert main(["compare", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    # repair 3 -> 7 of 8: 5 fixed, 1 broken, p = 0.22; no resampling measured
+    assert "the adapter's goal:\n  1. its repair pass@1 beats the base's (p < 0.05): NOT met (37.5% -> 87.5%" in out
+    assert "3. with one repair turn it reaches the base's resampling at the same budget: not measured" in out
+    assert "not fully measured" in out
+    assert main(["compare", str(b), str(a)]) == 0  # the adapter as baseline: no goal to state
+    assert "goal" not in capsys.readouterr().out

@@ -1,4 +1,5 @@
-"""`mlx-repair compare A.json B.json`: which problems moved between two `eval --json` results."""
+"""`mlx-repair compare A.json B.json`: which problems moved between two `eval --json` results;
+with A a base model and B the same with an adapter, whether the adapter met its goal."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from mlx_repair.evaluation.compare import compare_results
+    from mlx_repair.evaluation.goal import adapter_goal, verdict
 
     a, b = read_result(args.a), read_result(args.b)
     comparisons = compare_results(a, b)
@@ -24,6 +26,9 @@ def run(args) -> int:
             print(f"  fixed:  {' '.join(comparison.fixed)}")
         if comparison.broken:
             print(f"  broken: {' '.join(comparison.broken)}")
+    if b.get("adapter") and not a.get("adapter"):  # base against base + adapter
+        goal = adapter_goal(comparisons)
+        print("the adapter's goal:", *(part.line() for part in goal), verdict(goal), sep="\n  ")
     if args.json:
         Path(args.json).write_text(json.dumps([c.to_dict() for c in comparisons], indent=2) + "\n")
     return 0
