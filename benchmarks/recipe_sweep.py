@@ -32,7 +32,7 @@ from mlx_repair.config import DEFAULT_MODEL, Config  # noqa: E402
 from mlx_repair.console import Console  # noqa: E402
 from mlx_repair.evaluation.compare import compare_results  # noqa: E402
 from mlx_repair.mining.dataset import build_dataset  # noqa: E402
-from mlx_repair.mining.store import REPAIR_PROVENANCES, Store  # noqa: E402
+from mlx_repair.mining.store import CONTROL_KINDS, REPAIR_PROVENANCES, Store  # noqa: E402
 from mlx_repair.pipeline.evaluate import evaluate_model  # noqa: E402
 from mlx_repair.pipeline.stages import problems_for  # noqa: E402
 from mlx_repair.pipeline.train import mix_of, train_config_of, train_stage  # noqa: E402
@@ -58,7 +58,7 @@ def main() -> None:
         "--answer-docstrings", action="store_true", help="answers keep the docstrings the prompt holds (the old records)"
     )
     parser.add_argument(
-        "--control", choices=("garbage",), help="train on as many same-shape garbage pairs as there are repair pairs"
+        "--control", choices=CONTROL_KINDS, help="train on as many same-shape garbage pairs as there are repair pairs"
     )
     parser.add_argument(
         "--pairs-per-problem", type=int, default=2, help="records of each kind per mined problem, at most (train's cap)"

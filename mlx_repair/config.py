@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from mlx_repair.errors import UserError
-from mlx_repair.mining.store import REPAIR_PROVENANCES
+from mlx_repair.mining.store import CONTROL_KINDS, REPAIR_PROVENANCES
 from mlx_repair.training.config import OBJECTIVES
 
 if sys.version_info >= (3, 11):
@@ -254,7 +254,7 @@ RULES = (
     ("train.solve_ratio", lambda v: v >= 0, "0 or more"),
     ("train.pairs_per_problem", lambda v: v >= 1, "at least 1"),
     ("train.repair_provenance", lambda v: v in (None, *REPAIR_PROVENANCES), "unset or one of " + ", ".join(REPAIR_PROVENANCES)),
-    ("train.control", lambda v: v in (None, "garbage"), "unset or \"garbage\""),
+    ("train.control", lambda v: v in (None, *CONTROL_KINDS), "unset or one of " + ", ".join(CONTROL_KINDS)),
     ("train.objective", lambda v: v in OBJECTIVES, " or ".join(OBJECTIVES)),
     ("train.beta", lambda v: v is None or v > 0, "more than 0"),
     ("train.nll_weight", lambda v: v is None or v >= 0, "0 or more"),

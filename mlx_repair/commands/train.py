@@ -9,6 +9,7 @@ import sys
 
 from mlx_repair.commands import add_mining_arguments, add_model_arguments, add_sandbox_arguments, run_job
 from mlx_repair.config import TrainSection
+from mlx_repair.mining.store import CONTROL_KINDS
 from mlx_repair.training.config import OBJECTIVES, TrainConfig
 
 
@@ -42,7 +43,7 @@ def add_arguments(parser) -> None:
                              "over a failing one to the same prompt (DPO against the base model)")
     parser.add_argument("--beta", dest="train.beta", type=float, metavar="B",
                         help=f"the preference objective's beta, on per-token margins (default {TrainConfig.beta})")
-    parser.add_argument("--control", dest="train.control", choices=("garbage",), help="also train on same-shape garbage pairs (the control)")
+    parser.add_argument("--control", dest="train.control", choices=CONTROL_KINDS, help="also train on same-shape garbage pairs (the control)")
     parser.add_argument("--out", metavar="DIR", help="adapter folder (default: adapters/<model>-<settings hash>)")
     parser.add_argument("--tui", action="store_true", help="watch the run in the terminal UI (q stops it; re-run to resume)")
 

@@ -44,7 +44,7 @@ from mlx_repair.errors import UserError
 from mlx_repair.problems import MATH, Problem
 from mlx_repair.generation.prompts import draft_messages, repair_messages, shows_code, without_docs, words
 from mlx_repair.mining.pairing import kind_counts, most_different
-from mlx_repair.mining.store import PAIR_KINDS, REPAIR_PROVENANCES, Attempt, Pair, Store
+from mlx_repair.mining.store import CONTROL_KINDS, PAIR_KINDS, REPAIR_PROVENANCES, Attempt, Pair, Store
 
 TRAIN_FILE = "train.jsonl"
 VALID_FILE = "valid.jsonl"
@@ -52,7 +52,7 @@ INFO_FILE = "dataset.json"
 # What a `keep` record's user turn says instead of failing tests: the loop feeds back the
 # visible cases, and for passing code none of them fails.
 KEEP_FEEDBACK = "All shown tests passed."
-CONTROLS = (None, "garbage")
+CONTROLS = (None, *CONTROL_KINDS)
 
 
 @dataclass

@@ -25,6 +25,7 @@ STORE_FILE = "store.sqlite"
 PAIR_ORIGIN = "ALTER TABLE pairs ADD COLUMN origin TEXT NOT NULL DEFAULT 'given';"
 MIGRATIONS = {3: "ALTER TABLE attempts ADD COLUMN logprob REAL; " + PAIR_ORIGIN, 4: PAIR_ORIGIN}
 PAIR_KINDS = ("repair", "solve", "keep", "garbage")
+CONTROL_KINDS = PAIR_KINDS[3:]  # kinds only a control trains on: "train --control garbage"
 # Where a pair's answer came from: a passing draft (solve, keep), the model's repair of
 # the broken attempt it was shown (self-repair), or an independent sample of the same
 # problem (resample).
