@@ -158,6 +158,45 @@ def test_a_test_that_calls_the_function_with_other_arguments_is_not_read():
     assert read_code(f"```python\n{optional}{mixed}```", "I/0", 2).entry_point == "triple"  # 1 to 2 arguments
 
 
+def with_body(name: str, body: str, examples: str, asserts: list[str]) -> str:
+    """An invention whose function has a body: the model's reference."""
+    return code_problem(name, examples, asserts).replace('    """\n\n\ndef check', f'    """\n    {body}\n\n\ndef check')
+
+
+def test_the_models_own_function_decides_which_of_its_asserts_are_kept(tmp_path):
+    # The 0.5B model's expected values are often wrong: the one its function does not give
+    # is dropped before any solution is drawn, and the problem is solved on the rest.
+    quad = with_body("quad", "return 4 * x", "    >>> quad(2)\n    8\n",
+                     ["assert candidate(1) == 4", "assert candidate(2) == 9", "assert candidate(3) == 12", "assert candidate(5) == 20"])
+    few = with_body("few", "return 5 * x", "    >>> few(2)\n    10\n",
+                    ["assert candidate(1) == 5", "assert candidate(2) == 11", "assert candidate(3) == 16", "assert candidate(4) == 20"])
+    wrong_doc = with_body("wrong_doc", "return 6 * x", "    >>> wrong_doc(2)\n    13\n",
+                          [f"assert candidate({x}) == {6 * x}" for x in (1, 2, 3)])
+    loops = with_body("loops_forever", "while True: pass", "    >>> loops_forever(2)\n    14\n",
+                      [f"assert candidate({x}) == {7 * x}" for x in (1, 2, 3)])
+    solutions = {"quad": ["def quad(x):\n    return 4 * x\n", "def quad(x):\n    return x\n"] * 2}
+    inventions = run_inventor(tmp_path, [quad, few, wrong_doc, loops], solutions)
+    assert [i.reason or "kept" for i in inventions] == ["kept", "reference fails", "reference fails", "reference fails"]
+    assert (inventions[0].passing, inventions[0].solutions) == (2, 4)
+    assert "passes 2 of its 4 asserts, fewer than 3" in inventions[1].problem["detail"]
+    assert "does not give its docstring's examples" in inventions[2].problem["detail"]
+    assert [i.solutions for i in inventions[1:]] == [None, None, None]  # rejected before solving
+    (kept,) = load_problems(f"invented:{tmp_path}")
+    assert kept.test == ("def check(candidate):\n    assert candidate(1) == 4\n    assert candidate(3) == 12\n"
+                         "    assert candidate(5) == 20\n")
+    assert "return" not in kept.prompt  # the solvers see the signature and docstring only
+
+
+def test_a_body_left_for_the_solver_is_no_reference():
+    for body in ("pass", "...", "raise NotImplementedError", "raise NotImplementedError('later')"):
+        problem = read_code(with_body("triple", body, "    >>> triple(2)\n    6\n", [f"assert candidate({x}) == {3 * x}" for x in (1, 2, 0)]), "I/0", 1)
+        assert problem.canonical_solution is None, body
+    helper = read_code(f"```python\nimport math\n\ndef helper(x):\n    return 3 * x\n\n{DOCUMENTED}"
+                       f"def check(candidate):\n{ASSERTS}```", "I/0", 1)
+    assert helper.canonical_solution.startswith("import math\n\ndef helper(x):") and "return 3 * x" in helper.canonical_solution
+    assert run_candidate(helper, helper.canonical_solution).passed
+
+
 def test_requests_of_one_topic_and_level_differ_so_that_their_samples_do():
     assert code_request(1, 4, ["a"]) != code_request(1, 4 + len(CODE_TOPICS), ["a"])
 

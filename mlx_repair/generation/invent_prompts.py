@@ -48,8 +48,8 @@ def code_request(level: int, index: int, taken: list[str]) -> str:
         f"Invent a new Python programming exercise about {topic}, of difficulty {level} on a scale from 1 to "
         f"{LEVELS}: {CODE_LEVELS[level]}.\n\n"
         "Write one ```python code block holding:\n"
-        "1. the function's signature and a docstring that states the task and shows two or three examples, "
-        "each a `>>> name(arguments)` line followed by a line with the expected result; no body;\n"
+        "1. the function: its signature, a docstring that states the task and shows two or three examples, "
+        "each a `>>> name(arguments)` line followed by a line with the expected result, and a correct body;\n"
         "2. `def check(candidate):` with 5 to 8 lines of the form `assert candidate(...) == expected`, "
         "edge cases included.\n\n"
         f"The form, shown on another task:\n{CODE_FORM}\n"
@@ -60,7 +60,9 @@ def code_request(level: int, index: int, taken: list[str]) -> str:
 
 
 # The form of an answer, shown once in each code request: a model of 0.5B parameters asked
-# in words alone wrote solutions, test functions of other names and prints instead.
+# in words alone wrote solutions, test functions of other names and prints instead. The
+# body is asked for: it is the reference the asserts are checked against (only the
+# signature and docstring are shown to the solvers).
 CODE_FORM = '''```python
 def repeat_each(items, times):
     """Return a list in which each item of items appears times times in a row.
@@ -69,6 +71,7 @@ def repeat_each(items, times):
     >>> repeat_each(["a"], 3)
     ['a', 'a', 'a']
     """
+    return [item for item in items for _ in range(times)]
 
 
 def check(candidate):

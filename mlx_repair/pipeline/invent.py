@@ -4,7 +4,9 @@ filter are kept, as a problem set for mining (never for evaluation).
 Round by round, `invent.batch` requests go to the model at the current difficulty level.
 Each output is read (`problems/invented.py`: readable, every assert split into a case,
 docstring examples, not a near-copy of HumanEval, fresh, the math set or a problem already
-kept); what survives is solved `invent.solutions` (k) times by the same model through the
+kept); when the model wrote the function's body as well, that reference runs in the
+sandbox first, and only the asserts it passes are kept (at least `MIN_CASES`, and it must
+give the docstring's examples); what survives is solved `invent.solutions` (k) times by the same model through the
 loop and judged in the sandbox. A problem is kept when at least `min_passing` of its k
 solutions pass and at least `min_failing` fail (neither impossible nor trivial for this
 model), and when every passing solution also gives the docstring's examples.
@@ -35,7 +37,8 @@ from mlx_repair.mining.store import Invention, Store
 from mlx_repair.pipeline.stages import load_writer, run_dir, run_lock, sandbox_pool, settings_of
 from mlx_repair.problems import FRESH, HUMANEVAL, INVENTED, INVENTED_FILE, MATH, Problem, load_problems
 from mlx_repair.problems.invented import (
-    Rejected, examples_problem, known_ngrams, nearest, problem_fields, read_code, read_math, write_invented,
+    Rejected, agreeing_test, examples_problem, known_ngrams, nearest, problem_fields, read_code, read_math,
+    write_invented,
 )
 
 PENDING = "pending"  # an output stored, not judged yet
@@ -184,7 +187,22 @@ class _Inventor:
         measured = replace(invention, problem=problem_fields(problem), overlap=round(overlap, 3), overlap_with=which)
         if overlap > self.settings.max_overlap:
             return replace(measured, reason="near-copy"), None
-        return measured, problem
+        if problem.canonical_solution is None or problem.domain == MATH:
+            return measured, problem
+        try:
+            problem = self._checked_by_reference(problem)
+        except Rejected as rejected:
+            return replace(measured, reason=rejected.reason, problem=measured.problem | {"detail": rejected.detail}), None
+        return replace(measured, problem=problem_fields(problem)), problem
+
+    def _checked_by_reference(self, problem: Problem) -> Problem:
+        """The problem with the asserts the model's own function fails left out; Rejected
+        when too few are left or the function does not give the docstring's examples."""
+        reference = problem.canonical_solution
+        verdicts = dict(self.pool.run([("test", problem, reference), ("examples", examples_problem(problem), reference)]))
+        if not verdicts["examples"].passed:
+            raise Rejected("reference fails", "the model's own function does not give its docstring's examples")
+        return agreeing_test(problem, [case.passed for case in verdicts["test"].cases])
 
     def _decide(self, measured: Invention, problem: Problem) -> Invention:
         solutions = [a for a in self.store.attempts(problem.task_id) if a.kind == "draft"]

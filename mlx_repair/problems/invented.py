@@ -16,7 +16,13 @@ reason. The checks here run before any model solves the problem:
 - `near-copy`: too many of its token n-grams (of its prompt, or of its test) are in a
   known problem (HumanEval, fresh, the math set, one already kept, or the example the
   request shows), so the model is not recalling a benchmark or copying.
-The model's solutions and the sandbox decide the rest (`pipeline/invent.py`).
+When the model wrote the function's body too, that body is the problem's reference
+(`canonical_solution`), and the sandbox runs it before any solution is drawn
+(`pipeline/invent.py`): the asserts it fails are dropped (`agreeing_test`; a 0.5B model
+gets many expected values wrong, which made the whole problem look impossible), and a
+problem left with fewer than `MIN_CASES`, or whose docstring examples the reference does
+not give, is rejected (`reference fails`). The model's solutions and the sandbox decide
+the rest.
 """
 
 from __future__ import annotations
@@ -24,14 +30,15 @@ from __future__ import annotations
 import ast
 import json
 import re
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from mlx_repair.errors import UserError
 from mlx_repair.problems import INVENTED, MATH, Problem, ProblemsError, name_candidate, rename_calls
 
 # Reasons an invented problem is not kept, in the order the filters run.
-REASONS = ("unreadable", "unsplittable", "no examples", "near-copy", "impossible", "trivial", "examples disagree")
+REASONS = ("unreadable", "unsplittable", "no examples", "near-copy", "reference fails", "impossible", "trivial",
+           "examples disagree")
 MIN_CASES = 3
 TOKEN = re.compile(r"\w+|[^\w\s]")
 FENCE = re.compile(r"```[^\n]*\n(.*?)(?:```|\Z)", re.S)
@@ -54,8 +61,9 @@ def read_code(text: str, task_id: str, level: int) -> Problem:
         tree = ast.parse(block)
     except SyntaxError as error:
         raise Rejected("unreadable", f"the code does not parse ({error.msg})") from None
-    function = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and not _is_test(n)), None)
-    if function is None or ast.get_docstring(function) is None:
+    functions = [n for n in tree.body if isinstance(n, ast.FunctionDef) and not _is_test(n)]
+    function = next((n for n in functions if ast.get_docstring(n) is not None), None)  # helpers may come first
+    if function is None:
         raise Rejected("unreadable", "no function with a docstring")
     statements = _test_statements(tree, function.name)
     if not statements:
@@ -66,11 +74,48 @@ def read_code(text: str, task_id: str, level: int) -> Problem:
     signature_and_doc = "".join(lines[function.lineno - 1 : function.body[0].end_lineno]).rstrip() + "\n"
     body = "".join("    " + ast.unparse(s).replace("\n", "\n    ") + "\n" for s in statements)
     test = imports + "def check(candidate):\n" + body
-    problem = Problem(task_id, imports + signature_and_doc, function.name, test, source=INVENTED, difficulty=level)
+    problem = Problem(task_id, imports + signature_and_doc, function.name, test, _reference(block, tree, function),
+                      source=INVENTED, difficulty=level)
     _require_cases(problem)
     if not docstring_examples(problem):
         raise Rejected("no examples", "the docstring shows no `>>> call` followed by a literal result")
     return problem
+
+
+def _reference(block: str, tree: ast.Module, function: ast.FunctionDef) -> str | None:
+    """The code the model wrote for its problem when the function has a body: its imports,
+    functions (the tests' left out) and classes. None for a signature and docstring alone."""
+    body = function.body[1:]  # after the docstring
+    if all(_is_placeholder(statement) for statement in body):
+        return None
+    kept = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)
+    parts = [n for n in tree.body if isinstance(n, kept) and not (isinstance(n, ast.FunctionDef) and _is_test(n))]
+    return "\n\n".join(ast.get_source_segment(block, n) for n in parts) + "\n"
+
+
+def _is_placeholder(statement: ast.stmt) -> bool:
+    """`pass`, `...` or `raise NotImplementedError`: a body left for the solver."""
+    if isinstance(statement, ast.Pass):
+        return True
+    if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant):
+        return statement.value.value is Ellipsis
+    if isinstance(statement, ast.Raise) and statement.exc is not None:
+        raised = statement.exc.func if isinstance(statement.exc, ast.Call) else statement.exc
+        return isinstance(raised, ast.Name) and raised.id == "NotImplementedError"
+    return False
+
+
+def agreeing_test(problem: Problem, passed: list[bool]) -> Problem:
+    """The problem with only the asserts its reference passed (`passed`, one per case:
+    every statement of an invented test is one), or Rejected when fewer than `MIN_CASES`
+    are left: the expected values are the model's guesses, the reference's run is a check."""
+    if sum(passed) < MIN_CASES:
+        raise Rejected("reference fails", f"the model's own function passes {sum(passed)} of its {len(passed)} "
+                                          f"asserts, fewer than {MIN_CASES}")
+    tree = ast.parse(problem.test)
+    check = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "check")
+    check.body = [statement for statement, kept in zip(check.body, passed) if kept]
+    return replace(problem, test=ast.unparse(tree) + "\n")
 
 
 def _is_test(node: ast.FunctionDef) -> bool:
