@@ -190,8 +190,13 @@ def test_eval_selects_by_a_critic_end_to_end(tiny_sampler_dir, tmp_path, monkeyp
     result = json.loads((tmp_path / "result.json").read_text())
     selection, metrics = result["selection"], result["metrics"]
     assert [r["strategy"] for r in selection["results"]] == ["first", "visible", "agreement", "critic", "oracle"]
-    # x * 3 against x * 2: learned from the train side's few samples, it ranks every eval-side one.
-    assert selection["critic"]["auroc"] > 0.9 and metrics["critic_pass@1"] == metrics["pass@4"] > metrics["first_pass@1"]
+    # x * 3 against x * 2: learned from the train side's few samples, it ranks each eval-side
+    # problem's samples, which is what selection uses. (Over all problems at once its scores
+    # need not line up: from 8 training samples, the AUROC over all 28 varied with the
+    # sampled drafts from one machine to the next, 0.57 on one.)
+    critic = selection["critic"]
+    assert critic["within_problem_auroc"] > 0.9 and critic["problems_with_both"] >= 3
+    assert metrics["critic_pass@1"] == metrics["pass@4"] > metrics["first_pass@1"]
     assert all(row["critic"] is not None for p in selection["problems"] for row in p["candidates"])
     printed = capsys.readouterr()
     assert "critic AUROC" in printed.err and "critic: critic\n" in printed.out  # train-critic's folder, on stdout

@@ -142,10 +142,13 @@ def test_reference_scores_are_saved_and_a_killed_scoring_continues(tiny_model_di
     path.write_text(json.dumps({"key": saved["key"], "scores": [[-1.0, -2.0], saved["scores"][1]]}))
     again, logs = _scored(model, examples, path)
     assert "(2 scored before)" in logs[0]
-    assert again[0].reference == (-1.0, -2.0) and [e.reference for e in again[1:]] == [e.reference for e in examples[1:]]
+    # Scored again, in batches of other records than the first time: equal up to float32
+    # rounding (the padded width of a batch changes the matmuls' blocking).
+    rescored = [pytest.approx(e.reference, rel=1e-5) for e in examples]
+    assert again[0].reference == (-1.0, -2.0) and [e.reference for e in again[1:]] == rescored[1:]
     # another run's scores (another key), or the same records split otherwise, are not used
     fresh, _ = _scored(model, examples, path, key="other")
-    assert fresh[0].reference == examples[0].reference
+    assert fresh[0].reference == rescored[0]
     path.write_text(json.dumps({"key": saved["key"], "scores": [[-1.0, -2.0]] * len(examples)}))
     fewer, _ = _scored(model, examples[1:], path)
-    assert fewer[0].reference == examples[1].reference
+    assert fewer[0].reference == rescored[1]
