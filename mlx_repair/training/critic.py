@@ -11,7 +11,8 @@ problem, the code, "Does this code pass its tests?"):
   would start. The model reads each example once (cached in the critic's folder, so a
   killed run resumes where it stopped); the head then trains in seconds, full batch.
   The samples of one problem share the start of their prompt (the system turn and the
-  problem, about half of it): `last_states` reads it once per problem.
+  problem, about half of it): `last_states` reads it once per problem, then the samples'
+  own tokens in one batch.
 - `lora`: a LoRA adapter trained by `lora.train_adapter` to answer "yes" or "no" (the
   answer is the assistant turn, the only part its loss counts); the score is
   P(yes) / (P(yes) + P(no)) at the answer's first token.
@@ -56,6 +57,7 @@ FEATURES_SAVE_EVERY = 16  # examples read between two saves of the features cach
 HEAD_ITERS = 500
 LORA_EPOCHS = 3.0
 HEAD_STEPS_PER_EVAL = 25
+READ_BATCH = 8  # samples read together after their shared start (one problem's, at eval --samples 8)
 
 
 @dataclass(frozen=True)
@@ -289,24 +291,52 @@ def read_features(model, groups: list[list[list[int]]], cache: Path, source: str
 
 def last_states(model, prompts: list[list[int]], logits: bool = False) -> list:
     """At each prompt's last token, where the answer would start: the final hidden state,
-    or with `logits` the model's output. The prompts' common start is read once, and
-    each prompt's own tokens go on from a copy of its cache."""
-    import copy
-
+    or with `logits` the model's output. The prompts' common start is read once; their
+    own tokens go on from it together, `READ_BATCH` at a time (right-padded: a causal
+    model's state at a prompt's last token never sees the padding after it)."""
     import mlx.core as mx
     from mlx_lm.models.cache import make_prompt_cache
 
-    forward = model if logits else getattr(model, "language_model", model).model  # qwen3_5 wraps its text model
+    from mlx_repair.training.logits import backbone_and_head
+
+    split = backbone_and_head(model) if logits else None
+    backbone = getattr(model, "language_model", model).model  # qwen3_5 wraps its text model
     shared = os.path.commonprefix(prompts)[: min(map(len, prompts)) - 1]
     cache = make_prompt_cache(model)
     if shared:
-        forward(mx.array([shared]), cache=cache)
+        backbone(mx.array([shared]), cache=cache)
         mx.eval([c.state for c in cache])
     states = []
-    for ids in prompts:
-        states.append(forward(mx.array([ids[len(shared):]]), cache=copy.deepcopy(cache))[0, -1].astype(mx.float32))
-        mx.eval(states[-1])
+    for first in range(0, len(prompts), READ_BATCH):
+        rests = [ids[len(shared):] for ids in prompts[first : first + READ_BATCH]]
+        width = max(map(len, rests))
+        batch = mx.array([rest + [0] * (width - len(rest)) for rest in rests])
+        copies = make_prompt_cache(model)
+        for copy, kept in zip(copies, cache):
+            if shared:
+                copy.state = _rows(kept.state, len(rests))
+        last = mx.array([len(rest) - 1 for rest in rests])
+        if logits and split is None:  # a model that is not head(backbone(x)): the whole output
+            out = model(batch, cache=copies)[mx.arange(len(rests)), last]
+        else:
+            out = backbone(batch, cache=copies)[mx.arange(len(rests)), last]
+            out = split[1](out) if logits else out
+        out = out.astype(mx.float32)
+        mx.eval(out)
+        states += list(out)
     return states
+
+
+def _rows(state, n: int):
+    """A cache's state with each array repeated to `n` rows (the batch axis is the first
+    in every mlx-lm cache), in the same nesting; offsets and None kept."""
+    import mlx.core as mx
+
+    if isinstance(state, mx.array):
+        return mx.repeat(state, n, axis=0)
+    if isinstance(state, (list, tuple)):
+        return type(state)(_rows(value, n) for value in state)
+    return state
 
 
 def _key(ids: list[int]) -> str:
