@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from mlx_repair.evaluation.compare import compare_results
@@ -38,14 +39,17 @@ class TrainReport:
     control: dict | None = None  # `eval --json` of base + garbage-trained adapter
     notes: list[str] = field(default_factory=list)
 
+    @cached_property
     def comparisons(self) -> dict[str, list]:
+        """Computed once (each holds a bootstrap): the JSON, the markdown and the goal read them."""
         result = {"adapter": compare_results(self.base, self.adapter)}
         if self.control:
             result["control"] = compare_results(self.base, self.control)
         return result
 
+    @cached_property
     def goal(self) -> list[GoalPart]:
-        return adapter_goal(self.comparisons()["adapter"])
+        return adapter_goal(self.comparisons["adapter"])
 
     def to_dict(self) -> dict:
         return {
@@ -54,8 +58,8 @@ class TrainReport:
             "adapter": self.adapter["metrics"],
             "control": self.control["metrics"] if self.control else None,
             "n": self.base["n"],
-            "comparisons": {k: [c.to_dict() for c in v] for k, v in self.comparisons().items()},
-            "goal": goal_dict(self.goal()),
+            "comparisons": {k: [c.to_dict() for c in v] for k, v in self.comparisons.items()},
+            "goal": goal_dict(self.goal),
             "pair_counts": self.pair_counts,
             "losses": self.losses,
             "validation_losses": self.validation_losses,
@@ -98,7 +102,7 @@ def markdown(report: TrainReport, charts: list[str]) -> str:
         lines += ["", "A math repair turn is shown the expected answer (`Expected: ... / Got: ...`): judge "
                       "math by cold pass@1 and resampling, not by the repair turn."]
     lines += ["", "## What moved", "", "Each line compares the base (A) with the adapter or the control (B).", ""]
-    for name, comparisons in report.comparisons().items():
+    for name, comparisons in report.comparisons.items():
         for comparison in comparisons:
             lines.append(f"- {name}, {comparison.describe()}")
             if comparison.fixed:
@@ -110,7 +114,7 @@ def markdown(report: TrainReport, charts: list[str]) -> str:
         "`resampling, same budget` is the baseline repair must beat: the same number of model",
         "calls spent on an independent fresh sample instead of a repair.",
         "",
-        *goal_markdown(report.goal()),
+        *goal_markdown(report.goal),
     ]
     for name, result in systems:
         if "selection" in result:

@@ -94,10 +94,9 @@ def train_pipeline(config, command: str, out: str | Path | None = None, console=
         validation_losses=trained.validation_losses, stages=stages, command=command,
         notes=report_notes(base["n"], counts) + invented_pair_notes(mine_dir),
     )
-    goal = report.goal()
-    for part in goal:
+    for part in report.goal:
         console.line(part.line())
-    console.line(verdict(goal))
+    console.line(verdict(report.goal))
     return write_report(report, out)
 
 

@@ -312,8 +312,8 @@ def last_states(model, prompts: list[list[int]], logits: bool = False) -> list:
         width = max(map(len, rests))
         batch = mx.array([rest + [0] * (width - len(rest)) for rest in rests])
         copies = make_prompt_cache(model)
-        for copy, kept in zip(copies, cache):
-            if shared:
+        if shared:
+            for copy, kept in zip(copies, cache):
                 copy.state = _rows(kept.state, len(rests))
         last = mx.array([len(rest) - 1 for rest in rests])
         if logits and split is None:  # a model that is not head(backbone(x)): the whole output
