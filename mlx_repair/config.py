@@ -120,6 +120,7 @@ class InventSection:
     temperature: float = 0.8  # for the problems and their solutions
     batch: int = 4  # requests written together; the level moves after each of their problems
     start_level: int = 2  # difficulty of the first request, 1 to 5
+    fall_after: int = 4  # ... and it falls after this many requests in a row rejected before solving (0: never)
     ngram: int = 6  # near-copies: token n-grams of this length ...
     max_overlap: float = 0.5  # ... shared above this share with a known problem
     requests_per_problem: int = 5  # give up after count x this many requests
@@ -235,6 +236,7 @@ RULES = (
     ("invent.temperature", lambda v: v > 0, "more than 0 (k equal greedy solutions judge nothing)"),
     ("invent.batch", lambda v: v >= 1, "at least 1"),
     ("invent.start_level", lambda v: 1 <= v <= 5, "1 to 5"),
+    ("invent.fall_after", lambda v: v >= 0, "0 (never) or more"),
     ("invent.ngram", lambda v: v >= 1, "at least 1"),
     ("invent.max_overlap", lambda v: 0 < v <= 1, "in (0, 1]"),
     ("invent.requests_per_problem", lambda v: v >= 1, "at least 1"),

@@ -91,8 +91,9 @@ def test_each_filter_rejects_the_crafted_problem_it_is_for(tmp_path):
     assert near_humaneval.overlap_with == "HumanEval/0" and near_humaneval.overlap > 0.5
     assert near_kept.overlap_with == "Invented/0" and near_kept.overlap == 1.0
     assert [(i.passing, i.solutions) for i in inventions if i.solutions] == [(2, 4), (4, 4), (0, 4), (2, 4)]
-    # The level moves after problems that were solved: up after all 4 passed, down after none.
-    assert [i.level for i in inventions] == [2, 2, 2, 2, 2, 2, 3, 2, 2]
+    # The level moves after problems that were solved: up after all 4 passed, down after
+    # none; and down after 4 requests in a row rejected before solving.
+    assert [i.level for i in inventions] == [2, 2, 2, 2, 2, 1, 2, 1, 1]
     kept = load_problems(f"invented:{tmp_path}")
     assert [(p.task_id, p.entry_point, p.origin, p.difficulty) for p in kept] == [("Invented/0", "triple", "invented", 2)]
 
@@ -163,28 +164,33 @@ def with_body(name: str, body: str, examples: str, asserts: list[str]) -> str:
     return code_problem(name, examples, asserts).replace('    """\n\n\ndef check', f'    """\n    {body}\n\n\ndef check')
 
 
-def test_the_models_own_function_decides_which_of_its_asserts_are_kept(tmp_path):
-    # The 0.5B model's expected values are often wrong: the one its function does not give
-    # is dropped before any solution is drawn, and the problem is solved on the rest.
+def test_the_models_own_function_decides_which_of_its_asserts_and_examples_are_kept(tmp_path):
+    # The 0.5B model's expected values are often wrong: an assert its function does not
+    # pass is dropped before any solution is drawn, a docstring example is given the
+    # function's result (or left out when it raises), and the problem is solved on the rest.
     quad = with_body("quad", "return 4 * x", "    >>> quad(2)\n    8\n",
                      ["assert candidate(1) == 4", "assert candidate(2) == 9", "assert candidate(3) == 12", "assert candidate(5) == 20"])
     few = with_body("few", "return 5 * x", "    >>> few(2)\n    10\n",
                     ["assert candidate(1) == 5", "assert candidate(2) == 11", "assert candidate(3) == 16", "assert candidate(4) == 20"])
-    wrong_doc = with_body("wrong_doc", "return 6 * x", "    >>> wrong_doc(2)\n    13\n",
-                          [f"assert candidate({x}) == {6 * x}" for x in (1, 2, 3)])
+    wrong_doc = with_body("wrong_doc", "return 6 * x", "    >>> wrong_doc(2)\n    13\n    >>> wrong_doc(None)\n    0\n"
+                          "    >>> wrong_doc(1)\n    6\n", [f"assert candidate({x}) == {6 * x}" for x in (1, 2, 3)])
+    no_example = with_body("no_example", "return 8 * x", "    >>> no_example(None)\n    0\n",
+                           [f"assert candidate({x}) == {8 * x}" for x in (1, 2, 3)])
     loops = with_body("loops_forever", "while True: pass", "    >>> loops_forever(2)\n    14\n",
                       [f"assert candidate({x}) == {7 * x}" for x in (1, 2, 3)])
-    solutions = {"quad": ["def quad(x):\n    return 4 * x\n", "def quad(x):\n    return x\n"] * 2}
-    inventions = run_inventor(tmp_path, [quad, few, wrong_doc, loops], solutions)
-    assert [i.reason or "kept" for i in inventions] == ["kept", "reference fails", "reference fails", "reference fails"]
-    assert (inventions[0].passing, inventions[0].solutions) == (2, 4)
+    solutions = {name: [f"def {name}(x):\n    return {times} * x\n", f"def {name}(x):\n    return x\n"] * 2
+                 for name, times in (("quad", 4), ("wrong_doc", 6))}
+    inventions = run_inventor(tmp_path, [quad, few, wrong_doc, no_example, loops], solutions, fall_after=0)
+    assert [i.reason or "kept" for i in inventions] == ["kept", "reference fails", "kept", "reference fails", "reference fails"]
+    assert [(i.passing, i.solutions) for i in inventions] == [(2, 4), (None, None), (2, 4), (None, None), (None, None)]
     assert "passes 2 of its 4 asserts, fewer than 3" in inventions[1].problem["detail"]
-    assert "does not give its docstring's examples" in inventions[2].problem["detail"]
-    assert [i.solutions for i in inventions[1:]] == [None, None, None]  # rejected before solving
-    (kept,) = load_problems(f"invented:{tmp_path}")
-    assert kept.test == ("def check(candidate):\n    assert candidate(1) == 4\n    assert candidate(3) == 12\n"
-                         "    assert candidate(5) == 20\n")
-    assert "return" not in kept.prompt  # the solvers see the signature and docstring only
+    assert "gives none of its docstring's examples" in inventions[3].problem["detail"]
+    assert "passes 0 of its 3 asserts" in inventions[4].problem["detail"]
+    kept_quad, kept_wrong_doc = load_problems(f"invented:{tmp_path}")
+    assert kept_quad.test == ("def check(candidate):\n    assert candidate(1) == 4\n    assert candidate(3) == 12\n"
+                              "    assert candidate(5) == 20\n")
+    assert "return" not in kept_quad.prompt  # the solvers see the signature and docstring only
+    assert kept_wrong_doc.prompt.endswith("    >>> wrong_doc(2)\n    12\n    >>> wrong_doc(1)\n    6\n    \"\"\"\n")
 
 
 def test_a_body_left_for_the_solver_is_no_reference():
@@ -228,7 +234,10 @@ def test_near_copy_overlap_is_a_share_of_the_new_problems_ngrams():
 def test_difficulty_moves_up_after_all_solved_down_after_none_within_bounds():
     difficulty = Difficulty(2)
     assert [difficulty.after(p, 4) for p in (4, 4, 4, 4, 2, 0, 0, 0, 0, 0)] == [3, 4, 5, 5, 5, 4, 3, 2, 1, 1]
-    assert difficulty.after(None, None) == 1  # rejected before solving: no move
+    assert difficulty.after(None, None) == 1  # rejected before solving: no move (fall_after 0: never)
+    falling = Difficulty(3, fall_after=2)
+    assert [falling.after(None, None) for _ in range(5)] == [3, 2, 2, 1, 1]
+    assert [falling.after(*solved) for solved in ((2, 4), (None, None), (4, 4), (None, None))] == [1, 1, 2, 2]
     assert solve_reason(0, 4, 1, 1) == "impossible" and solve_reason(4, 4, 1, 1) == "trivial"
     assert solve_reason(1, 4, 1, 1) is None and solve_reason(3, 4, 1, 2) == "trivial"
 

@@ -5,15 +5,19 @@ Round by round, `invent.batch` requests go to the model at the current difficult
 Each output is read (`problems/invented.py`: readable, every assert split into a case,
 docstring examples, not a near-copy of HumanEval, fresh, the math set or a problem already
 kept); when the model wrote the function's body as well, that reference runs in the
-sandbox first, and only the asserts it passes are kept (at least `MIN_CASES`, and it must
-give the docstring's examples); what survives is solved `invent.solutions` (k) times by the same model through the
-loop and judged in the sandbox. A problem is kept when at least `min_passing` of its k
-solutions pass and at least `min_failing` fail (neither impossible nor trivial for this
-model), and when every passing solution also gives the docstring's examples.
+sandbox first: only the asserts it passes are kept (at least `MIN_CASES`), and the
+docstring's examples show its results (at least one left); what survives is solved
+`invent.solutions` (k) times by the same model through the loop and judged in the sandbox.
+A problem is kept when at least `min_passing` of its k solutions pass and at least
+`min_failing` fail (neither impossible nor trivial for this model), and when every passing
+solution also gives the docstring's examples.
 
 The difficulty adapts: after a problem solved by all k samples the next request asks for a
 harder one, after one solved by none an easier one. Without that, inventions drift to
-what the model finds easy (published self-training work saw exactly this).
+what the model finds easy (published self-training work saw exactly this). It also falls
+after `invent.fall_after` requests in a row whose outputs never reached the solvers: at
+0.5B, high levels mostly bring back outputs no filter lets through, and without solved
+problems nothing would bring the level down.
 
 Everything is in the run's store: each request's output is stored before it is judged,
 so a killed run re-judges it rather than asking again, and its outcome (kept, or the
@@ -37,7 +41,7 @@ from mlx_repair.mining.store import Invention, Store
 from mlx_repair.pipeline.stages import load_writer, run_dir, run_lock, sandbox_pool, settings_of
 from mlx_repair.problems import FRESH, HUMANEVAL, INVENTED, INVENTED_FILE, MATH, Problem, load_problems
 from mlx_repair.problems.invented import (
-    Rejected, agreeing_test, examples_problem, known_ngrams, nearest, problem_fields, read_code, read_math,
+    Rejected, agreeing_test, examples_from_reference, examples_problem, known_ngrams, nearest, problem_fields, read_code, read_math,
     write_invented,
 )
 
@@ -50,17 +54,25 @@ FORM_EXAMPLE = "the request's example"
 @dataclass
 class Difficulty:
     """The level the next request asks for: up after a problem every sample solved, down
-    after one no sample solved, within 1..highest."""
+    after one no sample solved or after `fall_after` requests in a row rejected before
+    any solving (0: never), within 1..highest."""
 
     level: int
+    fall_after: int = 0
     highest: int = LEVELS
+    unsolved: int = 0  # requests in a row rejected before solving
 
     def after(self, passing: int | None, solutions: int | None) -> int:
-        if passing is not None and solutions:
-            if passing == solutions:
-                self.level = min(self.level + 1, self.highest)
-            elif passing == 0:
-                self.level = max(self.level - 1, 1)
+        if not solutions:
+            self.unsolved += 1
+            if self.unsolved == self.fall_after:
+                self.level, self.unsolved = max(self.level - 1, 1), 0
+            return self.level
+        self.unsolved = 0
+        if passing == solutions:
+            self.level = min(self.level + 1, self.highest)
+        elif passing == 0:
+            self.level = max(self.level - 1, 1)
         return self.level
 
 
@@ -122,7 +134,7 @@ class _Inventor:
         self.writer, self.pool, self.store, self.console = writer, pool, store, console
         self.directory = Path(store.path).parent
         history = store.inventions()
-        self.difficulty = Difficulty(self.settings.start_level)
+        self.difficulty = Difficulty(self.settings.start_level, self.settings.fall_after)
         for invention in history:
             if invention.reason != PENDING:
                 self.difficulty.after(invention.passing, invention.solutions)
@@ -196,13 +208,13 @@ class _Inventor:
         return replace(measured, problem=problem_fields(problem)), problem
 
     def _checked_by_reference(self, problem: Problem) -> Problem:
-        """The problem with the asserts the model's own function fails left out; Rejected
-        when too few are left or the function does not give the docstring's examples."""
+        """The problem with the asserts the model's own function fails left out and its
+        docstring's examples given that function's results; Rejected when too few asserts
+        or no example are left."""
         reference = problem.canonical_solution
         verdicts = dict(self.pool.run([("test", problem, reference), ("examples", examples_problem(problem), reference)]))
-        if not verdicts["examples"].passed:
-            raise Rejected("reference fails", "the model's own function does not give its docstring's examples")
-        return agreeing_test(problem, [case.passed for case in verdicts["test"].cases])
+        problem = agreeing_test(problem, [case.passed for case in verdicts["test"].cases])
+        return examples_from_reference(problem, verdicts["examples"].cases)
 
     def _decide(self, measured: Invention, problem: Problem) -> Invention:
         solutions = [a for a in self.store.attempts(problem.task_id) if a.kind == "draft"]

@@ -19,10 +19,10 @@ reason. The checks here run before any model solves the problem:
 When the model wrote the function's body too, that body is the problem's reference
 (`canonical_solution`), and the sandbox runs it before any solution is drawn
 (`pipeline/invent.py`): the asserts it fails are dropped (`agreeing_test`; a 0.5B model
-gets many expected values wrong, which made the whole problem look impossible), and a
-problem left with fewer than `MIN_CASES`, or whose docstring examples the reference does
-not give, is rejected (`reference fails`). The model's solutions and the sandbox decide
-the rest.
+gets many expected values wrong, which made the whole problem look impossible), the
+docstring's examples are given the reference's results (`examples_from_reference`), and a
+problem left with fewer than `MIN_CASES` asserts, or with no example, is rejected
+(`reference fails`). The model's solutions and the sandbox decide the rest.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from mlx_repair.errors import UserError
-from mlx_repair.problems import INVENTED, MATH, Problem, ProblemsError, name_candidate, rename_calls
+from mlx_repair.problems import INVENTED, MATH, Problem, name_candidate, rename_calls
 
 # Reasons an invented problem is not kept, in the order the filters run.
 REASONS = ("unreadable", "unsplittable", "no examples", "near-copy", "reference fails", "impossible", "trivial",
@@ -198,28 +198,56 @@ def _require_cases(problem: Problem) -> None:
 def docstring_examples(problem: Problem) -> list[tuple[str, str]]:
     """(call, expected) of each `>>> call` line of the docstring that calls the function
     and is followed by a line holding a literal."""
+    return [(call, expected) for _, call, expected in _example_lines(problem)]
+
+
+def _example_lines(problem: Problem) -> list[tuple[int, str, str]]:
+    """The docstring's examples with the index, in the prompt's lines, of their result line."""
     function = next(n for n in ast.parse(problem.prompt).body if isinstance(n, ast.FunctionDef))
-    lines = (ast.get_docstring(function) or "").splitlines()
+    if ast.get_docstring(function) is None:
+        return []
+    lines = problem.prompt.splitlines()
+    docstring = function.body[0]
     examples = []
-    for index, line in enumerate(lines[:-1]):
-        match = EXAMPLE.match(line)
+    for index in range(docstring.lineno - 1, docstring.end_lineno - 1):
+        match = EXAMPLE.match(lines[index])
         expected = lines[index + 1].strip()
         if match and expected and not EXAMPLE.match(lines[index + 1]) and _calls(match.group(1), problem.entry_point):
             if _is_literal(expected):
-                examples.append((match.group(1), expected))
+                examples.append((index + 1, match.group(1), expected))
     return examples
 
 
 def examples_problem(problem: Problem) -> Problem:
-    """A problem whose test asserts the docstring's examples, to run solutions against."""
-    asserts = []
-    for call, expected in docstring_examples(problem):
-        try:
-            asserts.append("    " + rename_calls(f"assert {call} == {expected}", problem.entry_point, problem.task_id))
-        except ProblemsError:
-            continue
+    """A problem whose test asserts the docstring's examples, one case each in their order,
+    to run solutions against."""
+    asserts = [
+        "    " + rename_calls(f"assert {call} == ({expected})", problem.entry_point, problem.task_id)
+        for call, expected in docstring_examples(problem)
+    ]
     test = "def check(candidate):\n" + "\n".join(asserts) + "\n"
     return Problem(problem.task_id + "/examples", problem.prompt, problem.entry_point, test)
+
+
+def examples_from_reference(problem: Problem, cases: list) -> Problem:
+    """The problem with its docstring's examples made the reference's: a result it gives
+    otherwise is written in (the model guessed the expected values before writing the
+    function, and a 0.5B model often guesses wrong), an example it cannot give a literal
+    result for (an error, a timeout, a result too long to show) is left out. `cases` are
+    the reference's results on `examples_problem(problem)`. Rejected when no example is left."""
+    lines = problem.prompt.splitlines(keepends=True)
+    for (index, _, _), case in reversed(list(zip(_example_lines(problem), cases))):
+        if case.passed:
+            continue
+        if case.got is not None and case.error is None and _is_literal(case.got):
+            indent = lines[index][: len(lines[index]) - len(lines[index].lstrip())]
+            lines[index] = indent + case.got + "\n"
+        else:
+            del lines[index - 1 : index + 1]
+    rewritten = replace(problem, prompt="".join(lines))
+    if not docstring_examples(rewritten):
+        raise Rejected("reference fails", "the model's own function gives none of its docstring's examples")
+    return rewritten
 
 
 def _calls(source: str, name: str) -> bool:
