@@ -151,12 +151,23 @@ def test_a_test_that_loops_or_never_calls_the_function_is_not_read():
         read_code(f"```python\n{DOCUMENTED}print(triple(2))\n```", "I/0", 2)
 
 
-def test_a_test_that_calls_the_function_with_other_arguments_is_not_read():
+def test_asserts_calling_the_function_with_other_arguments_are_left_out():
     mixed = "def check(candidate):\n    assert candidate(1) == 3\n    assert candidate(2) == 6\n    assert candidate([5], 0) == []\n"
-    with pytest.raises(Rejected, match="calls triple with 2 arguments; it takes 1"):
+    with pytest.raises(Rejected, match="calls triple with 2 arguments; it takes 1"):  # 2 left: too few
         read_code(f"```python\n{DOCUMENTED}{mixed}```", "I/0", 2)
+    three_left = read_code(f"```python\n{DOCUMENTED}{mixed}    assert candidate(4) == 12\n```", "I/0", 2)
+    assert three_left.test == ("def check(candidate):\n    assert candidate(1) == 3\n    assert candidate(2) == 6\n"
+                               "    assert candidate(4) == 12\n")
     optional = DOCUMENTED.replace("def triple(x):", "def triple(x, times=3):")
-    assert read_code(f"```python\n{optional}{mixed}```", "I/0", 2).entry_point == "triple"  # 1 to 2 arguments
+    assert "candidate([5], 0)" in read_code(f"```python\n{optional}{mixed}```", "I/0", 2).test  # 1 to 2 arguments
+
+
+def test_a_test_cut_off_by_the_token_limit_keeps_its_complete_asserts():
+    runaway = "".join(f"    assert candidate({x}) == {3 * x}\n" for x in range(1, 5)) + "    assert candidate(123456789"
+    problem = read_code(f"```python\n{DOCUMENTED}def check(candidate):\n{runaway}", "I/0", 2)
+    assert problem.test.count("assert") == 4 and "123456789" not in problem.test
+    with pytest.raises(Rejected, match="does not parse"):  # broken before the test: nothing to read
+        read_code(f"```python\ndef triple(x:\n    return 3 * x\n\ndef check(candidate):\n{runaway}", "I/0", 2)
 
 
 def with_body(name: str, body: str, examples: str, asserts: list[str]) -> str:

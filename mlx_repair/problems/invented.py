@@ -5,11 +5,12 @@ An invented code problem is HumanEval's shape: a signature and docstring (with `
 examples) and a `check(candidate)` of asserts; an invented math problem is a question and
 an answer SymPy can check. Reading one either gives the problem or a `Rejected` with its
 reason. The checks here run before any model solves the problem:
-- `unreadable`: no code block, code that does not parse, no documented function, or no
-  test: neither a `check(candidate)` nor asserts calling the function elsewhere (in a
-  `check()` or `test_...()`, or at the top level), or a test that calls the function
-  with more or fewer arguments than it takes; for math, no question or an answer the
-  checker cannot read;
+- `unreadable`: no code block, code that does not parse (a block cut off by the token
+  limit is read up to its last complete line), no documented function, or no test:
+  neither a `check(candidate)` nor asserts calling the function elsewhere (in a
+  `check()` or `test_...()`, or at the top level), or fewer than `MIN_CASES` asserts left
+  once those calling the function with more or fewer arguments than it takes are left
+  out; for math, no question or an answer the checker cannot read;
 - `unsplittable`: a test statement that is not an assert the sandbox splits into a case
   (`sandbox/cases.py`), or fewer than `MIN_CASES` of them;
 - `no examples`: the docstring shows no example with a literal result;
@@ -56,11 +57,7 @@ class Rejected(Exception):
 
 def read_code(text: str, task_id: str, level: int) -> Problem:
     """The HumanEval-format problem in a model's text, or Rejected."""
-    block = _test_block(text)
-    try:
-        tree = ast.parse(block)
-    except SyntaxError as error:
-        raise Rejected("unreadable", f"the code does not parse ({error.msg})") from None
+    block, tree = _parsed(_test_block(text))
     functions = [n for n in tree.body if isinstance(n, ast.FunctionDef) and not _is_test(n)]
     function = next((n for n in functions if ast.get_docstring(n) is not None), None)  # helpers may come first
     if function is None:
@@ -68,7 +65,7 @@ def read_code(text: str, task_id: str, level: int) -> Problem:
     statements = _test_statements(tree, function.name)
     if not statements:
         raise Rejected("unreadable", "no check(candidate), and no asserts of the function")
-    _require_arity(function, statements)
+    statements = _fitting_arity(function, statements)
     lines = block.splitlines(keepends=True)
     imports = "".join(ast.get_source_segment(block, n) + "\n" for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)))
     signature_and_doc = "".join(lines[function.lineno - 1 : function.body[0].end_lineno]).rstrip() + "\n"
@@ -144,22 +141,47 @@ def _test_statements(tree: ast.Module, entry_point: str) -> list[ast.stmt]:
     return kept
 
 
-def _require_arity(function: ast.FunctionDef, statements: list[ast.stmt]) -> None:
-    """Every call of the candidate passes as many arguments as the signature takes: a test
-    that calls it otherwise (the model mixing in asserts of another function) fails every
-    solution, and costs k of them to find out."""
+def _fitting_arity(function: ast.FunctionDef, statements: list[ast.stmt]) -> list[ast.stmt]:
+    """The test's statements whose calls of the candidate pass as many arguments as the
+    signature takes: the others (the model mixing in asserts of another function, often the
+    request's example) fail every solution. Rejected when fewer than `MIN_CASES` are left."""
     args = function.args
     if args.vararg or args.kwarg:
-        return
+        return statements
     positional = args.posonlyargs + args.args
     fewest, most = len(positional) - len(args.defaults), len(positional) + len(args.kwonlyargs)
-    for statement in statements:
-        for node in ast.walk(statement):
-            calls = isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "candidate"
-            if calls and not any(isinstance(a, ast.Starred) for a in node.args) and not node.keywords:
-                if not fewest <= len(node.args) <= most:
-                    raise Rejected("unreadable", f"the test calls {function.name} with {len(node.args)} arguments; "
-                                                 f"it takes {fewest if fewest == most else f'{fewest} to {most}'}")
+    counts = [_argument_counts(statement) for statement in statements]
+    fitting = [s for s, counted in zip(statements, counts) if all(fewest <= n <= most for n in counted)]
+    if len(fitting) < len(statements) and len(fitting) < MIN_CASES:
+        wrong = next(n for counted in counts for n in counted if not fewest <= n <= most)
+        raise Rejected("unreadable", f"the test calls {function.name} with {wrong} arguments; "
+                                     f"it takes {fewest if fewest == most else f'{fewest} to {most}'}")
+    return fitting
+
+
+def _argument_counts(statement: ast.stmt) -> list[int]:
+    """How many arguments each plain call of the candidate in the statement passes."""
+    return [
+        len(node.args) for node in ast.walk(statement)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "candidate"
+        and not any(isinstance(a, ast.Starred) for a in node.args) and not node.keywords
+    ]
+
+
+def _parsed(block: str) -> tuple[str, ast.Module]:
+    """The block and its syntax tree. A block that stops mid-statement (a test running on
+    until the token limit cut it) is read up to the line the error is on, so that its
+    complete asserts count; Rejected when neither parses."""
+    try:
+        return block, ast.parse(block)
+    except SyntaxError as error:
+        cut, message = "".join(block.splitlines(keepends=True)[: (error.lineno or 1) - 1]), error.msg
+    try:
+        if cut.strip():
+            return cut, ast.parse(cut)
+    except SyntaxError:
+        pass
+    raise Rejected("unreadable", f"the code does not parse ({message})")
 
 
 def _only_reports(statement: ast.stmt) -> bool:
