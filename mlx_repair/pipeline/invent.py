@@ -41,8 +41,8 @@ from mlx_repair.mining.store import Invention, Store
 from mlx_repair.pipeline.stages import load_writer, run_dir, run_lock, sandbox_pool, settings_of
 from mlx_repair.problems import FRESH, HUMANEVAL, INVENTED, INVENTED_FILE, MATH, Problem, load_problems
 from mlx_repair.problems.invented import (
-    Rejected, agreeing_test, examples_from_reference, examples_problem, known_ngrams, nearest, problem_fields, read_code, read_math,
-    write_invented,
+    Rejected, agreeing_test, examples_from_reference, examples_problem, known_ngrams, nearest, problem_fields,
+    read_code, read_math, write_invented,
 )
 
 PENDING = "pending"  # an output stored, not judged yet
