@@ -1,0 +1,119 @@
+"""Does the recipe learn what it is shown? The same adapter measured on the problems it
+trained on and on problems it never saw.
+
+Every adapter of the recipe sweep was judged on held-out problems only, and none moved
+them; that alone cannot tell a recipe that learns nothing from one that learns its
+training problems and does not carry it over. This trains one adapter on a mining run's
+records for a fixed number of steps (no early stopping, so it goes well past the best
+validation loss) and evaluates the base and the last step's weights with sampled cold
+chains on both sides of the split, reporting each slice problem by problem: the train
+side's problems that gave training records ("trained"), the rest of the train side (the
+validation problems and those no sample solved), and the eval side. Every stage resumes:
+re-run the same command to continue.
+
+    .venv/bin/python benchmarks/in_sample.py --mine-dir RUN_DIR --out-dir DIR --iters 320
+"""
+
+import argparse
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+from mlx_repair.model import blas
+
+print(blas.preload())  # before mlx.core is imported
+
+from mlx_repair.config import DEFAULT_MODEL, Config  # noqa: E402
+from mlx_repair.console import Console  # noqa: E402
+from mlx_repair.evaluation.compare import SCORES, compare_results  # noqa: E402
+from mlx_repair.mining.dataset import build_dataset  # noqa: E402
+from mlx_repair.mining.store import Store  # noqa: E402
+from mlx_repair.pipeline.evaluate import evaluate_model  # noqa: E402
+from mlx_repair.pipeline.stages import problems_for  # noqa: E402
+from mlx_repair.pipeline.train import mix_of, train_config_of, train_stage  # noqa: E402
+from mlx_repair.training.checkpoints import CHECKPOINT_FILE  # noqa: E402
+
+ADAPTER_PREFIX = "adapter."  # how a checkpoint names the adapter's arrays
+
+
+def last_step_adapter(trained: Path, out: Path) -> Path:
+    """The checkpoint's weights (the last step) as an adapter folder: the trainer writes
+    the best validation's weights as the adapter, and here the last ones are the point."""
+    import mlx.core as mx
+
+    arrays = mx.load(str(trained / CHECKPOINT_FILE))
+    weights = {k[len(ADAPTER_PREFIX):]: v for k, v in arrays.items() if k.startswith(ADAPTER_PREFIX)}
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy(trained / "adapter_config.json", out / "adapter_config.json")
+    mx.save_safetensors(str(out / "adapters.safetensors"), weights)
+    return out
+
+
+def sliced(result: dict, tasks: set[str]) -> dict:
+    """The result restricted to `tasks`, its metrics recomputed from the per-problem scores."""
+    rows = [row for row in result["per_problem"] if row["task_id"] in tasks]
+    metrics = {metric: sum(row[key] for row in rows) / len(rows) for metric, key in SCORES.items() if rows[0][key] is not None}
+    return {"per_problem": rows, "metrics": metrics}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mine-dir", required=True, help="the mining run directory (train side)")
+    parser.add_argument("--out-dir", required=True, help="the adapter folders and results.json")
+    parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--problems", default="humaneval")
+    parser.add_argument("--repair-prompt", default="facts", help="the records' repair prompt mode")
+    parser.add_argument("--learning-rate", type=float, default=1e-5)
+    parser.add_argument("--scale", type=float, default=20.0)
+    parser.add_argument("--iters", type=int, default=320, help="training steps (all of them: no early stopping)")
+    parser.add_argument("--samples", type=int, default=4, help="cold drafts per problem")
+    parser.add_argument("--temperature", type=float, default=0.8)
+    args = parser.parse_args()
+
+    config = Config()
+    config.run.model, config.run.problems, config.repair.prompt = args.model, args.problems, args.repair_prompt
+    config.train.preset = "cpu"
+    eval_config = replace(config, sampling=replace(config.sampling, samples=args.samples, temperature=args.temperature))
+    out_dir = Path(args.out_dir)
+    console = Console()
+
+    mined, split = problems_for(config, "train")
+    with Store.open(args.mine_dir) as store:
+        store.select_run("mine")
+        dataset = build_dataset(store, mined, mix_of(config))
+    print(f"dataset: {json.dumps(dataset.counts)}; train problems {len(dataset.train_tasks)}", flush=True)
+    train_config = replace(
+        train_config_of(config), learning_rate=args.learning_rate, scale=args.scale, iters=args.iters, patience=None
+    )
+    name = f"lr{args.learning_rate:g}-scale{args.scale:g}-iters{args.iters}"
+    trained = train_stage(config, split, dataset, out_dir / name, train_config, console)
+    adapter = last_step_adapter(out_dir / name, out_dir / f"{name}-last")
+
+    trained_tasks = set(dataset.train_tasks)
+    results = {
+        "dataset": dataset.counts,
+        "train_problems": sorted(trained_tasks),
+        "validation_losses": trained.validation_losses,
+        "best_step": trained.manifest["metrics"]["best_step"],
+        "samples": args.samples,
+        "temperature": args.temperature,
+        "slices": {},
+    }
+    for side in ("train", "eval"):
+        base = evaluate_model(eval_config, side, repair=False, console=console)
+        adapted = evaluate_model(eval_config, side, adapter=str(adapter), repair=False, console=console)
+        every = {row["task_id"] for row in base["per_problem"]}
+        slices = {"eval side": every} if side == "eval" else {
+            "trained": every & trained_tasks, "train side, not trained": every - trained_tasks
+        }
+        for label, tasks in slices.items():
+            (cold,) = compare_results(sliced(base, tasks), sliced(adapted, tasks))
+            results["slices"][label] = {"n": len(tasks), "against_base": cold.describe(), "fixed": cold.fixed,
+                                        "broken": cold.broken, "p_value": cold.p_value, "base": cold.a, "adapter": cold.b}
+            print(f"{label}: {cold.describe()}", flush=True)
+        (out_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
