@@ -82,7 +82,8 @@ def main() -> None:
     with Store.open(args.mine_dir) as store:
         store.select_run("mine")
         dataset = build_dataset(store, mined, mix_of(config))
-    print(f"dataset: {json.dumps(dataset.counts)}; train problems {len(dataset.train_tasks)}", flush=True)
+    trained_tasks = {record["task_id"] for record in dataset.train}  # problems that gave training records
+    print(f"dataset: {json.dumps(dataset.counts)}; from {len(trained_tasks)} problems", flush=True)
     train_config = replace(
         train_config_of(config), learning_rate=args.learning_rate, scale=args.scale, iters=args.iters, patience=None
     )
@@ -90,7 +91,6 @@ def main() -> None:
     trained = train_stage(config, split, dataset, out_dir / name, train_config, console)
     adapter = last_step_adapter(out_dir / name, out_dir / f"{name}-last")
 
-    trained_tasks = set(dataset.train_tasks)
     results = {
         "dataset": dataset.counts,
         "train_problems": sorted(trained_tasks),
