@@ -53,7 +53,8 @@ def last_step_adapter(trained: Path, out: Path) -> Path:
 def sliced(result: dict, tasks: set[str]) -> dict:
     """The result restricted to `tasks`, its metrics recomputed from the per-problem scores."""
     rows = [row for row in result["per_problem"] if row["task_id"] in tasks]
-    metrics = {metric: sum(row[key] for row in rows) / len(rows) for metric, key in SCORES.items() if rows[0][key] is not None}
+    scored = [(metric, key) for metric, key in SCORES.items() if all(row[key] is not None for row in rows)]
+    metrics = {metric: sum(row[key] for row in rows) / len(rows) for metric, key in scored}
     return {"per_problem": rows, "metrics": metrics}
 
 
