@@ -32,21 +32,18 @@ from mlx_repair.mining.store import Store  # noqa: E402
 from mlx_repair.pipeline.evaluate import evaluate_model  # noqa: E402
 from mlx_repair.pipeline.stages import problems_for  # noqa: E402
 from mlx_repair.pipeline.train import mix_of, train_config_of, train_stage  # noqa: E402
-from mlx_repair.training.checkpoints import CHECKPOINT_FILE  # noqa: E402
-
-ADAPTER_PREFIX = "adapter."  # how a checkpoint names the adapter's arrays
+from mlx_repair.training.checkpoints import (  # noqa: E402
+    ADAPTER_FILE, CHECKPOINT_FILE, atomic_safetensors, last_adapter_weights,
+)
+from mlx_repair.training.lora import ADAPTER_CONFIG_FILE  # noqa: E402
 
 
 def last_step_adapter(trained: Path, out: Path) -> Path:
     """The checkpoint's weights (the last step) as an adapter folder: the trainer writes
     the best validation's weights as the adapter, and here the last ones are the point."""
-    import mlx.core as mx
-
-    arrays = mx.load(str(trained / CHECKPOINT_FILE))
-    weights = {k[len(ADAPTER_PREFIX):]: v for k, v in arrays.items() if k.startswith(ADAPTER_PREFIX)}
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copy(trained / "adapter_config.json", out / "adapter_config.json")
-    mx.save_safetensors(str(out / "adapters.safetensors"), weights)
+    shutil.copy(trained / ADAPTER_CONFIG_FILE, out / ADAPTER_CONFIG_FILE)
+    atomic_safetensors(out / ADAPTER_FILE, last_adapter_weights(trained / CHECKPOINT_FILE))
     return out
 
 

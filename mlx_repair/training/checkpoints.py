@@ -16,6 +16,7 @@ from mlx_repair.training.config import TrainConfig
 ADAPTER_FILE = "adapters.safetensors"
 CHECKPOINT_FILE = "checkpoint.safetensors"
 CHECKPOINT_FORMAT = "mlx-repair-checkpoint-1"
+ADAPTER_PREFIX = "adapter."  # a checkpoint's adapter arrays; its optimizer's are "optimizer."
 # Settings that do not change the weights a run ends with (how long it runs aside), so a
 # re-run may change them and still resume.
 NOT_IN_FINGERPRINT = (
@@ -69,7 +70,7 @@ def save_checkpoint(out_dir: Path, model, optimizer, run: RunState, fingerprint:
     the one a resume trusts. (adapters.safetensors is written apart, by `save_adapter`.)"""
     from mlx.utils import tree_flatten
 
-    arrays = {f"adapter.{k}": v for k, v in tree_flatten(model.trainable_parameters())}
+    arrays = {f"{ADAPTER_PREFIX}{k}": v for k, v in tree_flatten(model.trainable_parameters())}
     arrays.update({f"optimizer.{k}": v for k, v in tree_flatten(optimizer.state)})
     metadata = {"format": CHECKPOINT_FORMAT, "fingerprint": fingerprint, "run": json.dumps(asdict(run))}
     atomic_safetensors(out_dir / CHECKPOINT_FILE, arrays, metadata)
@@ -86,9 +87,17 @@ def load_checkpoint(path: Path, model, optimizer, fingerprint: str) -> RunState 
     arrays, metadata = mx.load(str(path), return_metadata=True)
     if metadata.get("format") != CHECKPOINT_FORMAT or metadata.get("fingerprint") != fingerprint:
         return None
-    model.load_weights(_with_prefix(arrays, "adapter."), strict=False)
+    model.load_weights(_with_prefix(arrays, ADAPTER_PREFIX), strict=False)
     optimizer.state = tree_unflatten(_with_prefix(arrays, "optimizer."))
     return RunState(**json.loads(metadata["run"]))
+
+
+def last_adapter_weights(path: Path) -> dict:
+    """The adapter weights of the checkpoint at `path`: the last step's, where
+    adapters.safetensors holds the best validation's."""
+    import mlx.core as mx
+
+    return dict(_with_prefix(mx.load(str(path)), ADAPTER_PREFIX))
 
 
 def _with_prefix(arrays: dict, prefix: str) -> list[tuple[str, object]]:
