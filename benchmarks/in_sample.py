@@ -8,8 +8,10 @@ records for a fixed number of steps (no early stopping, so it goes well past the
 validation loss) and evaluates the base and the last step's weights with sampled cold
 chains on both sides of the split, reporting each slice problem by problem: the train
 side's problems that gave training records ("trained"), the rest of the train side (the
-validation problems and those no sample solved), and the eval side. Every stage resumes:
-re-run the same command to continue.
+validation problems and those no sample solved), and the eval side. With --add-mine-dir
+the records of a second mining run (problems written for practice, or invented) join the
+training side: does training on more distinct problems carry to the eval side? Every
+stage resumes: re-run the same command to continue.
 
     .venv/bin/python benchmarks/in_sample.py --mine-dir RUN_DIR --out-dir DIR --iters 320
 """
@@ -31,7 +33,7 @@ from mlx_repair.mining.dataset import build_dataset  # noqa: E402
 from mlx_repair.mining.store import Store  # noqa: E402
 from mlx_repair.pipeline.evaluate import evaluate_model  # noqa: E402
 from mlx_repair.pipeline.stages import problems_for  # noqa: E402
-from mlx_repair.pipeline.train import mix_of, train_config_of, train_stage  # noqa: E402
+from mlx_repair.pipeline.train import mix_of, train_config_of, train_stage, with_added_run  # noqa: E402
 from mlx_repair.training.checkpoints import (  # noqa: E402
     ADAPTER_FILE, CHECKPOINT_FILE, atomic_safetensors, last_adapter_weights,
 )
@@ -67,7 +69,12 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=320, help="training steps (all of them: no early stopping)")
     parser.add_argument("--samples", type=int, default=4, help="cold drafts per problem")
     parser.add_argument("--temperature", type=float, default=0.8)
+    parser.add_argument("--sides", default="train,eval", help="the sides of the split to evaluate, comma-separated")
+    parser.add_argument("--add-mine-dir", help="a second mining run whose records all join the training side")
+    parser.add_argument("--add-problems", help="the problems --add-mine-dir was mined on (a JSONL, invented:RUN_DIR)")
     args = parser.parse_args()
+    if bool(args.add_mine_dir) != bool(args.add_problems):
+        parser.error("--add-mine-dir and --add-problems go together")
 
     config = Config()
     config.run.model, config.run.problems, config.repair.prompt = args.model, args.problems, args.repair_prompt
@@ -80,17 +87,22 @@ def main() -> None:
     with Store.open(args.mine_dir) as store:
         store.select_run("mine")
         dataset = build_dataset(store, mined, mix_of(config))
+    if args.add_mine_dir:
+        dataset, added = with_added_run(config, dataset, args.add_mine_dir, args.add_problems)
+        print(f"added from {args.add_mine_dir}: {json.dumps(added.counts['train'])} ({len(added.train_tasks)} problems)")
     trained_tasks = {record["task_id"] for record in dataset.train}  # problems that gave training records
     print(f"dataset: {json.dumps(dataset.counts)}; from {len(trained_tasks)} problems", flush=True)
     train_config = replace(
         train_config_of(config), learning_rate=args.learning_rate, scale=args.scale, iters=args.iters, patience=None
     )
     name = f"lr{args.learning_rate:g}-scale{args.scale:g}-iters{args.iters}"
+    name += f"-plus-{Path(args.add_mine_dir).name}" if args.add_mine_dir else ""
     trained = train_stage(config, split, dataset, out_dir / name, train_config, console)
     adapter = last_step_adapter(out_dir / name, out_dir / f"{name}-last")
 
     results = {
         "dataset": dataset.counts,
+        "added": {"mine_dir": args.add_mine_dir, "counts": added.counts["train"]} if args.add_mine_dir else None,
         "train_problems": sorted(trained_tasks),
         "validation_losses": trained.validation_losses,
         "best_step": trained.manifest["metrics"]["best_step"],
@@ -98,7 +110,7 @@ def main() -> None:
         "temperature": args.temperature,
         "slices": {},
     }
-    for side in ("train", "eval"):
+    for side in args.sides.split(","):
         base = evaluate_model(eval_config, side, repair=False, console=console)
         adapted = evaluate_model(eval_config, side, adapter=str(adapter), repair=False, console=console)
         every = {row["task_id"] for row in base["per_problem"]}

@@ -35,7 +35,7 @@ from mlx_repair.mining.dataset import build_dataset  # noqa: E402
 from mlx_repair.mining.store import CONTROL_KINDS, REPAIR_PROVENANCES, Store  # noqa: E402
 from mlx_repair.pipeline.evaluate import evaluate_model  # noqa: E402
 from mlx_repair.pipeline.stages import problems_for  # noqa: E402
-from mlx_repair.pipeline.train import mix_of, train_config_of, train_stage  # noqa: E402
+from mlx_repair.pipeline.train import mix_of, train_config_of, train_stage, with_added_run  # noqa: E402
 from mlx_repair.training.config import OBJECTIVES  # noqa: E402
 
 
@@ -101,9 +101,11 @@ def main() -> None:
     with Store.open(args.mine_dir) as store:
         store.select_run("mine")
         dataset = build_dataset(store, mined, replace(mix_of(config), control=args.control))
-    added = added_records(config, args) if args.add_mine_dir else None
-    if added:
-        dataset = replace(dataset, train=dataset.train + added.train, train_tasks=dataset.train_tasks + added.train_tasks)
+    added = None
+    if args.add_mine_dir:
+        if not args.add_problems:
+            raise SystemExit("--add-mine-dir needs --add-problems (the problems it was mined on)")
+        dataset, added = with_added_run(config, dataset, args.add_mine_dir, args.add_problems, args.control)
         print(f"added from {args.add_mine_dir}: {json.dumps(added.counts['train'])} ({len(added.train_tasks)} problems)")
     print(f"dataset: {json.dumps(dataset.counts)}; valid problems {len(dataset.valid_tasks)}")
     # The base with its repair turn, as `train` evaluates it: the same run (and store) as
@@ -157,18 +159,6 @@ def main() -> None:
         results_file.write_text(json.dumps(results, indent=1) + "\n")
         for comparison in compared.values():
             print(f"{name}: {comparison.describe()}", flush=True)
-
-
-def added_records(config, args):
-    """The second run's records, mixed as the first's and all on the training side, so that
-    the validation records (and losses) stay those of the first run alone."""
-    if not args.add_problems:
-        raise SystemExit("--add-mine-dir needs --add-problems (the problems it was mined on)")
-    added_config = replace(config, run=replace(config.run, problems=args.add_problems))
-    problems, _ = problems_for(added_config, "train")
-    with Store.open(args.add_mine_dir) as store:
-        store.select_run("mine")
-        return build_dataset(store, problems, replace(mix_of(config), control=args.control, valid_fraction=0))
 
 
 if __name__ == "__main__":

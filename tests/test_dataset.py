@@ -2,6 +2,7 @@
 control, and validation on other problems."""
 
 import json
+from pathlib import Path
 from dataclasses import replace
 
 import pytest
@@ -17,11 +18,13 @@ from mlx_repair.mining.dataset import (
     tokenize,
     too_few_pairs,
 )
+from mlx_repair.config import Config
 from mlx_repair.errors import UserError
 from mlx_repair.problems import Problem
 from mlx_repair.generation.prompts import draft_messages, render, repair_messages
 from mlx_repair.mining.pairing import pair_total
 from mlx_repair.mining.store import Attempt, Pair, Store
+from mlx_repair.pipeline.train import mined_dataset, mix_of, with_added_run
 
 FEEDBACK = "Test: assert candidate(2) == 4\nInput: 2\nExpected: 4\nGot: 6"
 
@@ -46,10 +49,10 @@ def _attempt(store, task, kind, sample, code, passed):
     )
 
 
-def fill_store(store: Store, repairs_per_task: int = 2) -> None:
+def fill_store(store: Store, repairs_per_task: int = 2, problems=PROBLEMS) -> None:
     """Each task: failing drafts repaired (repair pairs) and failed repairs (garbage);
     even tasks also have a passing draft (solve + keep)."""
-    for p in PROBLEMS:
+    for p in problems:
         head = f"def {p.entry_point}(x):\n    return"
         for s in range(repairs_per_task):
             broken = _attempt(store, p.task_id, "draft", s, f"{head} 3 * x  # {s}\n", False)
@@ -57,7 +60,7 @@ def fill_store(store: Store, repairs_per_task: int = 2) -> None:
             wrong = _attempt(store, p.task_id, "resample", s, f"{head} x  # {s}\n", False)
             store.add_pair(Pair(p.task_id, "repair", fixed.id, FEEDBACK, broken.id, near_copy=(s == 1)))
             store.add_pair(Pair(p.task_id, "garbage", wrong.id, FEEDBACK, broken.id))
-        if int(p.task_id[2:]) % 2 == 0:
+        if int(p.task_id.split("/")[1]) % 2 == 0:
             good = _attempt(store, p.task_id, "draft", 9, f"{head} x + x\n", True)
             store.add_pair(Pair(p.task_id, "solve", good.id, ""))
             store.add_pair(Pair(p.task_id, "keep", good.id, "", good.id))
@@ -289,3 +292,27 @@ def test_solve_records_without_a_failing_draft_are_left_out_of_preference_data(t
     assert sorted((r["task_id"], r["kind"]) for r in data.train) == [("T/2", "repair"), ("T/2", "solve")]
     assert all(r["rejected"] == "```python\ndef f2(x):\n    return 3 * x\n```" for r in data.train)
     assert len(plain.train) == 3 and "rejected" not in plain.train[0]
+
+
+def mined_store(path, problems) -> Path:
+    with Store.open(path) as store:
+        store.start_run("mine", "tiny", "test", {}, {"train": [p.task_id for p in problems], "eval": []})
+        fill_store(store, problems=problems)
+    return path
+
+
+def test_a_second_mining_run_joins_the_training_side_only(tmp_path):
+    written = [replace(problem(i), task_id=f"Written/{i}") for i in range(4)]
+    problems_file = tmp_path / "written.jsonl"
+    problems_file.write_text("".join(
+        json.dumps({"task_id": p.task_id, "prompt": p.prompt, "entry_point": p.entry_point, "test": p.test}) + "\n"
+        for p in written
+    ))
+    config = Config()
+    first = mined_dataset(PROBLEMS, mined_store(tmp_path / "first", PROBLEMS), mix_of(config))
+    joined, added = with_added_run(config, first, mined_store(tmp_path / "second", written), str(problems_file))
+
+    assert {r["task_id"] for r in added.train} == {p.task_id for p in written} and not added.valid
+    assert joined.train == first.train + added.train
+    assert joined.valid == first.valid and joined.valid_tasks == first.valid_tasks
+    assert set(joined.train_tasks) == set(first.train_tasks) | {p.task_id for p in written}

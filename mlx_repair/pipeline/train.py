@@ -23,12 +23,13 @@ from mlx_repair.console import Console
 from mlx_repair.evaluation.goal import verdict
 from mlx_repair.evaluation.report import StageTime, TrainReport, report_notes, write_no_adapter_report, write_report
 from mlx_repair.events import TrainStep
-from mlx_repair.mining.dataset import MixConfig, build_dataset, too_few_pairs
+from mlx_repair.mining.dataset import Dataset, MixConfig, build_dataset, too_few_pairs
 from mlx_repair.mining.store import Store
 from mlx_repair.pipeline.evaluate import evaluate_model
 from mlx_repair.pipeline.invent import invented_pair_notes, with_invented
 from mlx_repair.pipeline.mine import mine
 from mlx_repair.pipeline.stages import problems_for, settings_of
+from mlx_repair.problems import load_problems
 from mlx_repair.training.config import TrainConfig, preset, preset_name
 from mlx_repair.training.lora import train_adapter
 
@@ -68,7 +69,7 @@ def train_pipeline(config, command: str, out: str | Path | None = None, console=
         mine_config = timed("invent problems", lambda: with_invented(mine_config, console))
     mine_dir, counts = timed("mine pairs", lambda: mine(mine_config, run_dir=config.train.mine_dir, console=console))
     mined_problems, split = problems_for(mine_config, "train")
-    dataset = _dataset(mined_problems, mine_dir, mix)
+    dataset = mined_dataset(mined_problems, mine_dir, mix)
     too_few = too_few_pairs(dataset, mix)
     if too_few:
         advice = more_pairs_advice(config, len(mined_problems), len(problems_for(config, "train")[0]), mine_dir)
@@ -78,7 +79,7 @@ def train_pipeline(config, command: str, out: str | Path | None = None, console=
     adapter = timed("evaluate adapter", lambda: evaluate_model(eval_config, "eval", adapter=str(out), console=console))
     control = None
     if control_mix is not None:
-        control_data = _dataset(mined_problems, mine_dir, control_mix)
+        control_data = mined_dataset(mined_problems, mine_dir, control_mix)
         too_few = too_few_pairs(control_data, control_mix)
         if too_few:
             console.line(f"no control adapter trained: {too_few}")
@@ -161,11 +162,22 @@ def _with_limit(config, limit):
     return replace(config, run=replace(config.run, limit=limit if limit is not None else config.run.limit))
 
 
-def _dataset(problems, mine_dir: Path, mix):
+def mined_dataset(problems, mine_dir: Path, mix):
     """The mixed, split training records built from the mined store."""
     with Store.open(mine_dir) as store:
         store.select_run("mine")
         return build_dataset(store, problems, mix)
+
+
+def with_added_run(config, dataset: Dataset, mine_dir, problems: str, control: str | None = None) -> tuple[Dataset, Dataset]:
+    """`dataset` with every record of a second mining run (of `problems`: ones the model
+    invented, or a set written for practice) joined to its training side, and the added
+    records alone (for their counts). The validation records stay the first run's, so
+    validation losses compare with an adapter trained without them."""
+    mix = replace(mix_of(config), control=control, valid_fraction=0)
+    added = mined_dataset(load_problems(problems), Path(mine_dir), mix)
+    joined = replace(dataset, train=dataset.train + added.train, train_tasks=dataset.train_tasks + added.train_tasks)
+    return joined, added
 
 
 @dataclass
