@@ -70,11 +70,15 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=4, help="cold drafts per problem")
     parser.add_argument("--temperature", type=float, default=0.8)
     parser.add_argument("--sides", default="train,eval", help="the sides of the split to evaluate, comma-separated")
-    parser.add_argument("--add-mine-dir", help="a second mining run whose records all join the training side")
-    parser.add_argument("--add-problems", help="the problems --add-mine-dir was mined on (a JSONL, invented:RUN_DIR)")
+    parser.add_argument(
+        "--add-mine-dir", action="append", default=[], help="another mining run whose records all join the training side (repeatable)"
+    )
+    parser.add_argument(
+        "--add-problems", action="append", default=[], help="the problems each --add-mine-dir was mined on (a JSONL, invented:RUN_DIR)"
+    )
     args = parser.parse_args()
-    if bool(args.add_mine_dir) != bool(args.add_problems):
-        parser.error("--add-mine-dir and --add-problems go together")
+    if len(args.add_mine_dir) != len(args.add_problems):
+        parser.error("give one --add-problems for each --add-mine-dir")
 
     config = Config()
     config.run.model, config.run.problems, config.repair.prompt = args.model, args.problems, args.repair_prompt
@@ -87,22 +91,24 @@ def main() -> None:
     with Store.open(args.mine_dir) as store:
         store.select_run("mine")
         dataset = build_dataset(store, mined, mix_of(config))
-    if args.add_mine_dir:
-        dataset, added = with_added_run(config, dataset, args.add_mine_dir, args.add_problems)
-        print(f"added from {args.add_mine_dir}: {json.dumps(added.counts['train'])} ({len(added.train_tasks)} problems)")
+    added = {}
+    for mine_dir, problems in zip(args.add_mine_dir, args.add_problems):
+        dataset, more = with_added_run(config, dataset, mine_dir, problems)
+        added[mine_dir] = {"counts": more.counts["train"], "problems": len(more.train_tasks)}
+        print(f"added from {mine_dir}: {json.dumps(added[mine_dir])}")
     trained_tasks = {record["task_id"] for record in dataset.train}  # problems that gave training records
     print(f"dataset: {json.dumps(dataset.counts)}; from {len(trained_tasks)} problems", flush=True)
     train_config = replace(
         train_config_of(config), learning_rate=args.learning_rate, scale=args.scale, iters=args.iters, patience=None
     )
     name = f"lr{args.learning_rate:g}-scale{args.scale:g}-iters{args.iters}"
-    name += f"-plus-{Path(args.add_mine_dir).name}" if args.add_mine_dir else ""
+    name += "".join(f"-plus-{Path(mine_dir).name}" for mine_dir in args.add_mine_dir)
     trained = train_stage(config, split, dataset, out_dir / name, train_config, console)
     adapter = last_step_adapter(out_dir / name, out_dir / f"{name}-last")
 
     results = {
         "dataset": dataset.counts,
-        "added": {"mine_dir": args.add_mine_dir, "counts": added.counts["train"]} if args.add_mine_dir else None,
+        "added": added,
         "train_problems": sorted(trained_tasks),
         "validation_losses": trained.validation_losses,
         "best_step": trained.manifest["metrics"]["best_step"],

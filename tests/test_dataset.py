@@ -25,6 +25,7 @@ from mlx_repair.generation.prompts import draft_messages, render, repair_message
 from mlx_repair.mining.pairing import pair_total
 from mlx_repair.mining.store import Attempt, Pair, Store
 from mlx_repair.pipeline.train import mined_dataset, mix_of, with_added_run
+from mlx_repair.problems.split import split_problems
 
 FEEDBACK = "Test: assert candidate(2) == 4\nInput: 2\nExpected: 4\nGot: 6"
 
@@ -301,18 +302,21 @@ def mined_store(path, problems) -> Path:
     return path
 
 
-def test_a_second_mining_run_joins_the_training_side_only(tmp_path):
-    written = [replace(problem(i), task_id=f"Written/{i}") for i in range(4)]
+def test_a_second_mining_run_joins_the_training_side_with_its_sets_eval_side_held_out(tmp_path):
+    written = [replace(problem(i), task_id=f"Written/{i}") for i in range(8)]
     problems_file = tmp_path / "written.jsonl"
     problems_file.write_text("".join(
         json.dumps({"task_id": p.task_id, "prompt": p.prompt, "entry_point": p.entry_point, "test": p.test}) + "\n"
         for p in written
     ))
     config = Config()
+    split = split_problems(written, config.run.eval_fraction)
+    assert split.train and split.eval  # the run below mined both sides
     first = mined_dataset(PROBLEMS, mined_store(tmp_path / "first", PROBLEMS), mix_of(config))
     joined, added = with_added_run(config, first, mined_store(tmp_path / "second", written), str(problems_file))
 
-    assert {r["task_id"] for r in added.train} == {p.task_id for p in written} and not added.valid
+    assert {r["task_id"] for r in added.train} == set(split.train) and not added.valid
+    assert sum(added.counts["train"]["repair"].values()) == sum(r["kind"] == "repair" for r in added.train)
     assert joined.train == first.train + added.train
     assert joined.valid == first.valid and joined.valid_tasks == first.valid_tasks
-    assert set(joined.train_tasks) == set(first.train_tasks) | {p.task_id for p in written}
+    assert set(joined.train_tasks) == set(first.train_tasks) | set(split.train)

@@ -127,12 +127,17 @@ class DatasetInfo:
     info: dict
 
 
-def build_dataset(store: Store, problems: Iterable[Problem], config: MixConfig | None = None) -> Dataset:
-    """The mixed, split records of the run `store` has selected."""
+def build_dataset(
+    store: Store, problems: Iterable[Problem], config: MixConfig | None = None, only: set[str] | None = None
+) -> Dataset:
+    """The mixed, split records of the run `store` has selected (of the problems in `only`,
+    when given: a held-out part of a set the run mined whole)."""
     config = config or MixConfig()
     by_id = {problem.task_id: problem for problem in problems}
     attempts = {attempt.id: attempt for attempt in store.attempts()}
     pairs = [p for p in store.pairs() if config.include_near_copies or not p.near_copy]
+    if only is not None:
+        pairs = [p for p in pairs if p.task_id in only]
     if config.repair_provenance:
         pairs = [p for p in pairs if p.kind != "repair" or p.provenance == config.repair_provenance]
     if by_id and all(problem.domain == MATH for problem in by_id.values()):

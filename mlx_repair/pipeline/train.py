@@ -30,6 +30,7 @@ from mlx_repair.pipeline.invent import invented_pair_notes, with_invented
 from mlx_repair.pipeline.mine import mine
 from mlx_repair.pipeline.stages import problems_for, settings_of
 from mlx_repair.problems import load_problems
+from mlx_repair.problems.split import split_problems
 from mlx_repair.training.config import TrainConfig, preset, preset_name
 from mlx_repair.training.lora import train_adapter
 
@@ -162,20 +163,24 @@ def _with_limit(config, limit):
     return replace(config, run=replace(config.run, limit=limit if limit is not None else config.run.limit))
 
 
-def mined_dataset(problems, mine_dir: Path, mix):
+def mined_dataset(problems, mine_dir: Path, mix, only: set[str] | None = None):
     """The mixed, split training records built from the mined store."""
     with Store.open(mine_dir) as store:
         store.select_run("mine")
-        return build_dataset(store, problems, mix)
+        return build_dataset(store, problems, mix, only)
 
 
 def with_added_run(config, dataset: Dataset, mine_dir, problems: str, control: str | None = None) -> tuple[Dataset, Dataset]:
-    """`dataset` with every record of a second mining run (of `problems`: ones the model
+    """`dataset` with the records of a second mining run (of `problems`: ones the model
     invented, or a set written for practice) joined to its training side, and the added
-    records alone (for their counts). The validation records stay the first run's, so
+    records alone (for their counts). Only the set's train side is taken, by the same
+    split as any set (invented problems are all on it), so its eval side stays held out
+    even when the run mined all of it. The validation records stay the first run's, so
     validation losses compare with an adapter trained without them."""
+    everything = load_problems(problems)
+    train_side = set(split_problems(everything, config.run.eval_fraction).train)
     mix = replace(mix_of(config), control=control, valid_fraction=0)
-    added = mined_dataset(load_problems(problems), Path(mine_dir), mix)
+    added = mined_dataset(everything, Path(mine_dir), mix, only=train_side)
     joined = replace(dataset, train=dataset.train + added.train, train_tasks=dataset.train_tasks + added.train_tasks)
     return joined, added
 
