@@ -1,8 +1,10 @@
 """The packaged `fresh` problems (issue #4): a set we wrote that passes the harness checks
-HumanEval passes, and `eval --fresh`, which shows it beside the leaked set."""
+HumanEval passes, and `eval --fresh`, which shows it beside the leaked set. The two sets
+written to measure training on more problems (benchmarks/problems/) pass the same checks."""
 
 import doctest
 import json
+from pathlib import Path
 
 import pytest
 
@@ -13,9 +15,27 @@ from mlx_repair.problems.split import split_problems
 from mlx_repair.sandbox import Pool
 
 
+WRITTEN = sorted((Path(__file__).parent.parent / "benchmarks" / "problems").glob("written-*.jsonl"))
+
+
 @pytest.fixture(scope="module")
 def fresh():
     return load_problems("fresh")
+
+
+@pytest.fixture(scope="module", params=["fresh", *WRITTEN], ids=lambda spec: Path(spec).stem)
+def written(request):
+    """Every set we wrote: what a model reads of them has to be right."""
+    return load_problems(request.param)
+
+
+def test_the_written_sets_are_there_and_not_humaneval():
+    assert [path.stem for path in WRITTEN] == ["written-easy", "written-harder"]
+    humaneval = {p.entry_point for p in load_problems("humaneval")}
+    for path in WRITTEN:
+        problems = load_problems(path)
+        assert len(problems) == 160 and all(p.canonical_solution for p in problems)
+        assert not humaneval & {p.entry_point for p in problems}, path
 
 
 def test_fresh_set_is_complete_and_not_humaneval(fresh):
@@ -25,18 +45,18 @@ def test_fresh_set_is_complete_and_not_humaneval(fresh):
     assert not humaneval & {p.entry_point for p in fresh}
 
 
-def test_canonical_solutions_pass_and_empty_bodies_fail(fresh):
-    jobs = [((p.task_id, "canonical"), p, p.canonical_solution) for p in fresh]
-    jobs += [((p.task_id, "pass"), p, "    pass\n") for p in fresh]
+def test_canonical_solutions_pass_and_empty_bodies_fail(written):
+    jobs = [((p.task_id, "canonical"), p, p.canonical_solution) for p in written]
+    jobs += [((p.task_id, "pass"), p, "    pass\n") for p in written]
     with Pool() as pool:
         verdicts = dict(pool.run(jobs))
     assert {k: v.feedback for k, v in verdicts.items() if k[1] == "canonical" and not v.passed} == {}
     assert [k for k, v in verdicts.items() if k[1] == "pass" and v.passed] == []
 
 
-def test_docstring_examples_agree_with_the_canonical_solutions(fresh):
+def test_docstring_examples_agree_with_the_canonical_solutions(written):
     """The model reads the examples: a wrong one would teach it the wrong answer."""
-    for problem in fresh:
+    for problem in written:
         namespace = {}
         exec(problem.prompt + problem.canonical_solution, namespace)
         function = namespace[problem.entry_point]
@@ -47,8 +67,8 @@ def test_docstring_examples_agree_with_the_canonical_solutions(fresh):
         assert runner.summarize(verbose=False) == (0, runner.tries) and runner.tries, problem.task_id
 
 
-def test_every_problem_has_visible_and_hidden_cases(fresh):
-    for problem in fresh:
+def test_every_problem_has_visible_and_hidden_cases(written):
+    for problem in written:
         hidden = [case.hidden for case in plan_tests(problem).cases]
         assert len(hidden) >= 5 and any(hidden) and not all(hidden), problem.task_id
 
