@@ -94,7 +94,7 @@ def main() -> None:
     added = {}
     for mine_dir, problems in zip(args.add_mine_dir, args.add_problems):
         dataset, more = with_added_run(config, dataset, mine_dir, problems)
-        added[mine_dir] = {"counts": more.counts["train"], "problems": len(more.train_tasks)}
+        added[mine_dir] = {"counts": more.counts["train"], "problems": len({r["task_id"] for r in more.train})}
         print(f"added from {mine_dir}: {json.dumps(added[mine_dir])}")
     trained_tasks = {record["task_id"] for record in dataset.train}  # problems that gave training records
     print(f"dataset: {json.dumps(dataset.counts)}; from {len(trained_tasks)} problems", flush=True)
