@@ -106,7 +106,8 @@ def main() -> None:
         if not args.add_problems:
             raise SystemExit("--add-mine-dir needs --add-problems (the problems it was mined on)")
         dataset, added = with_added_run(config, dataset, args.add_mine_dir, args.add_problems, args.control)
-        print(f"added from {args.add_mine_dir}: {json.dumps(added.counts['train'])} ({len(added.train_tasks)} problems)")
+        problems = len({record["task_id"] for record in added.train})
+        print(f"added from {args.add_mine_dir}: {json.dumps(added.counts['train'])} ({problems} problems)")
     print(f"dataset: {json.dumps(dataset.counts)}; valid problems {len(dataset.valid_tasks)}")
     # The base with its repair turn, as `train` evaluates it: the same run (and store) as
     # `mlx-repair eval` with these settings, so that one is resumed, not redone.
