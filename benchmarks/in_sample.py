@@ -29,11 +29,9 @@ print(blas.preload())  # before mlx.core is imported
 from mlx_repair.config import DEFAULT_MODEL, Config  # noqa: E402
 from mlx_repair.console import Console  # noqa: E402
 from mlx_repair.evaluation.compare import SCORES, compare_results  # noqa: E402
-from mlx_repair.mining.dataset import build_dataset  # noqa: E402
-from mlx_repair.mining.store import Store  # noqa: E402
 from mlx_repair.pipeline.evaluate import evaluate_model  # noqa: E402
 from mlx_repair.pipeline.stages import problems_for  # noqa: E402
-from mlx_repair.pipeline.train import mix_of, train_config_of, train_stage, with_added_run  # noqa: E402
+from mlx_repair.pipeline.train import mined_dataset, mix_of, train_config_of, train_stage, with_added_run  # noqa: E402
 from mlx_repair.training.checkpoints import (  # noqa: E402
     ADAPTER_FILE, CHECKPOINT_FILE, atomic_safetensors, last_adapter_weights,
 )
@@ -88,9 +86,7 @@ def main() -> None:
     console = Console()
 
     mined, split = problems_for(config, "train")
-    with Store.open(args.mine_dir) as store:
-        store.select_run("mine")
-        dataset = build_dataset(store, mined, mix_of(config))
+    dataset = mined_dataset(mined, Path(args.mine_dir), mix_of(config))
     added = {}
     for mine_dir, problems in zip(args.add_mine_dir, args.add_problems):
         dataset, more = with_added_run(config, dataset, mine_dir, problems)

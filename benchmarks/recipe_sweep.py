@@ -31,11 +31,10 @@ print(blas.preload())  # before mlx.core is imported
 from mlx_repair.config import DEFAULT_MODEL, Config  # noqa: E402
 from mlx_repair.console import Console  # noqa: E402
 from mlx_repair.evaluation.compare import compare_results  # noqa: E402
-from mlx_repair.mining.dataset import build_dataset  # noqa: E402
-from mlx_repair.mining.store import CONTROL_KINDS, REPAIR_PROVENANCES, Store  # noqa: E402
+from mlx_repair.mining.store import CONTROL_KINDS, REPAIR_PROVENANCES  # noqa: E402
 from mlx_repair.pipeline.evaluate import evaluate_model  # noqa: E402
 from mlx_repair.pipeline.stages import problems_for  # noqa: E402
-from mlx_repair.pipeline.train import mix_of, train_config_of, train_stage, with_added_run  # noqa: E402
+from mlx_repair.pipeline.train import mined_dataset, mix_of, train_config_of, train_stage, with_added_run  # noqa: E402
 from mlx_repair.training.config import OBJECTIVES  # noqa: E402
 
 
@@ -98,9 +97,7 @@ def main() -> None:
     console = Console()
 
     mined, split = problems_for(config, "train")
-    with Store.open(args.mine_dir) as store:
-        store.select_run("mine")
-        dataset = build_dataset(store, mined, replace(mix_of(config), control=args.control))
+    dataset = mined_dataset(mined, Path(args.mine_dir), replace(mix_of(config), control=args.control))
     added = None
     if args.add_mine_dir:
         if not args.add_problems:
