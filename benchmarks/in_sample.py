@@ -18,7 +18,6 @@ stage resumes: re-run the same command to continue.
 
 import argparse
 import json
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,21 +31,6 @@ from mlx_repair.evaluation.compare import SCORES, compare_results  # noqa: E402
 from mlx_repair.pipeline.evaluate import evaluate_model  # noqa: E402
 from mlx_repair.pipeline.stages import problems_for  # noqa: E402
 from mlx_repair.pipeline.train import mined_dataset, mix_of, train_config_of, train_stage, with_added_run  # noqa: E402
-from mlx_repair.training.checkpoints import (  # noqa: E402
-    ADAPTER_FILE, CHECKPOINT_FILE, atomic_safetensors, last_adapter_weights,
-)
-from mlx_repair.training.lora import ADAPTER_CONFIG_FILE  # noqa: E402
-
-
-def last_step_adapter(trained: Path, out: Path) -> Path:
-    """The checkpoint's weights (the last step) as an adapter folder: the trainer writes
-    the best validation's weights as the adapter, and here the last ones are the point."""
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.copy(trained / ADAPTER_CONFIG_FILE, out / ADAPTER_CONFIG_FILE)
-    atomic_safetensors(out / ADAPTER_FILE, last_adapter_weights(trained / CHECKPOINT_FILE))
-    return out
-
-
 def sliced(result: dict, tasks: set[str]) -> dict:
     """The result restricted to `tasks`, its metrics recomputed from the per-problem scores."""
     rows = [row for row in result["per_problem"] if row["task_id"] in tasks]
@@ -90,17 +74,17 @@ def main() -> None:
     added = {}
     for mine_dir, problems in zip(args.add_mine_dir, args.add_problems):
         dataset, more = with_added_run(config, dataset, mine_dir, problems)
-        added[mine_dir] = {"counts": more.counts["train"], "problems": len({r["task_id"] for r in more.train})}
+        added[mine_dir] = {"counts": more.counts["train"], "problems": len(more.trained_problems)}
         print(f"added from {mine_dir}: {json.dumps(added[mine_dir])}")
-    trained_tasks = {record["task_id"] for record in dataset.train}  # problems that gave training records
+    trained_tasks = dataset.trained_problems
     print(f"dataset: {json.dumps(dataset.counts)}; from {len(trained_tasks)} problems", flush=True)
     train_config = replace(
-        train_config_of(config), learning_rate=args.learning_rate, scale=args.scale, iters=args.iters, patience=None
+        train_config_of(config), learning_rate=args.learning_rate, scale=args.scale, iters=args.iters, weights="last"
     )
-    name = f"lr{args.learning_rate:g}-scale{args.scale:g}-iters{args.iters}"
+    name = f"lr{args.learning_rate:g}-scale{args.scale:g}-iters{args.iters}-last"
     name += "".join(f"-plus-{Path(mine_dir).name}" for mine_dir in args.add_mine_dir)
     trained = train_stage(config, split, dataset, out_dir / name, train_config, console)
-    adapter = last_step_adapter(out_dir / name, out_dir / f"{name}-last")
+    adapter = out_dir / name
 
     results = {
         "dataset": dataset.counts,

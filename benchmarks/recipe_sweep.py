@@ -103,7 +103,7 @@ def main() -> None:
         if not args.add_problems:
             raise SystemExit("--add-mine-dir needs --add-problems (the problems it was mined on)")
         dataset, added = with_added_run(config, dataset, args.add_mine_dir, args.add_problems, args.control)
-        problems = len({record["task_id"] for record in added.train})
+        problems = len(added.trained_problems)
         print(f"added from {args.add_mine_dir}: {json.dumps(added.counts['train'])} ({problems} problems)")
     print(f"dataset: {json.dumps(dataset.counts)}; valid problems {len(dataset.valid_tasks)}")
     # The base with its repair turn, as `train` evaluates it: the same run (and store) as

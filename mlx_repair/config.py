@@ -22,7 +22,7 @@ from pathlib import Path
 
 from mlx_repair.errors import UserError
 from mlx_repair.mining.store import CONTROL_KINDS, REPAIR_PROVENANCES
-from mlx_repair.training.config import OBJECTIVES
+from mlx_repair.training.config import OBJECTIVES, WEIGHTS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -165,6 +165,7 @@ class TrainSection:
     scale: float | None = None  # mlx-lm's LoRA scale (not PEFT's alpha)
     batch_size: int | None = None
     patience: int | None = None  # validations without a new best before training stops
+    weights: str = "best"  # the adapter: the best validation loss's weights, or the last step's ("last")
     dora: bool = False
     min_pairs: int = 10  # fewer mined repair pairs than this and no adapter is trained
     keep_ratio: float = 0.5  # keep records per repair record
@@ -251,6 +252,7 @@ RULES = (
     ("train.scale", lambda v: v is None or v > 0, "more than 0"),
     ("train.patience", lambda v: v is None or v >= 1, "at least 1"),
     ("train.batch_size", lambda v: v is None or v >= 1, "at least 1"),
+    ("train.weights", lambda v: v in WEIGHTS, " or ".join(WEIGHTS)),
     ("train.min_pairs", lambda v: v >= 1, "at least 1"),
     ("train.keep_ratio", lambda v: v >= 0, "0 or more"),
     ("train.solve_ratio", lambda v: v >= 0, "0 or more"),

@@ -44,6 +44,7 @@ def test_flags_override_file_values_only_when_given(tmp_path):
         ("[sampling]\ntemperature = 'hot'\n", "'sampling.temperature' must be float"),
         ("run = 3\n", "'run' must be a table"),
         ("[train]\ncontrol = 'noise'\n", "'train.control' must be unset or one of garbage, got 'noise'"),
+        ("[train]\nweights = 'first'\n", "'train.weights' must be best or last, got 'first'"),
         ("[run\n", "not valid TOML"),
     ],
 )

@@ -315,8 +315,9 @@ def test_a_second_mining_run_joins_the_training_side_with_its_sets_eval_side_hel
     first = mined_dataset(PROBLEMS, mined_store(tmp_path / "first", PROBLEMS), mix_of(config))
     joined, added = with_added_run(config, first, mined_store(tmp_path / "second", written), str(problems_file))
 
-    assert {r["task_id"] for r in added.train} == set(split.train) and not added.valid
+    assert added.trained_problems == {r["task_id"] for r in added.train} == set(split.train) and not added.valid
     assert sum(added.counts["train"]["repair"].values()) == sum(r["kind"] == "repair" for r in added.train)
     assert joined.train == first.train + added.train
     assert joined.valid == first.valid and joined.valid_tasks == first.valid_tasks
     assert set(joined.train_tasks) == set(first.train_tasks) | set(split.train)
+    assert joined.trained_problems == first.trained_problems | added.trained_problems

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from mlx_repair.mining.dataset import MixConfig, prepare_dataset
 from mlx_repair.events import Log, TrainStep
 from mlx_repair.mining.store import Store
-from mlx_repair.training.checkpoints import CHECKPOINT_FILE, last_adapter_weights
+from mlx_repair.training.checkpoints import CHECKPOINT_FILE
 from mlx_repair.training.config import TrainConfig, preset
 from mlx_repair.training.lora import train_adapter
 from test_dataset import PROBLEMS, fill_store
@@ -302,9 +303,17 @@ def test_early_stopping_keeps_the_adapter_with_the_best_validation_loss(tiny_mod
     model, tokenizer = load(str(tiny_model_dir), adapter_path=str(out))
     valid, _ = tokenize(read_jsonl(data / "valid.jsonl"), tokenizer, config.max_seq_length)
     assert abs(_validate(model, valid, config) - best_loss) < 1e-4 < metrics["final_val_loss"] - best_loss
-    # The checkpoint keeps the last step's weights: loaded, they give the last validation loss.
-    model.load_weights(list(last_adapter_weights(out / CHECKPOINT_FILE).items()), strict=False)
-    assert abs(_validate(model, valid, config) - metrics["final_val_loss"]) < 1e-4
+    assert metrics["adapter_step"] == best_step
     # A re-run with the same settings finds the patience spent: nothing more is trained.
     events, _ = run(str(tiny_model_dir), data, out, config)
     assert not [e for e in events if isinstance(e, TrainStep)]
+    # Asked for the last step's weights instead, the same run continues past its patience
+    # to all `iters` (from its checkpoint) and the adapter is the last step's.
+    events, manifest = run(str(tiny_model_dir), data, out, replace(config, weights="last"))
+    metrics = manifest["metrics"]
+    steps = [e.iteration for e in events if isinstance(e, TrainStep)]
+    assert steps[0] == validations[-1][0] + 1 and steps[-1] == 40 == metrics["iterations"] == metrics["adapter_step"]
+    assert not metrics["stopped_early"] and metrics["best_val_loss"] <= best_loss
+    model, _ = load(str(tiny_model_dir), adapter_path=str(out))
+    last_loss = _validate(model, valid, config)
+    assert abs(last_loss - metrics["final_val_loss"]) < 1e-4 < last_loss - metrics["best_val_loss"]

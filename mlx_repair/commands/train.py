@@ -10,7 +10,7 @@ import sys
 from mlx_repair.commands import add_mining_arguments, add_model_arguments, add_sandbox_arguments, run_job
 from mlx_repair.config import TrainSection
 from mlx_repair.mining.store import CONTROL_KINDS
-from mlx_repair.training.config import OBJECTIVES, TrainConfig
+from mlx_repair.training.config import OBJECTIVES, WEIGHTS, TrainConfig
 
 
 def add_arguments(parser) -> None:
@@ -33,6 +33,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--scale", dest="train.scale", type=float, metavar="S", help="LoRA scale (mlx-lm's, not PEFT's alpha)")
     parser.add_argument("--patience", dest="train.patience", type=int, metavar="N",
                         help="stop after N validations without a new best validation loss; the best adapter is kept")
+    parser.add_argument("--weights", dest="train.weights", choices=WEIGHTS,
+                        help="the adapter's weights: best (default) by validation loss, or the last step's after "
+                             "all --iters (no early stopping): past its best validation loss an adapter keeps "
+                             "learning its training problems")
     parser.add_argument("--batch-size", dest="train.batch_size", type=int, metavar="N", help="training batch size")
     parser.add_argument("--dora", dest="train.dora", action="store_true", default=None, help="train DoRA instead of LoRA")
     parser.add_argument("--min-pairs", dest="train.min_pairs", type=int, metavar="N",

@@ -110,12 +110,17 @@ class Dataset:
 
     train: list[dict]
     valid: list[dict]
-    train_tasks: list[str]
+    train_tasks: list[str]  # the problems with a usable pair; the mix may leave some out
     valid_tasks: list[str]
     # {"train": {kind: {provenance: n}}, "valid": ...}: records per kind and provenance
     counts: dict = field(default_factory=dict)
     available: dict = field(default_factory=dict)  # usable pairs per kind and provenance, before mixing
     config: dict = field(default_factory=dict)
+
+    @property
+    def trained_problems(self) -> set[str]:
+        """The problems the training records come from."""
+        return {record["task_id"] for record in self.train}
 
 
 @dataclass(frozen=True)

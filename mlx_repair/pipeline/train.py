@@ -124,7 +124,7 @@ def train_config_of(config) -> TrainConfig:
     t = config.train
     return preset(
         t.preset, iters=t.iters, rank=t.rank, num_layers=t.layers, learning_rate=t.learning_rate, scale=t.scale,
-        batch_size=t.batch_size, patience=t.patience, fine_tune_type="dora" if t.dora else None,
+        batch_size=t.batch_size, patience=t.patience, weights=t.weights, fine_tune_type="dora" if t.dora else None,
         objective=t.objective, beta=t.beta, nll_weight=t.nll_weight, per_token_margin=t.per_token_margin,
     )
 

@@ -20,7 +20,7 @@ ADAPTER_PREFIX = "adapter."  # a checkpoint's adapter arrays; its optimizer's ar
 # Settings that do not change the weights a run ends with (how long it runs aside), so a
 # re-run may change them and still resume.
 NOT_IN_FINGERPRINT = (
-    "iters", "epochs", "steps_per_report", "steps_per_eval", "val_batches", "save_every", "patience",
+    "iters", "epochs", "steps_per_report", "steps_per_eval", "val_batches", "save_every", "patience", "weights",
 )
 
 
@@ -90,14 +90,6 @@ def load_checkpoint(path: Path, model, optimizer, fingerprint: str) -> RunState 
     model.load_weights(_with_prefix(arrays, ADAPTER_PREFIX), strict=False)
     optimizer.state = tree_unflatten(_with_prefix(arrays, "optimizer."))
     return RunState(**json.loads(metadata["run"]))
-
-
-def last_adapter_weights(path: Path) -> dict:
-    """The adapter weights of the checkpoint at `path`: the last step's, where
-    adapters.safetensors holds the best validation's."""
-    import mlx.core as mx
-
-    return dict(_with_prefix(mx.load(str(path)), ADAPTER_PREFIX))
 
 
 def _with_prefix(arrays: dict, prefix: str) -> list[tuple[str, object]]:

@@ -23,7 +23,8 @@ pieces (`linear_to_lora_layers`, `default_loss`, `iterate_batches`, `evaluate`,
 - every `save_every` steps, a checkpoint;
 - early stopping: the adapter written is the one with the best validation loss, and
   training stops once it has not improved for `patience` validations (mlx-lm's trainer
-  only reports validation loss).
+  only reports validation loss); `weights = "last"` trains all `iters` and writes the last
+  step's weights instead.
 A re-run with the same settings continues from the checkpoint and ends with the same
 adapter as an uninterrupted run, up to float noise.
 """
@@ -133,8 +134,14 @@ def train_adapter(
         yield Log(f"resuming from step {run.step} of {config.iters}")
 
     yield from _loop(model, optimizer, objective, config, run, out_dir, fingerprint, callback)
+    if config.weights == "last":  # also when a finished run is re-run with weights = "last"
+        save_adapter(out_dir, model)
     seconds = time.perf_counter() - started
     manifest = build_manifest(config, base_model, quantize, data_info, run, seconds, mx.get_peak_memory()) | (extra or {})
+    # adapters.safetensors is this step's: the best validation's, or the last step's
+    # (weights = "last", or no validation set)
+    best = config.weights == "best" and run.best_step is not None
+    manifest["metrics"]["adapter_step"] = run.best_step if best else run.step
     atomic_write_text(out_dir / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
     return manifest
 
@@ -244,16 +251,16 @@ def _optimizer(config: TrainConfig):
 
 def _loop(model, optimizer, objective: Objective, config, run, out_dir, fingerprint, callback):
     """Steps from `run.step` to `config.iters`: report, validate, checkpoint. With a
-    validation set, adapters.safetensors holds the weights of the best validation so
-    far (step 0, the base model itself, included), and training stops once `patience`
-    validations in a row have not beaten it."""
+    validation set (and `weights = "best"`), adapters.safetensors holds the weights of the
+    best validation so far (step 0, the base model itself, included), and training stops
+    once `patience` validations in a row have not beaten it."""
     import mlx.core as mx
 
     step = _step_function(model, optimizer, objective.loss, config)
     validate = objective.validate
     if validate and run.step == 0:
         run.initial_val_loss = validate()
-        _keep_if_best(run, 0, run.initial_val_loss, out_dir, model)
+        _keep_if_best(run, 0, run.initial_val_loss, out_dir, model, config)
         before = TrainStep(0, math.nan, 0.0, mx.get_peak_memory() / 1e9, run.initial_val_loss)
         yield _report(run, before, callback)
     window = _Window()
@@ -274,7 +281,7 @@ def _loop(model, optimizer, objective: Objective, config, run, out_dir, fingerpr
             run.trained_tokens += window.tokens
             val_loss = validate() if evaluate_now else None
             if val_loss is not None:
-                _keep_if_best(run, run.step, val_loss, out_dir, model)
+                _keep_if_best(run, run.step, val_loss, out_dir, model, config)
             yield _report(run, window.event(run.step, val_loss), callback, optimizer)
             window = _Window()
         stopping = last or _patience_spent(run, config)
@@ -289,13 +296,13 @@ def _loop(model, optimizer, objective: Objective, config, run, out_dir, fingerpr
             )
 
 
-def _keep_if_best(run: RunState, step: int, loss: float, out_dir: Path, model) -> None:
-    if run.validated(step, loss):
+def _keep_if_best(run: RunState, step: int, loss: float, out_dir: Path, model, config: TrainConfig) -> None:
+    if run.validated(step, loss) and config.weights == "best":
         save_adapter(out_dir, model)
 
 
 def _patience_spent(run: RunState, config: TrainConfig) -> bool:
-    return config.patience is not None and run.validations_since_best >= config.patience
+    return config.weights == "best" and config.patience is not None and run.validations_since_best >= config.patience
 
 
 def _step_function(model, optimizer, loss, config: TrainConfig):

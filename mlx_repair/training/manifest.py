@@ -30,7 +30,7 @@ def build_manifest(config, base_model, quantize, data_info: dict, run: RunState,
             "final_train_loss": train_losses[-1] if train_losses else None,
             "initial_val_loss": run.initial_val_loss,
             "final_val_loss": val_losses[-1] if val_losses else None,
-            # adapters.safetensors is this step's (the best validation loss; 0: the base)
+            # the best validation loss and its step (0: the base)
             "best_step": run.best_step,
             "best_val_loss": run.best_val_loss,
             "stopped_early": run.step < config.iters,
