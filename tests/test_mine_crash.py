@@ -103,3 +103,33 @@ def test_raising_rounds_on_a_run_dir_adds_repairs_and_keeps_its_drafts(tiny_mode
     for refused in (["--rounds", "0"], ["--rounds", "2", "--repair-prompt", "code"]):
         assert main([*command, *refused]) == 2
     assert stored_attempts(run_dir) == after
+
+
+def test_raising_rounds_without_a_run_dir_starts_from_a_copy_of_the_run_with_fewer(
+    tiny_model_dir, tmp_path, monkeypatch, capsys
+):
+    """The default directory's name holds the rounds: a raised --rounds gets its own run,
+    started from a copy of the one with fewer rounds (its drafts read back, not drawn
+    again), and the run it came from still resumes as itself."""
+    from mlx_repair.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    command = ["mine", "--model", str(tiny_model_dir), "--problems", "humaneval", "--limit", "3",
+               "--max-tokens", "12", "--samples", "2"]
+    assert main([*command, "--rounds", "0"]) == 0
+    (first,) = (tmp_path / "runs").iterdir()
+    drafts = stored_attempts(first)
+    assert len(drafts) == 6 and "writing 6 drafts" in capsys.readouterr().err
+
+    assert main([*command, "--rounds", "1"]) == 0
+    (second,) = set((tmp_path / "runs").iterdir()) - {first}
+    copied = f"runs/{second.name}: starts from a copy of runs/{first.name} (the same drafts, 0 repair rounds)"
+    printed = capsys.readouterr().err
+    assert copied in printed and "writing 6 drafts" not in printed
+    after = stored_attempts(second)
+    assert after[: len(drafts)] == drafts and {row[2] for row in after[len(drafts):]} == {"repair"}
+    assert main([*command, "--rounds", "0"]) == 0 and stored_attempts(first) == drafts
+
+    assert main([*command, "--rounds", "2"]) == 0  # from the run with 1 round, the nearest
+    (third,) = set((tmp_path / "runs").iterdir()) - {first, second}
+    assert stored_attempts(third)[: len(after)] == after

@@ -110,7 +110,7 @@ def test_train_without_any_repair_pair_ends_with_an_honest_report(tiny_model_dir
     report = (out / "report.md").read_text()
     assert "No adapter was trained" in report and "repair pairs to train on: 0," in report
     assert "repair 0" in report and "(`--mine-limit N`, `--preset default`; 2 were mined)" in report
-    assert "`--samples 8`; this run drew 4" in report and "(`--rounds 1`; with `--mine-dir runs/mine-" in report
+    assert "`--samples 8`; this run drew 4" in report and "(`--rounds 1`: this run's drafts are kept" in report
     assert "cold pass@1" in report and "(n=1," in report
     assert not (out / "adapters.safetensors").exists()
     assert json.loads((out / "eval-base.json").read_text())["n"] == 1

@@ -38,7 +38,8 @@ def add_mining_arguments(parser) -> None:
     add_max_tokens_argument(parser)
     parser.add_argument("--rounds", dest="repair.rounds", type=int, metavar="R",
                         help=f"the model's own repair turns per failing draft when mining, 0-3 (default {RepairSection.rounds}); "
-                        "raised on an existing mine --run-dir, it adds the repairs to the drafts there")
+                        "raised, only the repairs are written: in --run-dir itself, or in a new run started "
+                        "from a copy of the one with fewer rounds")
     add_repair_prompt_argument(parser)
 
 

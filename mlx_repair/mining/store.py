@@ -211,6 +211,23 @@ class Store:
             ) from None
         return store
 
+    @staticmethod
+    def copy(source_dir: str | Path, target_dir: str | Path) -> None:
+        """Copy a run directory's store into another (SQLite's backup: consistent even while
+        the source is written), through a temporary file: a crash leaves no half copy."""
+        import os
+
+        target = Path(target_dir) / STORE_FILE
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.with_name(f".{STORE_FILE}.{os.getpid()}.tmp")
+        source, copy = sqlite3.connect(Path(source_dir) / STORE_FILE), sqlite3.connect(temp)
+        try:
+            source.backup(copy)
+        finally:
+            source.close()
+            copy.close()
+        os.replace(temp, target)
+
     def _check_or_create_schema(self) -> None:
         tables = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if "meta" in tables:

@@ -14,10 +14,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from mlx_repair.console import Console
+from mlx_repair.events import Log
 from mlx_repair.mining.loop import LoopConfig
 from mlx_repair.mining.pairing import format_pair_counts, kind_counts
-from mlx_repair.mining.store import Store
-from mlx_repair.pipeline.stages import run_stage
+from mlx_repair.mining.store import STORE_FILE, Store
+from mlx_repair.pipeline.stages import run_dir as default_dir, run_stage, stage_settings
 from mlx_repair.problems import subjects_named
 
 
@@ -26,6 +27,8 @@ def mine(config, run_dir=None, console=None) -> tuple[Path, dict[str, int]]:
     console = console or Console()
     config = mining_config(config)
     loop_config = LoopConfig(samples=config.sampling.samples, rounds=config.repair.rounds, stage="mine")
+    if run_dir is None:
+        start_from_fewer_rounds(config, console)
     done = run_stage(config, "mine", "train", loop_config, console, explicit_dir=run_dir)
     with Store.open(done.directory) as store:
         store.select_run("mine")
@@ -37,6 +40,23 @@ def mine(config, run_dir=None, console=None) -> tuple[Path, dict[str, int]]:
         f"({subjects_named(problem.subject for problem in done.problems)})"
     )
     return done.directory, counts
+
+
+def start_from_fewer_rounds(config, console) -> None:
+    """Raised `--rounds` without a run directory (whose default name holds the rounds): a
+    run of the same settings with fewer rounds is copied into the new run's directory, so
+    its drafts and repairs are read back and only the new rounds written, and the run it
+    came from stays as it was (`mine --rounds 1 --run-dir DIR` continues DIR itself)."""
+    target = default_dir(config, "mine", stage_settings(config, "train")[2])
+    if not config.repair.rounds or (target / STORE_FILE).is_file():
+        return
+    for rounds in reversed(range(config.repair.rounds)):
+        fewer = mining_config(replace(config, repair=replace(config.repair, rounds=rounds)))
+        source = default_dir(fewer, "mine", stage_settings(fewer, "train")[2])
+        if (source / STORE_FILE).is_file():
+            Store.copy(source, target)
+            console.show(Log(f"{target}: starts from a copy of {source} (the same drafts, {rounds} repair rounds)"))
+            return
 
 
 # Mining without repair turns shows no repair prompt: its runs all record this mode, so

@@ -71,6 +71,12 @@ def settings_of(config: Config, problems=(), **extra) -> dict:
     return {**sections, **extra, "prompts": fingerprint(config.repair.prompt, problems)}
 
 
+def stage_settings(config: Config, side: str, adapter=None, **extra) -> tuple[list[Problem], Split, dict]:
+    """A loop stage's problems, split and settings (which name its default directory)."""
+    problems, split = problems_for(config, side)
+    return problems, split, settings_of(config, problems, side=side, adapter=adapter, **extra)
+
+
 def adds_repair_rounds(stored: dict, settings: dict, problems=()) -> bool:
     """Whether a stage's `settings` continue a run stored with `stored` by adding repair
     rounds: all else equal, more rounds, and the same prompts. A run that showed no repair
@@ -168,11 +174,10 @@ def run_stage(config: Config, stage: str, side: str, loop_config, console, adapt
     from mlx_repair.mining.store import Store
     from mlx_repair.sandbox.levels import announcement, isolation
 
-    problems, split = problems_for(config, side)
+    problems, split, settings = stage_settings(config, side, adapter, **extra)
     # A chunk's drafts go to the model together: enough problems to fill the batch.
     chunk = max(loop_config.chunk_size, -(-config.sampling.batch_size // loop_config.samples))
     loop_config = replace(loop_config, chunk_size=chunk)
-    settings = settings_of(config, problems, side=side, adapter=adapter, **extra)
     directory = run_dir(config, stage, settings, explicit_dir)
     if warning := quantize_warning(config.run.quantize):
         console.show(Log(warning))

@@ -73,7 +73,7 @@ def train_pipeline(config, command: str, out: str | Path | None = None, console=
     dataset = mined_dataset(mined_problems, mine_dir, mix)
     too_few = too_few_pairs(dataset, mix)
     if too_few:
-        advice = more_pairs_advice(config, len(mined_problems), len(problems_for(config, "train")[0]), mine_dir)
+        advice = more_pairs_advice(config, len(mined_problems), len(problems_for(config, "train")[0]))
         console.line(f"no adapter trained: {too_few}. {advice}")
         return write_no_adapter_report(out, base, counts, mine_dir, command, too_few, stages, advice)
     trained = timed("train adapter", lambda: train_stage(mine_config, split, dataset, out, train_config, console))
@@ -102,7 +102,7 @@ def train_pipeline(config, command: str, out: str | Path | None = None, console=
     return write_report(report, out)
 
 
-def more_pairs_advice(config, mined: int, train_side: int, mine_dir) -> str:
+def more_pairs_advice(config, mined: int, train_side: int) -> str:
     """What would mine more repair pairs, from the settings this run used."""
     if mined < train_side:
         problems = f"mine more of the {train_side} train-side problems (`--mine-limit N`, `--preset default`; {mined} were mined)"
@@ -111,8 +111,8 @@ def more_pairs_advice(config, mined: int, train_side: int, mine_dir) -> str:
     ways = [
         problems,
         f"draw more drafts per problem (`--samples {2 * config.mine.samples}`; this run drew {config.mine.samples})",
-        f"repair failing drafts with the model's own repair turn (`--rounds 1`; with `--mine-dir {mine_dir}` "
-        "this run's drafts are kept and only the repairs written)" if config.repair.rounds == 0 else None,
+        "repair failing drafts with the model's own repair turn (`--rounds 1`: this run's drafts are kept "
+        "and only the repairs written)" if config.repair.rounds == 0 else None,
         f"keep more pairs per problem (`train.pairs_per_problem`, now {config.train.pairs_per_problem})",
         "use a stronger model",
     ]
