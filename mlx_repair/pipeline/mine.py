@@ -47,8 +47,10 @@ def start_from_fewer_rounds(config, console) -> None:
     run of the same settings with fewer rounds is copied into the new run's directory, so
     its drafts and repairs are read back and only the new rounds written, and the run it
     came from stays as it was (`mine --rounds 1 --run-dir DIR` continues DIR itself)."""
+    if not config.repair.rounds:
+        return
     target = default_dir(config, "mine", stage_settings(config, "train")[2])
-    if not config.repair.rounds or (target / STORE_FILE).is_file():
+    if (target / STORE_FILE).is_file():
         return
     for rounds in reversed(range(config.repair.rounds)):
         fewer = mining_config(replace(config, repair=replace(config.repair, rounds=rounds)))
