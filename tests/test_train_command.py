@@ -89,8 +89,10 @@ def test_train_on_a_given_mining_run_adds_its_repair_rounds(tiny_repairer_dir, t
     drafts = attempts()
     assert {kind for _, kind, _ in drafts} == {"draft"}
     args = ["train", *common, "--preset", "default", "--iters", "2", "--batch-size", "1", "--min-pairs", "1",
-            "--rounds", "1", "--mine-dir", str(mine_dir), "--out", str(out)]
+            "--rounds", "1", "--mine-dir", str(mine_dir), "--out", str(out), "--weights", "last"]
     assert main(args) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["train_config"]["weights"] == "last" and manifest["metrics"]["adapter_step"] == 2
     after = attempts()
     assert after[: len(drafts)] == drafts and {kind for _, kind, _ in after[len(drafts):]} == {"repair"}
     report = json.loads((out / "report.json").read_text())

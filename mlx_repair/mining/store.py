@@ -10,6 +10,7 @@ and `INSERT OR IGNORE` makes a duplicate impossible even if it asks twice.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from dataclasses import asdict, dataclass, field
@@ -215,8 +216,6 @@ class Store:
     def copy(source_dir: str | Path, target_dir: str | Path) -> None:
         """Copy a run directory's store into another (SQLite's backup: consistent even while
         the source is written), through a temporary file: a crash leaves no half copy."""
-        import os
-
         target = Path(target_dir) / STORE_FILE
         target.parent.mkdir(parents=True, exist_ok=True)
         temp = target.with_name(f".{STORE_FILE}.{os.getpid()}.tmp")

@@ -54,7 +54,7 @@ class TrainConfig:
     steps_per_eval: int = 10
     val_batches: int = -1  # -1: the whole validation set
     # Validations in a row without a new best validation loss before training stops
-    # (None: train all `iters`). The adapter kept is the best one either way.
+    # (None: train all `iters`; weights = "last" trains them all too).
     patience: int | None = 3
     # Which weights the adapter is: "best" (the best validation loss) or "last" (the last
     # step's, after all `iters`: no early stopping). Past its best validation loss the
