@@ -321,3 +321,6 @@ def test_a_second_mining_run_joins_the_training_side_with_its_sets_eval_side_hel
     assert joined.valid == first.valid and joined.valid_tasks == first.valid_tasks
     assert set(joined.train_tasks) == set(first.train_tasks) | set(split.train)
     assert joined.trained_problems == first.trained_problems | added.trained_problems
+    for kind in ("repair", "solve"):  # the joined counts are its records'
+        assert sum(joined.counts["train"].get(kind, {}).values()) == sum(r["kind"] == kind for r in joined.train)
+    assert joined.counts["valid"] == first.counts["valid"]

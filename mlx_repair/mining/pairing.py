@@ -85,8 +85,13 @@ def _pair(kind: str, broken: Attempt, answer: Attempt, provenance: str) -> Pair:
 
 def kind_counts(pairs: list[Pair]) -> dict[str, dict[str, int]]:
     """Pairs per kind and provenance, e.g. {"repair": {"resample": 38, "self-repair": 3}}."""
+    return nested_counts((p.kind, p.provenance) for p in pairs)
+
+
+def nested_counts(kinds_and_provenances) -> dict[str, dict[str, int]]:
+    """Counts of (kind, provenance) as {kind: {provenance: n}}, both sorted."""
     counts: dict[str, dict[str, int]] = {}
-    for (kind, provenance), n in sorted(Counter((p.kind, p.provenance) for p in pairs).items()):
+    for (kind, provenance), n in sorted(Counter(kinds_and_provenances).items()):
         counts.setdefault(kind, {})[provenance] = n
     return counts
 

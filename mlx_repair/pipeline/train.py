@@ -24,6 +24,7 @@ from mlx_repair.evaluation.goal import verdict
 from mlx_repair.evaluation.report import StageTime, TrainReport, report_notes, write_no_adapter_report, write_report
 from mlx_repair.events import TrainStep
 from mlx_repair.mining.dataset import Dataset, MixConfig, build_dataset, too_few_pairs
+from mlx_repair.mining.pairing import nested_counts
 from mlx_repair.mining.store import Store
 from mlx_repair.pipeline.evaluate import evaluate_model
 from mlx_repair.pipeline.invent import invented_pair_notes, with_invented
@@ -181,7 +182,9 @@ def with_added_run(config, dataset: Dataset, mine_dir, problems: str, control: s
     train_side = set(split_problems(everything, config.run.eval_fraction).train)
     mix = replace(mix_of(config), control=control, valid_fraction=0)
     added = mined_dataset(everything, Path(mine_dir), mix, only=train_side)
-    joined = replace(dataset, train=dataset.train + added.train, train_tasks=dataset.train_tasks + added.train_tasks)
+    train = dataset.train + added.train
+    counts = {**dataset.counts, "train": nested_counts((r["kind"], r["provenance"]) for r in train)}
+    joined = replace(dataset, train=train, train_tasks=dataset.train_tasks + added.train_tasks, counts=counts)
     return joined, added
 
 
