@@ -31,6 +31,8 @@ from mlx_repair.evaluation.compare import SCORES, compare_results  # noqa: E402
 from mlx_repair.pipeline.evaluate import evaluate_model  # noqa: E402
 from mlx_repair.pipeline.stages import problems_for  # noqa: E402
 from mlx_repair.pipeline.train import mined_dataset, mix_of, train_config_of, train_stage, with_added_run  # noqa: E402
+
+
 def sliced(result: dict, tasks: set[str]) -> dict:
     """The result restricted to `tasks`, its metrics recomputed from the per-problem scores."""
     rows = [row for row in result["per_problem"] if row["task_id"] in tasks]
