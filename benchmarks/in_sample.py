@@ -53,7 +53,13 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=320, help="training steps (all of them: no early stopping)")
     parser.add_argument("--samples", type=int, default=4, help="cold drafts per problem")
     parser.add_argument("--temperature", type=float, default=0.8)
-    parser.add_argument("--sides", default="train,eval", help="the sides of the split to evaluate, comma-separated")
+    parser.add_argument("--seed", type=int, default=0, help="training seed: the adapter's initial weights and the data order")
+    parser.add_argument(
+        "--steps-per-eval", type=int, default=10, help="steps between validation losses (they never change the weights)"
+    )
+    parser.add_argument(
+        "--sides", default="train,eval", help="the sides of the split to evaluate, comma-separated ('' for none)"
+    )
     parser.add_argument(
         "--add-mine-dir", action="append", default=[], help="another mining run whose records all join the training side (repeatable)"
     )
@@ -81,9 +87,11 @@ def main() -> None:
     trained_tasks = dataset.trained_problems
     print(f"dataset: {json.dumps(dataset.counts)}; from {len(trained_tasks)} problems", flush=True)
     train_config = replace(
-        train_config_of(config), learning_rate=args.learning_rate, scale=args.scale, iters=args.iters, weights="last"
+        train_config_of(config), learning_rate=args.learning_rate, scale=args.scale, iters=args.iters, weights="last",
+        seed=args.seed, steps_per_eval=args.steps_per_eval,
     )
     name = f"lr{args.learning_rate:g}-scale{args.scale:g}-iters{args.iters}-last"
+    name += f"-seed{args.seed}" if args.seed else ""
     name += "".join(f"-plus-{Path(mine_dir).name}" for mine_dir in args.add_mine_dir)
     trained = train_stage(config, split, dataset, out_dir / name, train_config, console)
     adapter = out_dir / name
@@ -98,7 +106,8 @@ def main() -> None:
         "temperature": args.temperature,
         "slices": {},
     }
-    for side in args.sides.split(","):
+    (out_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    for side in filter(None, args.sides.split(",")):
         base = evaluate_model(eval_config, side, repair=False, console=console)
         adapted = evaluate_model(eval_config, side, adapter=str(adapter), repair=False, console=console)
         every = {row["task_id"] for row in base["per_problem"]}
