@@ -247,13 +247,13 @@ def test_a_prompt_without_code_trains_that_prompt_and_gives_the_keep_share_to_so
     assert "3 * x" not in shown and FEEDBACK in shown
 
 
-def test_answers_leave_out_the_prompts_docstrings_unless_asked_to_keep_them(tmp_path):
+def test_answers_leave_out_the_prompts_docstrings_unless_asked_and_name_what_they_import(tmp_path):
     with Store.open(tmp_path / "run") as store:
         store.start_run("r", "tiny", "test", {}, {"train": [p.task_id for p in PROBLEMS], "eval": []})
         for p in PROBLEMS:
-            head = f'def {p.entry_point}(x):\n    """Twice x."""\n    return'
+            head = f'from math import *\n\ndef {p.entry_point}(x):\n    """Twice x."""\n    return'
             broken = _attempt(store, p.task_id, "draft", 0, f"{head} 3 * x\n", False)
-            fixed = _attempt(store, p.task_id, "draft", 1, f"{head} 2 * x\n", True)
+            fixed = _attempt(store, p.task_id, "draft", 1, f"{head} 2 * floor(x)\n", True)
             store.add_pair(Pair(p.task_id, "repair", fixed.id, FEEDBACK, broken.id, provenance="resample"))
             store.add_pair(Pair(p.task_id, "solve", fixed.id, ""))
         whole = build_dataset(store, PROBLEMS, MixConfig(valid_fraction=0, answer_docstrings=True))
@@ -263,7 +263,8 @@ def test_answers_leave_out_the_prompts_docstrings_unless_asked_to_keep_them(tmp_
         assert kept["messages"][:-1] == left_out["messages"][:-1]  # the same turns the loop shows
         assert '"""Twice x."""' in kept["messages"][-1]["content"]
         name = PROBLEMS[int(kept["task_id"][2:])].entry_point
-        assert left_out["messages"][-1]["content"] == f"```python\ndef {name}(x):\n    return 2 * x\n```"
+        answer = f"```python\nfrom math import floor\n\ndef {name}(x):\n    return 2 * floor(x)\n```"
+        assert left_out["messages"][-1]["content"] == answer
 
 
 def test_preference_records_set_a_failing_answer_against_each_passing_one(store):

@@ -42,6 +42,8 @@ from typing import Iterable
 from mlx_repair.config import RepairSection
 from mlx_repair.errors import UserError
 from mlx_repair.problems import MATH, Problem
+from mlx_repair.problems.go import GO
+from mlx_repair.generation.imports import explicit_imports
 from mlx_repair.generation.prompts import draft_messages, repair_messages, shows_code, without_docs, words
 from mlx_repair.mining.pairing import kind_counts, most_different
 from mlx_repair.mining.store import CONTROL_KINDS, PAIR_KINDS, REPAIR_PROVENANCES, Attempt, Pair, Store
@@ -254,8 +256,7 @@ def record(
     pair: Pair, problem: Problem, attempts: dict[int, Attempt], config: MixConfig, failing: dict[str, list[Attempt]]
 ) -> dict:
     """One chat record: the user turn the loop showed (in the config's repair prompt mode),
-    the code as the answer (without the docstrings the prompt holds, unless the config
-    keeps them); with `config.preference`, the failing answer as `rejected`."""
+    the code as the answer (`_answer`); with `config.preference`, the failing answer as `rejected`."""
     mode, fixed = config.prompt_mode, attempts[pair.fixed_id].code
     if pair.kind == "solve":
         messages = draft_messages(problem)
@@ -299,7 +300,12 @@ def rejected_answer(pair: Pair, attempts: dict[int, Attempt], failing: dict[str,
 
 
 def _answer(code: str, problem: Problem, docstrings: bool) -> str:
-    return code if docstrings or problem.domain == MATH else without_docs(problem, code)
+    """The code as an answer: without the docstrings the prompt holds (unless kept), and
+    in Python with its wildcard imports made explicit."""
+    if problem.domain == MATH:
+        return code
+    shaped = code if docstrings else without_docs(problem, code)
+    return shaped if problem.language == GO else explicit_imports(shaped)
 
 
 def answer_message(code: str, problem: Problem | None = None) -> dict:
