@@ -51,6 +51,10 @@ def test_train_one_liner_end_to_end(tiny_repairer_dir, tmp_path, monkeypatch, ca
     markdown = (out / "report.md").read_text()
     assert f"n={base['n']}" in markdown and "resampling, same budget" in markdown
     assert "(Python), eval side of the split" in markdown  # the report names the language
+    # Every output counted, none ran to the token limit (the tiny model stops on its own).
+    written = [sum(total for _, total in result["cut_at_limit"].values()) for result in (base, adapter)]
+    assert min(written) >= 2 * base["n"]  # drafts, and a repair and a resample of each failing one
+    assert f"| outputs cut at the token limit (a looping model's) | 0 of {written[0]} | 0 of {written[1]} |" in markdown
     # The goal that matters: the adapter's repair turn against the base's resampling.
     cross = report["comparisons"]["adapter"][-1]
     assert cross["metric"] == "resample_pass@2 (A) -> repair_pass@1 (B)" and cross["n"] == base["n"]

@@ -98,6 +98,7 @@ def markdown(report: TrainReport, charts: list[str]) -> str:
     for key in report.base["metrics"]:
         cells = [format_rate(result["metrics"].get(key), n) for _, result in systems]
         lines.append(f"| {metric_label(key)} | " + " | ".join(cells) + " |")
+    lines.append("| outputs cut at the token limit (a looping model's) | " + " | ".join(cut_cell(r) for _, r in systems) + " |")
     if MATH in report.base.get("languages", []):
         lines += ["", "A math repair turn is shown the expected answer (`Expected: ... / Got: ...`): judge "
                       "math by cold pass@1 and resampling, not by the repair turn."]
@@ -130,6 +131,12 @@ def markdown(report: TrainReport, charts: list[str]) -> str:
     if report.notes:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in report.notes]
     return "\n".join(lines) + "\n"
+
+
+def cut_cell(result: dict) -> str:
+    """Outputs of every kind that ran to the token limit, of all the model wrote."""
+    tallies = result.get("cut_at_limit", {}).values()
+    return f"{sum(at for at, _ in tallies)} of {sum(total for _, total in tallies)}" if tallies else "-"
 
 
 def goal_markdown(parts: list[GoalPart]) -> list[str]:

@@ -45,6 +45,7 @@ def evaluate_model(config, side: str, adapter=None, repair: bool = True, run_dir
     with Store.open(done.directory) as store:
         store.select_run("eval")
         metrics, rows = summarize(store, done.problems)
+        cut = cut_at_limit(store.attempts(), config.sampling.max_tokens)
         selection = select(config, done.problems, store, strategies, console) if strategies else None
     if selection:
         metrics.update(selection.metrics())
@@ -65,12 +66,25 @@ def evaluate_model(config, side: str, adapter=None, repair: bool = True, run_dir
         "prompt_tokens": writer.prompt_tokens,
         "tokens_per_second": round(writer.stats.tokens_per_second, 2),
         "peak_memory_gb": round(done.peak_memory_gb, 2),
+        "cut_at_limit": cut,
         "run_dir": str(done.directory),
     }
     if selection:
         result["selection"] = selection.to_dict()
     show_result(result, rows, console)
     return result
+
+
+def cut_at_limit(attempts, max_tokens: int) -> dict[str, list[int]]:
+    """Per kind of attempt, [outputs that ran to the token limit, all outputs]. A model
+    that has learned to loop (an adapter repeating an import line) shows here first: its
+    validation loss, on answers it is given, does not."""
+    counts: dict[str, list[int]] = {}
+    for attempt in attempts:
+        tally = counts.setdefault(attempt.kind, [0, 0])
+        tally[0] += attempt.num_tokens >= max_tokens
+        tally[1] += 1
+    return counts
 
 
 def selection_strategies(config) -> tuple[str, ...]:
@@ -157,6 +171,9 @@ def show_result(result: dict, rows, console) -> None:
         )
     else:
         console.line(f"  resumed: every attempt was already stored, nothing generated; peak {result['peak_memory_gb']:.1f} GB")
+    if cut := [f"{kind} {at} of {total}" for kind, (at, total) in result.get("cut_at_limit", {}).items() if at]:
+        limit = result["sampling"]["max_tokens"]
+        console.line(f"  outputs cut at the {limit}-token limit: {', '.join(cut)} (looping ones end there)")
     for kind, tally in result.get("prompt_tokens", {}).items():
         if tally["reused"]:
             console.line("  " + prompt_tokens_line(kind, tally))
