@@ -98,7 +98,8 @@ def markdown(report: TrainReport, charts: list[str]) -> str:
     for key in report.base["metrics"]:
         cells = [format_rate(result["metrics"].get(key), n) for _, result in systems]
         lines.append(f"| {metric_label(key)} | " + " | ".join(cells) + " |")
-    lines.append("| outputs cut at the token limit (a looping model's) | " + " | ".join(cut_cell(r) for _, r in systems) + " |")
+    cut = [cut_cell(result) for _, result in systems]
+    lines.append("| outputs cut at the token limit (a looping model's) | " + " | ".join(cut) + " |")
     if MATH in report.base.get("languages", []):
         lines += ["", "A math repair turn is shown the expected answer (`Expected: ... / Got: ...`): judge "
                       "math by cold pass@1 and resampling, not by the repair turn."]

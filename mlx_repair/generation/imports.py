@@ -3,8 +3,9 @@
 The 0.5B model opens about one answer in ten with `from typing import *` and
 `from collections import *`. An adapter trained on such answers can learn the opening as
 a loop: one trained on 179 problems wrote wildcard imports in a third of its drafts, and
-30 of 320 ran to the token limit repeating them (benchmarks/results/learning_signal_qwen0.5b.md). An answer that imports the names it
-uses says the same and gives no such line to repeat.
+30 of 320 ran to the token limit repeating them
+(benchmarks/results/learning_signal_qwen0.5b.md). An answer that imports the names it uses
+says the same and gives no such line to repeat.
 """
 
 from __future__ import annotations
